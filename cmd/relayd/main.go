@@ -1,0 +1,124 @@
+// Command relayd relays verified webhooks into Operator conversations.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// Set by the build (-ldflags "-X main.version=… -X main.revision=…").
+var (
+	version  = "dev"
+	revision = "unknown"
+)
+
+const usage = `relayd relays verified webhooks into Operator conversations.
+
+Usage:
+  relayd serve [-c relay.yaml] [--dev] [--log-format json|text] [--log-level LEVEL]
+  relayd check [-c relay.yaml] [--online]
+  relayd send --source NAME [--event EVENT] [--file payload.json] [--set path=value]... [-c relay.yaml] [--url URL]
+  relayd dlq list|show|replay|drop [ID] [--all] [--route R] [-c relay.yaml | --admin URL] [--token T]
+  relayd chats list|reset [ROUTE [KEY]] [-c relay.yaml | --admin URL] [--token T]
+  relayd mock-operator [--listen 127.0.0.1:8099] [--key ck_live_…]
+  relayd compact [-c relay.yaml] [--path FILE]
+  relayd version
+
+Run "relayd COMMAND -h" for a command's flags.
+`
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// errUsage marks errors that should be followed by the usage text.
+var errUsage = errors.New("usage")
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
+		"serve":         cmdServe,
+		"check":         cmdCheck,
+		"send":          cmdSend,
+		"dlq":           cmdDLQ,
+		"chats":         cmdChats,
+		"mock-operator": cmdMockOperator,
+		"compact":       cmdCompact,
+		"version": func(_ context.Context, _ []string, out, _ io.Writer) error {
+			fmt.Fprintf(out, "relayd %s (%s)\n", version, revision)
+			return nil
+		},
+	}
+	name := args[0]
+	if name == "-h" || name == "--help" || name == "help" {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	cmd, ok := cmds[name]
+	if !ok {
+		fmt.Fprintf(stderr, "relayd: unknown command %q\n\n%s", name, usage)
+		return 2
+	}
+	if err := cmd(ctx, args[1:], stdout, stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "relayd %s: %v\n", name, err)
+		if errors.Is(err, errUsage) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+// parseFlags parses flags wherever they stand among the arguments
+// ("dlq replay ID -c relay.yaml" and "dlq replay -c relay.yaml ID" both
+// work) and returns the positional arguments.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if rest[0] == "--" {
+			return append(pos, rest[1:]...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// newFlagSet returns a FlagSet that reports errors instead of exiting.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("relayd "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func configFlag(fs *flag.FlagSet) *string {
+	p := new(string)
+	fs.StringVar(p, "c", "relay.yaml", "config file")
+	fs.StringVar(p, "config", "relay.yaml", "config file")
+	return p
+}
+
+func usageErr(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))
+}
+
+func trimSlash(s string) string { return strings.TrimRight(s, "/") }
+
+func lookupEnv(k string) (string, bool) { return os.LookupEnv(k) }

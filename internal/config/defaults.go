@@ -1,0 +1,119 @@
+package config
+
+import "time"
+
+// Defaults, as documented on the fields in types.go.
+const (
+	DefaultListen            = ":8080"
+	DefaultAdminListen       = "127.0.0.1:9090"
+	DefaultMaxBodyBytes      = 1 << 20
+	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultStorageBackend    = "bbolt"
+	DefaultStoragePath       = "./data/relayd.db"
+	DefaultMaxPending        = 100000
+	DefaultDedupeTTL         = 24 * time.Hour
+	DefaultNATSStream        = "RELAYD"
+	DefaultNATSPartitions    = 16
+	DefaultNATSReplicas      = 1
+	DefaultOperatorBaseURL   = "https://operator.io"
+	DefaultOperatorTimeout   = 60 * time.Second
+	DefaultConcurrency       = 8
+	DefaultRatePerSecond     = 2
+	DefaultRateBurst         = 5
+	DefaultRetryInitial      = time.Second
+	DefaultRetryMax          = 10 * time.Minute
+	DefaultRetryMaxAttempts  = 20
+	DefaultLogLevel          = "info"
+	DefaultLogFormat         = "json"
+	DefaultSourceBody        = "json"
+	DefaultVerifyTolerance   = 5 * time.Minute
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultShutdownTimeout   = 30 * time.Second
+)
+
+// defaults fills the fields the file left out. A field written with a zero
+// value keeps it, so "concurrency: 0" is reported rather than silently
+// replaced.
+func (l *loader) defaults() {
+	c := l.c
+	str := func(field string, v *string, def string) {
+		if !l.written(field) && *v == "" {
+			*v = def
+		}
+	}
+	num := func(field string, v *int, def int) {
+		if !l.written(field) {
+			*v = def
+		}
+	}
+	i64 := func(field string, v *int64, def int64) {
+		if !l.written(field) {
+			*v = def
+		}
+	}
+	dur := func(field string, v *Duration, def time.Duration) {
+		if !l.written(field) {
+			*v = Duration(def)
+		}
+	}
+
+	s := &c.Server
+	str("server.listen", &s.Listen, DefaultListen)
+	str("server.admin_listen", &s.AdminListen, DefaultAdminListen)
+	i64("server.max_body_bytes", &s.MaxBodyBytes, DefaultMaxBodyBytes)
+	i64("server.max_inflated_bytes", &s.MaxInflatedBytes, 4*s.MaxBodyBytes)
+	num("server.max_header_bytes", &s.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	dur("server.read_header_timeout", &s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	dur("server.read_timeout", &s.ReadTimeout, DefaultReadTimeout)
+	dur("server.write_timeout", &s.WriteTimeout, DefaultWriteTimeout)
+	dur("server.idle_timeout", &s.IdleTimeout, DefaultIdleTimeout)
+	dur("server.shutdown_timeout", &s.ShutdownTimeout, DefaultShutdownTimeout)
+
+	st := &c.Storage
+	str("storage.backend", &st.Backend, DefaultStorageBackend)
+	str("storage.path", &st.Path, DefaultStoragePath)
+	num("storage.max_pending", &st.MaxPending, DefaultMaxPending)
+	dur("storage.dedupe_ttl", &st.DedupeTTL, DefaultDedupeTTL)
+	str("storage.nats.stream", &st.NATS.Stream, DefaultNATSStream)
+	num("storage.nats.partitions", &st.NATS.Partitions, DefaultNATSPartitions)
+	num("storage.nats.replicas", &st.NATS.Replicas, DefaultNATSReplicas)
+
+	op := &c.Operator
+	str("operator.base_url", &op.BaseURL, DefaultOperatorBaseURL)
+	dur("operator.timeout", &op.Timeout, DefaultOperatorTimeout)
+	num("operator.concurrency", &op.Concurrency, DefaultConcurrency)
+	if !l.written("operator.rate_limit.per_second") {
+		op.RateLimit.PerSecond = DefaultRatePerSecond
+	}
+	num("operator.rate_limit.burst", &op.RateLimit.Burst, DefaultRateBurst)
+	dur("operator.retry.initial", &op.Retry.Initial, DefaultRetryInitial)
+	dur("operator.retry.max", &op.Retry.Max, DefaultRetryMax)
+	num("operator.retry.max_attempts", &op.Retry.MaxAttempts, DefaultRetryMaxAttempts)
+
+	str("log.level", &c.Log.Level, DefaultLogLevel)
+	str("log.format", &c.Log.Format, DefaultLogFormat)
+
+	for i := range c.Sources {
+		src := &c.Sources[i]
+		p := index("sources", i)
+		if src.Body == "" {
+			src.Body = DefaultSourceBody
+		}
+		// Package ingest reads 0 as "the storage default" too; filling it
+		// in makes dumps show the window that applies.
+		if src.DedupeTTL == 0 {
+			src.DedupeTTL = st.DedupeTTL
+		}
+		if src.Verify != nil {
+			dur(p+".verify.tolerance", &src.Verify.Tolerance, DefaultVerifyTolerance)
+		}
+	}
+	for i := range c.Routes {
+		if rl := c.Routes[i].RateLimit; rl != nil {
+			num(index("routes", i)+".rate_limit.burst", &rl.Burst, 1)
+		}
+	}
+}

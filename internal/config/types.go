@@ -1,0 +1,246 @@
+// Package config loads relay.yaml: environment expansion, _file twins,
+// strict decoding and validation that names the offending field.
+//
+// Loading runs in this order: ${VAR} expansion on every scalar value,
+// strict decoding (unknown keys, wrong types), _file twins and
+// template_file, defaults, validation. Every problem found is reported, each
+// as a *FieldError naming its field ("routes[2].source: …"). Expressions and
+// templates are compiled by package route, whose errors the caller prefixes
+// with the same field paths.
+//
+// Top-level keys starting with "x-" are ignored, so a file can hold YAML
+// anchors (x-github: &github {type: github, …}) for the values it repeats.
+package config
+
+import (
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Config is relay.yaml after loading. Durations are parsed, defaults applied,
+// secrets resolved from files; expr and templates are compiled elsewhere
+// (package route) but from the same Load call, so every error names its field.
+type Config struct {
+	Server   Server   `yaml:"server"`
+	Storage  Storage  `yaml:"storage"`
+	Operator Operator `yaml:"operator"`
+	Log      Log      `yaml:"log"`
+	Sources  []Source `yaml:"sources"` // at least one
+	Routes   []Route  `yaml:"routes"`
+
+	// Path is the file the config was read from ("" when from bytes).
+	Path string `yaml:"-"`
+
+	// lines maps a field path ("routes[1].filter") to the line it was
+	// written on, for errors found after loading (see Line).
+	lines map[string]int
+}
+
+// Server configures the two listeners. The public one serves source paths
+// only; the admin one serves /metrics, /healthz, /readyz and /admin/*.
+type Server struct {
+	Listen            string   `yaml:"listen"`              // default ":8080"
+	AdminListen       string   `yaml:"admin_listen"`        // default "127.0.0.1:9090"; must differ from listen
+	MaxBodyBytes      int64    `yaml:"max_body_bytes"`      // default 1048576 (1 MiB)
+	MaxInflatedBytes  int64    `yaml:"max_inflated_bytes"`  // gzip bodies; default 4 x max_body_bytes
+	MaxHeaderBytes    int      `yaml:"max_header_bytes"`    // default 65536 (64 KiB)
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"` // default 5s
+	ReadTimeout       Duration `yaml:"read_timeout"`        // default 30s
+	WriteTimeout      Duration `yaml:"write_timeout"`       // default 30s
+	IdleTimeout       Duration `yaml:"idle_timeout"`        // default 120s
+	ShutdownTimeout   Duration `yaml:"shutdown_timeout"`    // default 30s: in-flight work drains within it
+	// AdminToken is an optional bearer for /admin/*. When the key is written
+	// it must not end up empty (an unset ${VAR:-} would otherwise silently
+	// leave the admin API open); leave the key out to run without a token.
+	AdminToken        string `yaml:"admin_token"`
+	AdminTokenFile    string `yaml:"admin_token_file"`    // _file twin, relative to the config file
+	AdminTokenMetrics bool   `yaml:"admin_token_metrics"` // also protect /metrics and health
+	TrustProxy        bool   `yaml:"trust_proxy"`         // honour X-Forwarded-For for allow_cidrs
+}
+
+// Storage selects the queue and conversation-state backend.
+type Storage struct {
+	Backend string `yaml:"backend"` // bbolt (default) | nats
+	// Path is the bbolt file; default "./data/relayd.db". Unlike the _file
+	// twins, a relative path resolves against the working directory of the
+	// process, as in the contract's example.
+	Path       string   `yaml:"path"`
+	MaxPending int      `yaml:"max_pending"` // default 100000; 0 means no limit
+	NATS       NATS     `yaml:"nats"`        // checked only when backend is nats
+	DedupeTTL  Duration `yaml:"dedupe_ttl"`  // default for sources; default 24h
+}
+
+// NATS configures the JetStream backend.
+type NATS struct {
+	URL  string   `yaml:"url"`  // one URL or a comma-separated list
+	URLs []string `yaml:"urls"` // alternatively a list (not both)
+	// Stream is the JetStream stream name; default "RELAYD".
+	Stream string `yaml:"stream"`
+	// CredsFile, like the TLS files, is resolved against the config file's
+	// directory when relative; the loaded value is the resolved path.
+	CredsFile  string `yaml:"creds_file"`
+	Replicas   int    `yaml:"replicas"`   // stream replicas, 1 to 5; default 1
+	Partitions int    `yaml:"partitions"` // P: ordering partitions; default 16
+	TLS        TLS    `yaml:"tls"`
+}
+
+// Servers returns the server URLs from url (split on commas) and urls.
+func (n NATS) Servers() []string {
+	var out []string
+	for u := range strings.SplitSeq(n.URL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	for _, u := range n.URLs {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// TLS holds client TLS files; relative paths resolve against the config
+// file's directory.
+type TLS struct {
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"` // with key_file, or neither
+	KeyFile            string `yaml:"key_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// Operator configures the Operator API client and the dispatcher.
+type Operator struct {
+	BaseURL string `yaml:"base_url"` // default "https://operator.io"; trailing slashes removed
+	// APIKey is required, except in dev mode (relayd serve --dev), where
+	// the in-process fake accepts any key.
+	APIKey      string    `yaml:"api_key"`
+	APIKeyFile  string    `yaml:"api_key_file"` // _file twin, relative to the config file
+	Version     string    `yaml:"version"`      // sent as Operator-Version when set
+	Timeout     Duration  `yaml:"timeout"`      // default 60s
+	Concurrency int       `yaml:"concurrency"`  // default 8
+	RateLimit   RateLimit `yaml:"rate_limit"`   // default {per_second: 2, burst: 5}
+	Retry       Retry     `yaml:"retry"`
+}
+
+// RateLimit is a token bucket.
+type RateLimit struct {
+	PerSecond float64 `yaml:"per_second"` // > 0
+	Burst     int     `yaml:"burst"`      // >= 1; default 1 on a route
+}
+
+// Retry is the dispatcher's backoff: exponential with full jitter, then
+// dead-letter.
+type Retry struct {
+	Initial     Duration `yaml:"initial"`      // default 1s
+	Max         Duration `yaml:"max"`          // default 10m
+	MaxAttempts int      `yaml:"max_attempts"` // default 20
+}
+
+// Log configures log/slog.
+type Log struct {
+	Level  string `yaml:"level"`  // debug|info|warn|error; default info
+	Format string `yaml:"format"` // json (default) | text
+}
+
+// Source is one ingest endpoint and how its senders prove who they are.
+type Source struct {
+	Name           string   `yaml:"name"`   // [a-z0-9][a-z0-9_-]*: it is a metrics label
+	Path           string   `yaml:"path"`   // "/hooks/github"; not under /admin, /metrics, /healthz, /readyz
+	Verify         *Verify  `yaml:"verify"` // required; type none must be explicit
+	EventHeader    string   `yaml:"event_header"`
+	DeliveryHeader string   `yaml:"delivery_header"`
+	Body           string   `yaml:"body"`        // json (default) | text | auto: how to parse the body
+	Unwrap         string   `yaml:"unwrap"`      // "" | s3 | pubsub | cloudevents
+	DedupeTTL      Duration `yaml:"dedupe_ttl"`  // 0 or absent: storage.dedupe_ttl
+	AllowCIDRs     []string `yaml:"allow_cidrs"` // CIDRs or bare IPs; empty allows all
+}
+
+// AllowedPrefixes returns AllowCIDRs parsed, a bare IP as a single-address
+// prefix. Entries that do not parse are skipped; Load rejects them.
+func (s *Source) AllowedPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, c := range s.AllowCIDRs {
+		if p, err := parsePrefix(c); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Verify is one source's proof-of-sender settings; which fields apply
+// depends on Type (see package verify, which checks them).
+type Verify struct {
+	Type    string   `yaml:"type"` // github|gitlab|standard-webhooks|hmac|bearer|none|buildkite|circleci|stripe
+	Secrets []string `yaml:"secrets"`
+	// SecretsFile holds one secret per line; blank lines and lines starting
+	// with # are skipped. Relative to the config file. Not with secrets.
+	SecretsFile string   `yaml:"secrets_file"`
+	Header      string   `yaml:"header"`
+	Algorithm   string   `yaml:"algorithm"` // sha1|sha256|sha512
+	Encoding    string   `yaml:"encoding"`  // hex|base64
+	Prefix      string   `yaml:"prefix"`
+	Tolerance   Duration `yaml:"tolerance"` // timestamped schemes; default 5m
+	// Timestamped hmac form: the header holds key=value pairs.
+	Timestamped  bool   `yaml:"timestamped"`
+	TimestampKey string `yaml:"timestamp_key"` // e.g. "t", "timestamp"
+	SignatureKey string `yaml:"signature_key"` // e.g. "v1", "signature"
+	Separator    string `yaml:"separator"`     // between pairs; default "," (applied by package verify)
+}
+
+// Route turns events of one source into prompts in conversations.
+type Route struct {
+	Name         string     `yaml:"name"`         // [a-z0-9][a-z0-9_-]*: it is a metrics label
+	Source       string     `yaml:"source"`       // a source's name
+	Filter       string     `yaml:"filter"`       // expr, bool; empty matches all
+	Conversation string     `yaml:"conversation"` // expr giving the key; empty: one per route
+	RateLimit    *RateLimit `yaml:"rate_limit"`   // optional, on top of operator.rate_limit
+	// Template is the prompt (text/template). Written inline, ${VAR} is
+	// expanded like any value (write $$ for a literal $; {{ $x }} passes
+	// as is). With template_file (relative to the config file) it is read
+	// from there verbatim, with no expansion. Exactly one of the two is set.
+	Template          string             `yaml:"template"`
+	TemplateFile      string             `yaml:"template_file"`
+	ConversationReset *ConversationReset `yaml:"conversation_reset"`
+}
+
+// ConversationReset starts a fresh chat once the current one is older than
+// After or has had Messages messages; zero disables either bound.
+type ConversationReset struct {
+	After    Duration `yaml:"after"`
+	Messages int      `yaml:"messages"`
+}
+
+// Duration is a time.Duration written as "1s", "10m", "24h" in YAML, or as
+// a plain integer number of seconds.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// SourceByName returns the source called name.
+func (c *Config) SourceByName(name string) (*Source, bool) {
+	for i := range c.Sources {
+		if c.Sources[i].Name == name {
+			return &c.Sources[i], true
+		}
+	}
+	return nil, false
+}
+
+// RouteByName returns the route called name.
+func (c *Config) RouteByName(name string) (*Route, bool) {
+	for i := range c.Routes {
+		if c.Routes[i].Name == name {
+			return &c.Routes[i], true
+		}
+	}
+	return nil, false
+}
+
+// Line returns the line of the config file a field path ("routes[1].filter")
+// was written on, or of its nearest written parent; 0 when unknown. Callers
+// that find errors later (compiling filters and templates) use it to point
+// at the spot.
+func (c *Config) Line(field string) int { return lineOf(c.lines, field) }

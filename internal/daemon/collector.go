@@ -1,0 +1,62 @@
+package daemon
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/relayd/relayd/internal/config"
+)
+
+// storeCollector reads queue depth and conversation counts at scrape time,
+// so no loop polls the store between scrapes.
+type storeCollector struct {
+	store  Backend
+	routes []string
+	queue  *prometheus.Desc
+	convs  *prometheus.Desc
+}
+
+func newStoreCollector(s Backend, cfg *config.Config) *storeCollector {
+	c := &storeCollector{
+		store: s,
+		queue: prometheus.NewDesc("relayd_queue_messages", "Queued messages by state.", []string{"state"}, nil),
+		convs: prometheus.NewDesc("relayd_conversations", "Conversations with a remembered chat id, by route.", []string{"route"}, nil),
+	}
+	for _, r := range cfg.Routes {
+		c.routes = append(c.routes, r.Name)
+	}
+	return c
+}
+
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.queue
+	ch <- c.convs
+}
+
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if st, err := c.store.Stats(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(st.Ready), "ready")
+		ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(st.Delayed), "delayed")
+		ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(st.Inflight), "inflight")
+		ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(st.Dead), "dead")
+	}
+	counts := make(map[string]int, len(c.routes))
+	for _, r := range c.routes {
+		counts[r] = 0
+	}
+	if chats, err := c.store.ListChats(ctx); err == nil {
+		for _, ch := range chats {
+			// Routes removed by a reload keep no series of their own.
+			if _, ok := counts[ch.Route]; ok {
+				counts[ch.Route]++
+			}
+		}
+		for r, n := range counts {
+			ch <- prometheus.MustNewConstMetric(c.convs, prometheus.GaugeValue, float64(n), r)
+		}
+	}
+}

@@ -1,0 +1,325 @@
+// Package daemon runs relayd: it wires config, storage, ingest, dispatch
+// and the admin API together, reloads config, and shuts down gracefully.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/relayd/relayd/internal/admin"
+	"github.com/relayd/relayd/internal/config"
+	"github.com/relayd/relayd/internal/dispatch"
+	"github.com/relayd/relayd/internal/ingest"
+	"github.com/relayd/relayd/internal/metrics"
+	"github.com/relayd/relayd/internal/operator"
+	"github.com/relayd/relayd/internal/queue"
+)
+
+// Backend is a storage backend as the daemon uses it: everything ingest,
+// dispatch and the admin API need, plus health and shutdown.
+type Backend interface {
+	ingest.Store
+	dispatch.Queue
+	dispatch.ChatStore
+	admin.DeadLetters
+	admin.Chats
+	Stats(ctx context.Context) (queue.Stats, error)
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Options are what main passes in.
+type Options struct {
+	Logger   *slog.Logger
+	Registry *prometheus.Registry // nil: a new one
+	Version  string
+	Revision string
+	// Load re-reads the config for a reload; nil disables reload.
+	Load func() (*config.Config, error)
+	// Dev overrides the Operator base URL and key (relayd serve --dev).
+	DevBaseURL string
+	DevAPIKey  string
+}
+
+// Daemon is one running relayd.
+type Daemon struct {
+	o        Options
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	metrics  *metrics.Metrics
+	store    Backend
+	ingest   *ingest.Handler
+	dispatch *dispatch.Dispatcher
+	client   *operator.Client
+
+	mu  sync.Mutex // serialises reloads
+	cfg *config.Config
+
+	publicLn, adminLn net.Listener
+}
+
+// New validates and compiles cfg, opens storage and prepares listeners.
+func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	d := &Daemon{o: o, log: o.Logger, reg: o.Registry, cfg: cfg}
+	if d.reg == nil {
+		d.reg = prometheus.NewRegistry()
+	}
+	table, err := ingest.Compile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.metrics = metrics.New(d.reg)
+	d.metrics.SetBuildInfo(o.Version, o.Revision)
+	d.initLabels(cfg)
+	d.metrics.ReloadSuccessful.Set(1)
+	d.metrics.ReloadTimestamp.SetToCurrentTime()
+
+	d.store, err = OpenBackend(ctx, cfg, d.log)
+	if err != nil {
+		return nil, err
+	}
+	d.reg.MustRegister(newStoreCollector(d.store, cfg))
+
+	d.client = operator.New(d.operatorOptions(cfg))
+	d.ingest = ingest.New(table, ingest.Options{Store: d.store, Metrics: d.metrics, Logger: d.log})
+	d.dispatch = dispatch.New(d.store, d.store, d.client, settings(cfg), dispatch.Options{
+		Logger: d.log, Metrics: d.metrics,
+	})
+	return d, nil
+}
+
+func (d *Daemon) operatorOptions(cfg *config.Config) operator.Options {
+	o := operator.Options{
+		BaseURL: cfg.Operator.BaseURL, APIKey: cfg.Operator.APIKey, Version: cfg.Operator.Version,
+		Timeout: cfg.Operator.Timeout.D(), UserAgent: "relayd/" + d.o.Version,
+	}
+	if d.o.DevBaseURL != "" {
+		o.BaseURL = d.o.DevBaseURL
+		if o.APIKey == "" {
+			o.APIKey = d.o.DevAPIKey
+		}
+	}
+	return o
+}
+
+func (d *Daemon) initLabels(cfg *config.Config) {
+	var sources, routes []string
+	for _, s := range cfg.Sources {
+		sources = append(sources, s.Name)
+	}
+	for _, r := range cfg.Routes {
+		routes = append(routes, r.Name)
+	}
+	d.metrics.InitLabels(sources, routes)
+}
+
+// settings derives the dispatcher's settings from a config.
+func settings(cfg *config.Config) dispatch.Settings {
+	s := dispatch.Settings{
+		Concurrency:  cfg.Operator.Concurrency,
+		RateLimit:    cfg.Operator.RateLimit,
+		Retry:        cfg.Operator.Retry,
+		Routes:       make(map[string]dispatch.RouteSettings, len(cfg.Routes)),
+		DrainTimeout: cfg.Server.ShutdownTimeout.D(),
+	}
+	for _, r := range cfg.Routes {
+		s.Routes[r.Name] = dispatch.RouteSettings{RateLimit: r.RateLimit, Reset: r.ConversationReset}
+	}
+	return s
+}
+
+// Registry returns the daemon's metrics registry.
+func (d *Daemon) Registry() *prometheus.Registry { return d.reg }
+
+// Metrics returns the daemon's metrics.
+func (d *Daemon) Metrics() *metrics.Metrics { return d.metrics }
+
+// Store returns the storage backend.
+func (d *Daemon) Store() Backend { return d.store }
+
+// Listen binds both listeners now, so callers (tests, the CLI) learn the
+// real addresses before Run; ":0" picks free ports.
+func (d *Daemon) Listen() error {
+	var err error
+	if d.publicLn, err = net.Listen("tcp", d.cfg.Server.Listen); err != nil {
+		return fmt.Errorf("server.listen: %w", err)
+	}
+	if d.adminLn, err = net.Listen("tcp", d.cfg.Server.AdminListen); err != nil {
+		d.publicLn.Close()
+		return fmt.Errorf("server.admin_listen: %w", err)
+	}
+	return nil
+}
+
+// PublicAddr and AdminAddr are the bound addresses (after Listen).
+func (d *Daemon) PublicAddr() string { return d.publicLn.Addr().String() }
+func (d *Daemon) AdminAddr() string  { return d.adminLn.Addr().String() }
+
+// Run serves until ctx ends, then shuts down: ingest stops taking webhooks
+// (503), in-flight deliveries get server.shutdown_timeout to finish, and
+// everything else stays queued. Storage is closed before Run returns.
+func (d *Daemon) Run(ctx context.Context) error {
+	if d.publicLn == nil {
+		if err := d.Listen(); err != nil {
+			d.store.Close()
+			return err
+		}
+	}
+	cfg := d.config()
+	public := &http.Server{
+		Handler:           d.ingest.Echo(),
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
+		ReadTimeout:       cfg.Server.ReadTimeout.D(),
+		WriteTimeout:      cfg.Server.WriteTimeout.D(),
+		IdleTimeout:       cfg.Server.IdleTimeout.D(),
+		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
+	adminSrv := &http.Server{
+		Handler: admin.New(admin.Options{
+			Gatherer: d.reg, DeadLetters: d.store, Chats: d.store,
+			Ready: d.ready, Reload: d.Reload, Config: d.redactedConfig,
+			Token: d.adminToken, TokenMetrics: cfg.Server.AdminTokenMetrics, Logger: d.log,
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       cfg.Server.IdleTimeout.D(),
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
+
+	dispatchCtx, stopDispatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDispatch()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if err := public.Serve(d.publicLn); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("public listener: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := adminSrv.Serve(d.adminLn); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("admin listener: %w", err)
+		}
+	}()
+	dispatchDone := make(chan struct{})
+	go func() {
+		defer wg.Done()
+		defer close(dispatchDone)
+		if err := d.dispatch.Run(dispatchCtx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("dispatch: %w", err)
+		}
+	}()
+	d.log.Info("relayd started", "listen", d.PublicAddr(), "admin_listen", d.AdminAddr(),
+		"storage", cfg.Storage.Backend, "sources", len(cfg.Sources), "routes", len(cfg.Routes))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	d.log.Info("shutting down")
+	d.ingest.Drain()
+	grace := cfg.Server.ShutdownTimeout.D()
+	shutCtx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	// Webhooks being answered finish; new ones got 503 since Drain.
+	if err := public.Shutdown(shutCtx); err != nil {
+		public.Close()
+	}
+	stopDispatch()
+	<-dispatchDone
+	if err := adminSrv.Shutdown(shutCtx); err != nil {
+		adminSrv.Close()
+	}
+	wg.Wait()
+	if err := d.store.Close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("close storage: %w", err)
+	}
+	d.log.Info("stopped")
+	return runErr
+}
+
+func (d *Daemon) config() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
+
+func (d *Daemon) adminToken() string { return d.config().Server.AdminToken }
+
+func (d *Daemon) redactedConfig() any { return d.config().Redacted() }
+
+// ready reports the readiness checks: storage writable, dispatch not paused.
+func (d *Daemon) ready(ctx context.Context) []admin.Check {
+	checks := []admin.Check{{Name: "config", OK: true}}
+	st := admin.Check{Name: "storage", OK: true}
+	if err := d.store.Ping(ctx); err != nil {
+		st.OK, st.Error = false, err.Error()
+	}
+	checks = append(checks, st)
+	dc := admin.Check{Name: "dispatch", OK: true}
+	if paused, reason := d.dispatch.Paused(); paused {
+		dc.OK, dc.Error = false, "paused: "+reason
+	}
+	return append(checks, dc)
+}
+
+// Reload re-reads the config and swaps it in whole, or keeps the old one.
+func (d *Daemon) Reload(ctx context.Context) error {
+	if d.o.Load == nil {
+		return errors.New("reload: no config file")
+	}
+	err := d.reload()
+	if err != nil {
+		d.metrics.ReloadSuccessful.Set(0)
+		d.log.Error("config reload failed; keeping the running config", "err", err)
+		return err
+	}
+	d.metrics.ReloadSuccessful.Set(1)
+	d.metrics.ReloadTimestamp.SetToCurrentTime()
+	d.log.Info("config reloaded")
+	return nil
+}
+
+func (d *Daemon) reload() error {
+	cfg, err := d.o.Load()
+	if err != nil {
+		return err
+	}
+	table, err := ingest.Compile(cfg)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old := d.cfg
+	if !reflect.DeepEqual(cfg.Storage, old.Storage) {
+		d.log.Warn("storage settings changed; they take effect on restart")
+	}
+	if cfg.Server.Listen != old.Server.Listen || cfg.Server.AdminListen != old.Server.AdminListen {
+		d.log.Warn("listen addresses changed; they take effect on restart")
+	}
+	d.cfg = cfg
+	d.initLabels(cfg)
+	d.ingest.Swap(table)
+	oo := d.operatorOptions(cfg)
+	d.client.SetAPIKey(oo.APIKey)
+	d.client.SetVersion(oo.Version)
+	d.dispatch.Apply(settings(cfg))
+	d.dispatch.Resume() // a new key may end a 401 pause at once
+	return nil
+}

@@ -1,0 +1,455 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/relayd/relayd/internal/config"
+	"github.com/relayd/relayd/internal/operator"
+	"github.com/relayd/relayd/internal/queue"
+)
+
+// maxPutChatTries bounds the compare-and-set loop that records a chat id.
+const maxPutChatTries = 8
+
+// maxFailureText bounds error text kept in a dead letter or retry record.
+const maxFailureText = 1024
+
+// job is one lease being worked on.
+type job struct {
+	d     *Dispatcher
+	lease queue.Lease
+	msg   queue.Message
+	log   *slog.Logger
+
+	reqCtx   context.Context // outlives Run's ctx by the drain timeout
+	stopBeat func()          // stops the Touch heartbeat; idempotent
+	unholdFn sync.Once
+}
+
+// ending is called right before the store call that ends the lease: the
+// heartbeat stops and the conversation is no longer held. It must come
+// before, not after: once the lease ends the queue may hand the
+// conversation's next message to another worker at once.
+func (j *job) ending() {
+	j.stopBeat()
+	j.unholdFn.Do(func() { j.d.unhold(j.msg) })
+}
+
+// handle works one lease to its end: exactly one of Ack, Retry, Release or
+// Dead, after the heartbeat has stopped.
+func (d *Dispatcher) handle(ctx, reqCtx context.Context, l queue.Lease) {
+	m := l.Message()
+	j := &job{
+		d: d, lease: l, msg: m, reqCtx: reqCtx,
+		log: d.log.With("message_id", m.ID, "route", m.Route, "delivery", m.Delivery),
+	}
+	if !d.hold(m) {
+		j.log.Error(msgSecondLease, "conversation", m.ConversationKey)
+		j.stopBeat = func() {}
+		j.unholdFn.Do(func() {}) // the hold is the other lease's
+		j.release(d.now().Add(time.Second))
+		return
+	}
+	j.startBeat()
+	tail := j.run(ctx)
+	if tail == nil {
+		j.ending() // a no-op when run ended the lease, as it should have
+		return
+	}
+	// The API has the message; what is left is store work (record the
+	// chat, then ack). It runs in the background so this worker can lease
+	// the next message meanwhile. The conversation stays leased until the
+	// ack commits, so its order is unaffected.
+	d.tailSlots <- struct{}{}
+	d.tails.Go(func() {
+		defer func() { <-d.tailSlots }()
+		tail()
+	})
+}
+
+// msgSecondLease is logged if the queue breaks its promise of one lease per
+// conversation.
+const msgSecondLease = "dispatch: the queue leased a second message of a conversation already in flight; releasing it"
+
+// startBeat touches the lease every TouchInterval until stopBeat, so a
+// backend that redelivers abandoned leases (JetStream's AckWait) does not
+// redeliver one whose request is still running or waiting on a limiter.
+func (j *job) startBeat() {
+	bctx, cancel := context.WithCancel(j.reqCtx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(j.d.touchEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-bctx.Done():
+				return
+			case <-t.C:
+				if err := j.lease.Touch(bctx); err != nil && bctx.Err() == nil {
+					j.log.Warn("dispatch: touching the lease failed", "err", err)
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	j.stopBeat = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+}
+
+// run works the lease. It ends it itself, except after a delivery: then it
+// returns the store work that ends it, for handle to run.
+func (j *job) run(ctx context.Context) (tail func()) {
+	d, m := j.d, j.msg
+	s := d.settings.Load()
+	rs := s.Routes[m.Route]
+
+	st, err := d.chats.GetChat(j.reqCtx, m.Route, m.ConversationKey)
+	if err != nil {
+		if j.reqCtx.Err() != nil { // cut by shutdown
+			j.release(d.now())
+			return
+		}
+		j.log.Error("dispatch: reading the conversation's chat failed; retrying shortly", "err", err)
+		j.release(d.now().Add(time.Second))
+		return
+	}
+	chatID := st.ChatID
+	if chatID != "" && resetDue(rs.Reset, st, d.now()) {
+		j.log.Info("conversation reset: starting a fresh chat",
+			"conversation", m.ConversationKey, "old_chat_id", chatID, "chat_messages", st.Messages, "chat_started_at", st.StartedAt)
+		chatID = ""
+	}
+
+	for {
+		trial, err := j.admit(ctx, s.Concurrency)
+		var busy *routeBusy
+		if errors.As(err, &busy) {
+			j.log.Debug("route rate limit busy: message back to the queue", "retry_in", busy.retryIn)
+			j.release(d.now().Add(busy.retryIn))
+			return
+		}
+		if err != nil {
+			// Run is stopping, the pool shrank, or dispatch paused while
+			// this message waited: it goes back, no attempt counted.
+			j.release(d.now())
+			return
+		}
+		start := time.Now()
+		j.log.Debug("sending", "chat_id", chatID, "prompt", m.Prompt)
+		resp, err := d.chatter().Chat(j.reqCtx, operator.ChatRequest{ChatID: chatID, Text: m.Prompt, IdempotencyKey: m.ID})
+		took := time.Since(start)
+		d.m.DispatchDuration.WithLabelValues(m.Route).Observe(took.Seconds())
+		if err != nil && j.reqCtx.Err() != nil {
+			// Cut by shutdown after the drain timeout: not the API's fault.
+			d.cut.Store(true)
+			if trial {
+				d.pause.trialDone(operator.Retry, false)
+			}
+			j.log.Warn("dispatch: request cancelled by shutdown; message released", "took", took)
+			j.release(d.now())
+			return
+		}
+
+		v := operator.Classify(err, chatID != "")
+		answered := err == nil || v.Status != 0 // an HTTP answer, not a network failure
+		if trial {
+			d.pause.trialDone(v.Outcome, answered)
+		}
+		if answered {
+			if d.forbid.observe(m.Route, v.Outcome == operator.Forbidden, d.now()) && !trial {
+				if d.pause.pause(pausedForbidden) {
+					j.log.Error("dispatch paused: every route is answered 403; probing the API until a trial message is accepted")
+				}
+			}
+		}
+
+		switch v.Outcome {
+		case operator.Delivered, operator.Duplicate:
+			if v.Outcome == operator.Duplicate && resp.ChatID == "" {
+				resp.ChatID = duplicateChatID(err)
+			}
+			return j.delivered(st, chatID, resp, v, took)
+		case operator.ChatGone:
+			if chatID == "" {
+				// Classify only says ChatGone for a continued chat; guard
+				// against a loop all the same.
+				j.dead(failureOf(v, d.now()), "not_found")
+				return
+			}
+			d.m.DispatchAttempts.WithLabelValues(m.Route, "chat_gone").Inc()
+			j.log.Info("chat gone (404): forgetting it and sending as a new chat", "old_chat_id", chatID)
+			if err := d.chats.DeleteChat(j.reqCtx, m.Route, m.ConversationKey); err != nil {
+				j.log.Error("dispatch: forgetting the gone chat failed", "err", err)
+			}
+			st, chatID = queue.ChatState{}, ""
+			if st2, err := d.chats.GetChat(j.reqCtx, m.Route, m.ConversationKey); err == nil {
+				st = st2 // the revision to compare against when storing the new chat
+			}
+		case operator.Unauthorized:
+			d.m.DispatchAttempts.WithLabelValues(m.Route, "paused").Inc()
+			if d.pause.pause(pausedUnauthorized) {
+				j.log.Error("dispatch paused: the Operator API rejected the API key (401); probing until it accepts it")
+			}
+			j.release(d.now())
+			return
+		case operator.Forbidden:
+			if trial {
+				// The key is still refused everywhere: this message is
+				// not at fault, keep it; back off the trial's message so a
+				// next trial may pick another conversation.
+				d.m.DispatchAttempts.WithLabelValues(m.Route, "paused").Inc()
+				j.release(d.now().Add(d.probeInitial))
+				return
+			}
+			j.dead(failureOf(v, d.now()), reasonOr(v.Reason, "forbidden"))
+			return
+		case operator.Permanent:
+			j.dead(failureOf(v, d.now()), reasonOr(v.Reason, "permanent"))
+			return
+		default: // operator.Retry, and anything unknown: never lose a message
+			j.retry(s.Retry, err, v)
+			return
+		}
+	}
+}
+
+// admit waits for everything a request needs before it goes out: the
+// account gate, both token buckets, and dispatch not paused. The gate is
+// checked again after the buckets, because a 429 seen while this worker
+// waited on them must hold it back too.
+func (j *job) admit(ctx context.Context, concurrency int) (trial bool, err error) {
+	d := j.d
+	if err := d.lim.waitGate(ctx); err != nil {
+		return false, err
+	}
+	// One worker always stays free of any single route's bucket.
+	if err := d.lim.wait(ctx, j.msg.Route, concurrency-1); err != nil {
+		return false, err
+	}
+	if err := d.lim.waitGate(ctx); err != nil {
+		return false, err
+	}
+	return d.pause.admit()
+}
+
+// resetDue reports whether conversation_reset says the chat is too old or
+// too long to continue.
+func resetDue(r *config.ConversationReset, st queue.ChatState, now time.Time) bool {
+	if r == nil {
+		return false
+	}
+	if after := r.After.D(); after > 0 && !st.StartedAt.IsZero() && now.Sub(st.StartedAt) >= after {
+		return true
+	}
+	return r.Messages > 0 && st.Messages >= r.Messages
+}
+
+// delivered counts and logs a delivery and returns the store work that
+// ends the lease: record the chat, then ack.
+func (j *job) delivered(st queue.ChatState, sentID string, resp operator.ChatResponse, v operator.Verdict, took time.Duration) (tail func()) {
+	d, m := j.d, j.msg
+	// Counted and logged before the lease ends: the delivery happened
+	// whatever the ack does, and whoever sees the queue empty sees it counted.
+	outcome := "delivered"
+	if v.Outcome == operator.Duplicate {
+		outcome = "conflict"
+	}
+	status := resp.Status
+	if status == 0 {
+		status = v.Status
+	}
+	d.m.DispatchAttempts.WithLabelValues(m.Route, outcome).Inc()
+	var latency time.Duration
+	if !m.EnqueuedAt.IsZero() {
+		latency = d.now().Sub(m.EnqueuedAt)
+		d.m.DeliveryLatency.WithLabelValues(m.Route).Observe(max(latency, 0).Seconds())
+	}
+	chatID := resp.ChatID
+	if chatID == "" {
+		chatID = sentID
+	}
+	j.log.Info("delivered",
+		"status", status, "outcome", outcome, "chat_id", chatID, "conversation", m.ConversationKey,
+		"attempts", m.Attempts+1, "prompt_bytes", len(m.Prompt), "reply_bytes", len(resp.Text),
+		"took", took, "latency", latency)
+	if resp.Text != "" {
+		j.log.Debug("reply", "chat_id", chatID, "text", resp.Text)
+	}
+	return func() {
+		j.recordChat(st, sentID, resp.ChatID)
+		ctx, cancel := j.endCtx()
+		defer cancel()
+		j.ending()
+		if err := j.lease.Ack(ctx); err != nil {
+			// Delivered all the same; the store will hand it out again and
+			// the API answers the same Idempotency-Key with 409.
+			j.log.Error("dispatch: acking a delivered message failed", "err", err)
+		}
+	}
+}
+
+// recordChat stores what the answer says about the conversation's chat,
+// with compare-and-set: on a conflict it reads the record again and
+// re-decides against it.
+func (j *job) recordChat(st queue.ChatState, sentID, gotID string) {
+	d, m := j.d, j.msg
+	ctx, cancel := j.endCtx()
+	defer cancel()
+	for try := 1; ; try++ {
+		next, write := nextChatState(st, sentID, gotID, d.now())
+		if !write {
+			return
+		}
+		err := d.chats.PutChat(ctx, m.Route, m.ConversationKey, next)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, queue.ErrConflict) || try >= maxPutChatTries {
+			j.log.Error("dispatch: storing the chat id failed; the next message may start a new chat",
+				"chat_id", gotID, "err", err)
+			return
+		}
+		if st, err = d.chats.GetChat(ctx, m.Route, m.ConversationKey); err != nil {
+			j.log.Error("dispatch: re-reading the chat after a conflict failed", "err", err)
+			return
+		}
+	}
+}
+
+// nextChatState decides the record after a delivery. st is the stored
+// record, sentID the chat the message went to ("" for a new chat), gotID the
+// chat the API answered with ("" for a 202 or 409 without a body).
+func nextChatState(st queue.ChatState, sentID, gotID string, now time.Time) (queue.ChatState, bool) {
+	switch {
+	case gotID == "" && sentID != "" && st.ChatID == sentID:
+		// Accepted into the chat we continued: count it.
+		st.Messages++
+	case gotID == "":
+		// No chat id to learn (a new chat answered 202 or 409).
+		return st, false
+	case gotID == st.ChatID:
+		st.Messages++
+	case gotID == sentID:
+		// We continued a chat the store no longer holds: it was reset or
+		// replaced while we were sending. That change wins.
+		return st, false
+	default:
+		st.ChatID, st.StartedAt, st.Messages = gotID, now, 1
+	}
+	st.UpdatedAt = now
+	return st, true
+}
+
+// retry schedules another attempt, or dead-letters past max_attempts.
+func (j *job) retry(p config.Retry, err error, v operator.Verdict) {
+	d, m := j.d, j.msg
+	now := d.now()
+	f := failureOf(v, now)
+	f.Reason = reasonOr(v.Reason, "transient")
+	attempts := m.Attempts + 1
+	delay := RetryDelay(p, attempts, v.RetryAfter, d.rand())
+	if f.Status == 429 || f.Reason == operator.ReasonRateLimited {
+		// Slow the whole account, not only this conversation, even when
+		// this message has had its last attempt.
+		d.lim.closeGate(time.Now().Add(delay))
+	}
+	if p.MaxAttempts > 0 && attempts >= p.MaxAttempts {
+		j.log.Warn("giving up after max attempts", "attempts", attempts, "last_status", f.Status, "last_reason", f.Reason)
+		f.Message = trimText(f.Reason + ": " + f.Message)
+		j.dead(f, "max_attempts")
+		return
+	}
+	at := now.Add(delay)
+	d.m.DispatchAttempts.WithLabelValues(m.Route, "retry").Inc()
+	d.m.Retries.WithLabelValues(m.Route, f.Reason).Inc()
+	j.log.Warn("attempt failed; retrying",
+		"status", f.Status, "code", f.Code, "reason", f.Reason, "attempts", attempts,
+		"retry_in", delay, "retry_after", v.RetryAfter, "err", err)
+	j.ending()
+	ctx, cancel := j.endCtx()
+	defer cancel()
+	if err := j.lease.Retry(ctx, at, f); err != nil {
+		j.log.Error("dispatch: scheduling a retry failed", "err", err)
+	}
+}
+
+// dead moves the message to the dead letters with reason.
+func (j *job) dead(f queue.Failure, reason string) {
+	d, m := j.d, j.msg
+	f.Reason = reason
+	d.m.DispatchAttempts.WithLabelValues(m.Route, "dead").Inc()
+	d.m.DeadLetters.WithLabelValues(m.Route, reason).Inc()
+	j.log.Error("dead-lettered", "reason", reason, "status", f.Status, "code", f.Code,
+		"error", f.Message, "attempts", m.Attempts+1, "conversation", m.ConversationKey)
+	j.ending()
+	ctx, cancel := j.endCtx()
+	defer cancel()
+	if err := j.lease.Dead(ctx, f); err != nil {
+		j.log.Error("dispatch: dead-lettering failed", "err", err)
+	}
+}
+
+// release puts the message back due at at, no attempt counted.
+func (j *job) release(at time.Time) {
+	j.ending()
+	ctx, cancel := j.endCtx()
+	defer cancel()
+	if err := j.lease.Release(ctx, at); err != nil {
+		j.log.Error("dispatch: releasing the message failed", "err", err)
+	}
+}
+
+// endCtx is for the store calls that end a lease: they must run even when
+// the request was just cancelled by shutdown.
+func (j *job) endCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(j.reqCtx), leaseOpTimeout)
+}
+
+// failureOf describes a failed attempt for the store.
+func failureOf(v operator.Verdict, now time.Time) queue.Failure {
+	return queue.Failure{Status: v.Status, Code: v.Code, Message: trimText(v.Message), Reason: v.Reason, At: now}
+}
+
+// duplicateChatID is the chat a 409 says the message already went to, when
+// the error body's data names it; "" otherwise. It recovers the chat id of
+// a first message whose answer was lost (a crash between send and ack).
+func duplicateChatID(err error) string {
+	var ae *operator.APIError
+	if errors.As(err, &ae) {
+		for _, k := range []string{"chatId", "chat_id"} {
+			if id, ok := ae.Data[k].(string); ok {
+				return id
+			}
+		}
+	}
+	return ""
+}
+
+func reasonOr(reason, fallback string) string {
+	if reason == "" {
+		return fallback
+	}
+	return reason
+}
+
+// trimText keeps failure text bounded and valid UTF-8.
+func trimText(s string) string {
+	if len(s) <= maxFailureText {
+		return s
+	}
+	s = s[:maxFailureText]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "…"
+}

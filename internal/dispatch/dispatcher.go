@@ -1,0 +1,359 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/relayd/relayd/internal/config"
+	"github.com/relayd/relayd/internal/metrics"
+	"github.com/relayd/relayd/internal/operator"
+	"github.com/relayd/relayd/internal/queue"
+)
+
+// Chatter is the part of the Operator client the dispatcher uses.
+type Chatter interface {
+	Chat(ctx context.Context, r operator.ChatRequest) (operator.ChatResponse, error)
+	Health(ctx context.Context) (operator.Health, error)
+}
+
+// RouteSettings are one route's dispatch settings; nil fields are unset.
+type RouteSettings struct {
+	RateLimit *config.RateLimit         // on top of the account's
+	Reset     *config.ConversationReset // start a fresh chat when the old one is too old or too long
+}
+
+// Settings are the reloadable dispatch settings.
+type Settings struct {
+	// Concurrency bounds requests in flight (operator.concurrency); at least 1.
+	Concurrency int
+	// RateLimit is the account's token bucket; PerSecond <= 0 means unlimited.
+	RateLimit config.RateLimit
+	// Retry is the backoff policy. MaxAttempts <= 0 never gives up.
+	Retry config.Retry
+	// Routes by name. A message of a route missing here is still delivered,
+	// with no route limit and no reset.
+	Routes map[string]RouteSettings
+	// DrainTimeout is how long requests in flight may finish after Run's
+	// context ends; past it they are cancelled and their messages released.
+	// Zero or less cancels them at once.
+	DrainTimeout time.Duration
+}
+
+// Options are the dispatcher's collaborators; every field may be left zero.
+type Options struct {
+	Logger  *slog.Logger     // default: discard
+	Metrics *metrics.Metrics // default: metrics on a private registry
+	// Now is the clock for timestamps (failures, next attempt times, chat
+	// ages). Waits use the real clock. Default time.Now.
+	Now func() time.Time
+	// Rand is the jitter source, uniform in [0, 1). Default math/rand/v2.
+	Rand func() float64
+	// ProbeInitial and ProbeMax bound the health-probe backoff during a
+	// pause. Default 1s and 1m.
+	ProbeInitial, ProbeMax time.Duration
+	// TouchInterval is how often a lease is touched while its message is
+	// being worked on. Default 10s.
+	TouchInterval time.Duration
+}
+
+// ErrDrainTimeout is returned by Run when requests were still in flight at
+// the end of Settings.DrainTimeout and were cancelled. Their messages
+// were released and stay queued.
+var ErrDrainTimeout = errors.New("dispatch: drain timeout: in-flight requests cancelled")
+
+// maxTails bounds deliveries whose chat record and ack are still being
+// committed while their worker moved on.
+const maxTails = 256
+
+// healthTimeout bounds one health probe.
+const healthTimeout = 30 * time.Second
+
+// leaseOpTimeout bounds the store calls that end a lease, which run even
+// after Run's context ended.
+const leaseOpTimeout = 10 * time.Second
+
+// Dispatcher delivers queued messages to the Operator API.
+type Dispatcher struct {
+	q     Queue
+	chats ChatStore
+	api   atomic.Pointer[chatterBox]
+
+	settings atomic.Pointer[Settings]
+	resize   chan struct{} // Apply changed Concurrency
+	running  atomic.Bool
+	cut      atomic.Bool // a request was cancelled by the drain timeout
+
+	log          *slog.Logger
+	m            *metrics.Metrics
+	now          func() time.Time
+	rand         func() float64
+	probeInitial time.Duration
+	probeMax     time.Duration
+	touchEvery   time.Duration
+
+	lim    *limits
+	pause  *pauser
+	forbid *forbidTracker
+
+	// tails end delivered leases in the background (see handle); at most
+	// cap(tailSlots) at once.
+	tails     sync.WaitGroup
+	tailSlots chan struct{}
+
+	heldMu sync.Mutex
+	held   map[convKey]string // conversations this dispatcher holds a lease of -> message id
+}
+
+type chatterBox struct{ Chatter }
+
+type convKey struct{ route, key string }
+
+// New returns a dispatcher; Run starts it.
+func New(q Queue, chats ChatStore, api Chatter, s Settings, o Options) *Dispatcher {
+	d := &Dispatcher{
+		q: q, chats: chats,
+		resize:       make(chan struct{}, 1),
+		log:          o.Logger,
+		m:            o.Metrics,
+		now:          o.Now,
+		rand:         o.Rand,
+		probeInitial: o.ProbeInitial,
+		probeMax:     o.ProbeMax,
+		touchEvery:   o.TouchInterval,
+		forbid:       newForbidTracker(),
+		held:         map[convKey]string{},
+		tailSlots:    make(chan struct{}, maxTails),
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	if d.m == nil {
+		d.m = metrics.New(prometheus.NewRegistry())
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	if d.rand == nil {
+		d.rand = rand.Float64
+	}
+	if d.probeInitial <= 0 {
+		d.probeInitial = time.Second
+	}
+	if d.probeMax < d.probeInitial {
+		d.probeMax = max(time.Minute, d.probeInitial)
+	}
+	if d.touchEvery <= 0 {
+		d.touchEvery = 10 * time.Second
+	}
+	d.SetChatter(api)
+	s = cloneSettings(s)
+	d.settings.Store(&s)
+	d.lim = newLimits(s, d.m)
+	d.pause = newPauser(func(paused bool) {
+		if paused {
+			d.m.DispatchPaused.Set(1)
+		} else {
+			d.m.DispatchPaused.Set(0)
+		}
+	})
+	d.m.DispatchPaused.Set(0)
+	return d
+}
+
+func cloneSettings(s Settings) Settings {
+	routes := make(map[string]RouteSettings, len(s.Routes))
+	for k, v := range s.Routes {
+		if v.RateLimit != nil {
+			rl := *v.RateLimit
+			v.RateLimit = &rl
+		}
+		if v.Reset != nil {
+			r := *v.Reset
+			v.Reset = &r
+		}
+		routes[k] = v
+	}
+	s.Routes = routes
+	s.Concurrency = max(s.Concurrency, 1)
+	return s
+}
+
+// Apply swaps the settings (a reload). Limits, retry policy, routes and the
+// drain timeout apply to the next request; a concurrency change resizes the
+// running worker pool at once (surplus workers finish the message they hold,
+// if any, then stop).
+func (d *Dispatcher) Apply(s Settings) {
+	s = cloneSettings(s)
+	d.settings.Store(&s)
+	d.lim.apply(s)
+	select {
+	case d.resize <- struct{}{}:
+	default:
+	}
+}
+
+// SetChatter swaps the Operator client, for a reload that builds a new one.
+// A client whose key changes in place needs no call; either way call Resume
+// afterwards so a pause is re-probed at once.
+func (d *Dispatcher) SetChatter(api Chatter) { d.api.Store(&chatterBox{api}) }
+
+func (d *Dispatcher) chatter() Chatter { return d.api.Load().Chatter }
+
+// Paused reports whether dispatch is paused and why (for /readyz).
+func (d *Dispatcher) Paused() (paused bool, reason string) {
+	k, r := d.pause.state()
+	return k != running, r
+}
+
+// Resume probes the API at once if dispatch is paused (after a reload with a
+// new key). Dispatch resumes only if the probe succeeds.
+func (d *Dispatcher) Resume() { d.pause.resumeNow() }
+
+// Run dispatches until ctx ends, then drains: it stops leasing, lets
+// requests in flight finish within Settings.DrainTimeout, cancels the rest
+// and releases their leases. It returns nil after a clean drain,
+// ErrDrainTimeout when requests had to be cancelled, or an error when the
+// queue was closed under it.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	if !d.running.CompareAndSwap(false, true) {
+		return errors.New("dispatch: Run is already running")
+	}
+	defer d.running.Store(false)
+	d.cut.Store(false)
+
+	// Requests and the store calls around them outlive ctx by the drain
+	// timeout: ctx ending stops leasing, not the work already leased.
+	reqCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardStop()
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+
+	var wg sync.WaitGroup
+	failed := make(chan error, 1)
+
+	wg.Go(func() { d.probe(runCtx) })
+
+	var workers []context.CancelFunc
+	resize := func() {
+		target := d.settings.Load().Concurrency
+		for len(workers) < target {
+			wctx, cancel := context.WithCancel(runCtx)
+			workers = append(workers, cancel)
+			wg.Go(func() { d.work(wctx, reqCtx, failed) })
+		}
+		for len(workers) > target {
+			workers[len(workers)-1]()
+			workers = workers[:len(workers)-1]
+		}
+	}
+	resize()
+	d.log.Info("dispatch started", "concurrency", len(workers))
+
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-d.resize:
+			resize()
+			d.log.Info("dispatch concurrency changed", "concurrency", len(workers))
+		case err := <-failed:
+			runErr = err
+			break loop
+		}
+	}
+	stopRun()
+
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		d.tails.Wait() // no worker is left to start one
+		close(done)
+	}()
+	drain := d.settings.Load().DrainTimeout
+	if drain > 0 {
+		t := time.NewTimer(drain)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+		}
+	}
+	select {
+	case <-done:
+		d.log.Info("dispatch stopped")
+		return runErr
+	default:
+	}
+	hardStop()
+	<-done
+	if !d.cut.Load() {
+		d.log.Info("dispatch stopped")
+		return runErr
+	}
+	d.log.Warn("dispatch stopped: requests in flight were cancelled and their messages released", "drain_timeout", drain)
+	if runErr == nil {
+		runErr = ErrDrainTimeout
+	}
+	return runErr
+}
+
+// work is one worker: it leases and handles messages until ctx ends.
+func (d *Dispatcher) work(ctx, reqCtx context.Context, failed chan<- error) {
+	var errDelay time.Duration
+	for {
+		if err := d.pause.waitLeasable(ctx); err != nil {
+			return
+		}
+		lease, err := d.q.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, queue.ErrClosed) {
+				select {
+				case failed <- fmt.Errorf("dispatch: %w", err):
+				default:
+				}
+				return
+			}
+			errDelay = min(max(errDelay*2, 100*time.Millisecond), 5*time.Second)
+			d.log.Error("dispatch: leasing failed", "err", err, "retry_in", errDelay)
+			if sleep(ctx, errDelay) != nil {
+				return
+			}
+			continue
+		}
+		errDelay = 0
+		d.handle(ctx, reqCtx, lease)
+	}
+}
+
+// hold records that this dispatcher holds a lease of m's conversation. It
+// refuses a second one: the queue must never hand out two, and acting on two
+// would break the conversation's order.
+func (d *Dispatcher) hold(m queue.Message) bool {
+	k := convKey{m.Route, m.ConversationKey}
+	d.heldMu.Lock()
+	defer d.heldMu.Unlock()
+	if _, ok := d.held[k]; ok {
+		return false
+	}
+	d.held[k] = m.ID
+	return true
+}
+
+func (d *Dispatcher) unhold(m queue.Message) {
+	d.heldMu.Lock()
+	delete(d.held, convKey{m.Route, m.ConversationKey})
+	d.heldMu.Unlock()
+}

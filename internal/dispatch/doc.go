@@ -1,0 +1,35 @@
+// Package dispatch delivers queued prompts to the Operator API, one at a time
+// per conversation.
+//
+// A Dispatcher runs a pool of workers. Each worker leases the head message of
+// some conversation from the Queue (the Queue owns per-conversation order and
+// never leases two messages of one conversation at once), waits on the
+// account's and the route's token buckets, looks up the conversation's chat
+// id, posts the prompt to /api/chat and ends the lease according to the
+// answer:
+//
+//   - 2xx, and 409 (the idempotency key was already taken): delivered. The
+//     returned chat id is stored under (route, conversation key) with a
+//     compare-and-set, then the message is acked.
+//   - 429, 5xx, network errors, timeouts, transient:true: retried after an
+//     exponential backoff with full jitter, or exactly after Retry-After when
+//     the API sent one. Attempts and the next attempt time are persisted by
+//     the Queue, so a restart neither resets nor loses them. A 429 also closes
+//     an account-wide gate until that time, so every conversation backs off.
+//     After retry.max_attempts the message is dead-lettered (max_attempts).
+//   - 400, 405, transient:false, 404 for a new chat: dead-lettered at once,
+//     with the status, error code and message kept; the conversation moves on.
+//   - 404 for a continued chat: the chat is gone. The stored chat id is
+//     forgotten and the message is sent again at once as a new chat.
+//   - 401: the key is wrong for every message. The lease is released (no
+//     attempt counted), all dispatch pauses, and GET /api/cli/health is
+//     probed with backoff until the key works again.
+//   - 403: the message is dead-lettered; when every route that was answered
+//     recently is answered 403 (see forbidThreshold), dispatch pauses as for
+//     401, and resumes once a trial request is no longer refused.
+//
+// Shutdown: when Run's context ends the workers stop leasing, requests in
+// flight get Settings.DrainTimeout to finish, then they are cancelled and
+// their leases released, so those messages stay queued with their attempts
+// unchanged.
+package dispatch

@@ -1,0 +1,132 @@
+// Package metrics declares relayd's Prometheus metrics on an injected registerer.
+package metrics
+
+import (
+	"runtime"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Fixed label values. Labels come from config names and these sets only,
+// never from request data, so a sender cannot create series.
+var (
+	VerificationReasons = []string{"missing", "mismatch", "stale", "malformed", "forbidden_ip"}
+	DispatchOutcomes    = []string{"delivered", "retry", "dead", "paused", "chat_gone", "conflict"}
+	RetryReasons        = []string{"rate_limited", "server_error", "network", "timeout", "transient"}
+	DeadReasons         = []string{"bad_request", "forbidden", "not_found", "method_not_allowed", "permanent", "max_attempts", "unauthorized"}
+	QueueStates         = []string{"ready", "delayed", "inflight", "dead"}
+	RateLimitScopes     = []string{"account", "route"}
+)
+
+// Metrics holds every relayd metric. Create one per process with New.
+type Metrics struct {
+	HTTPRequests         *prometheus.CounterVec   // source, code
+	VerificationFailures *prometheus.CounterVec   // source, reason
+	EventsFiltered       *prometheus.CounterVec   // route
+	MessagesEnqueued     *prometheus.CounterVec   // route
+	DispatchAttempts     *prometheus.CounterVec   // route, outcome
+	DispatchDuration     *prometheus.HistogramVec // route
+	DeliveryLatency      *prometheus.HistogramVec // route
+	Retries              *prometheus.CounterVec   // route, reason
+	DeadLetters          *prometheus.CounterVec   // route, reason
+	RateLimitWait        *prometheus.CounterVec   // scope
+	DispatchPaused       prometheus.Gauge
+	ReloadSuccessful     prometheus.Gauge
+	ReloadTimestamp      prometheus.Gauge
+	BuildInfo            *prometheus.GaugeVec
+}
+
+// New creates the metrics and registers them, with the Go and process
+// collectors, on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relayd_http_requests_total", Help: "Webhook requests answered, by source and HTTP status code.",
+		}, []string{"source", "code"}),
+		VerificationFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relayd_verification_failures_total", Help: "Webhooks rejected by signature or token verification.",
+		}, []string{"source", "reason"}),
+		EventsFiltered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relayd_events_filtered_total", Help: "Events a route's filter did not match.",
+		}, []string{"route"}),
+		MessagesEnqueued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relayd_messages_enqueued_total", Help: "Messages durably queued for dispatch.",
+		}, []string{"route"}),
+		DispatchAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relayd_dispatch_attempts_total", Help: "Requests to /api/chat by outcome.",
+		}, []string{"route", "outcome"}),
+		DispatchDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "relayd_dispatch_duration_seconds", Help: "Duration of one /api/chat request.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		}, []string{"route"}),
+		DeliveryLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "relayd_delivery_latency_seconds", Help: "From ingest to accepted by the Operator API.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600},
+		}, []string{"route"}),
+		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relayd_retries_total", Help: "Attempts scheduled for retry, by reason.",
+		}, []string{"route", "reason"}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relayd_dead_letters_total", Help: "Messages moved to the dead letters, by reason.",
+		}, []string{"route", "reason"}),
+		RateLimitWait: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relayd_rate_limit_wait_seconds", Help: "Time spent waiting on rate limiters, by scope.",
+		}, []string{"scope"}),
+		DispatchPaused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "relayd_dispatch_paused", Help: "1 while dispatch is paused because the API rejects the key.",
+		}),
+		ReloadSuccessful: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "relayd_config_last_reload_successful", Help: "Whether the last configuration reload attempt was successful.",
+		}),
+		ReloadTimestamp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "relayd_config_last_reload_success_timestamp_seconds", Help: "Timestamp of the last successful configuration reload.",
+		}),
+		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "relayd_build_info", Help: "Build information; always 1.",
+		}, []string{"version", "revision", "goversion"}),
+	}
+	reg.MustRegister(
+		m.HTTPRequests, m.VerificationFailures, m.EventsFiltered, m.MessagesEnqueued,
+		m.DispatchAttempts, m.DispatchDuration, m.DeliveryLatency, m.Retries, m.DeadLetters,
+		m.RateLimitWait, m.DispatchPaused, m.ReloadSuccessful, m.ReloadTimestamp, m.BuildInfo,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	m.RateLimitWait.WithLabelValues("account")
+	m.RateLimitWait.WithLabelValues("route")
+	return m
+}
+
+// SetBuildInfo records the running build.
+func (m *Metrics) SetBuildInfo(version, revision string) {
+	m.BuildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
+}
+
+// InitLabels creates every known series at zero so rate() works from the
+// first scrape. Call it at start and after each reload.
+func (m *Metrics) InitLabels(sources, routes []string) {
+	for _, s := range sources {
+		for _, r := range VerificationReasons {
+			m.VerificationFailures.WithLabelValues(s, r)
+		}
+		for _, c := range []string{"200", "202", "400", "401", "413", "503"} {
+			m.HTTPRequests.WithLabelValues(s, c)
+		}
+	}
+	for _, r := range routes {
+		m.EventsFiltered.WithLabelValues(r)
+		m.MessagesEnqueued.WithLabelValues(r)
+		m.DispatchDuration.WithLabelValues(r)
+		m.DeliveryLatency.WithLabelValues(r)
+		for _, o := range DispatchOutcomes {
+			m.DispatchAttempts.WithLabelValues(r, o)
+		}
+		for _, x := range RetryReasons {
+			m.Retries.WithLabelValues(r, x)
+		}
+		for _, x := range DeadReasons {
+			m.DeadLetters.WithLabelValues(r, x)
+		}
+	}
+}

@@ -1,0 +1,390 @@
+package operator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	// DefaultBaseURL is the Operator API's public address.
+	DefaultBaseURL = "https://operator.io"
+	// DefaultTimeout bounds one request, answer body included.
+	DefaultTimeout = 60 * time.Second
+	// MaxResponseBytes caps how much of an answer is read, so a broken or
+	// hostile server cannot make relayd buffer without bound.
+	MaxResponseBytes = 4 << 20
+	// maxMessageLen caps the API's human message kept in errors and logs.
+	maxMessageLen = 1024
+)
+
+// Options configures a Client. Only APIKey is required.
+type Options struct {
+	BaseURL    string        // default DefaultBaseURL
+	APIKey     string        // sent as Authorization: Bearer; never logged
+	Version    string        // sent as Operator-Version when not empty
+	Timeout    time.Duration // per request, answer included; default DefaultTimeout
+	HTTPClient *http.Client  // default: a pooled client sized for dispatch
+	UserAgent  string        // default "relayd"
+}
+
+// Client calls the Operator API. It is safe for concurrent use; the key and
+// version can be swapped while requests run (config reload).
+type Client struct {
+	base    string
+	timeout time.Duration
+	hc      *http.Client
+	ua      string
+	key     atomic.Pointer[string]
+	version atomic.Pointer[string]
+	now     func() time.Time // for Retry-After dates; replaced in tests
+}
+
+// New returns a Client. It does not contact the API; use Health for that.
+func New(o Options) *Client {
+	c := &Client{
+		base:    strings.TrimRight(o.BaseURL, "/"),
+		timeout: o.Timeout,
+		hc:      o.HTTPClient,
+		ua:      o.UserAgent,
+		now:     time.Now,
+	}
+	if c.base == "" {
+		c.base = DefaultBaseURL
+	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultTimeout
+	}
+	if c.ua == "" {
+		c.ua = "relayd"
+	}
+	if c.hc == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		// Dispatch keeps up to operator.concurrency requests open to one
+		// host; the default of 2 idle connections would churn handshakes.
+		tr.MaxIdleConnsPerHost = 128
+		c.hc = &http.Client{Transport: tr}
+	}
+	c.SetAPIKey(o.APIKey)
+	c.SetVersion(o.Version)
+	return c
+}
+
+// SetAPIKey replaces the key used by the next requests (hot reload).
+func (c *Client) SetAPIKey(key string) { c.key.Store(&key) }
+
+// SetVersion replaces the Operator-Version sent ("" sends none).
+func (c *Client) SetVersion(v string) { c.version.Store(&v) }
+
+func (c *Client) apiKey() string { return *c.key.Load() }
+
+// chatBody is POST /api/chat's request body.
+type chatBody struct {
+	ID       string        `json:"id,omitempty"`
+	Messages []chatMessage `json:"messages"`
+}
+
+type chatMessage struct {
+	Role  string     `json:"role"`
+	Parts []chatPart `json:"parts"`
+}
+
+type chatPart struct {
+	Type string `json:"type"`
+	Text string `json:"text"`
+}
+
+// Chat sends one user message. r.ChatID "" starts a new conversation; the
+// answer's ChatID continues it. Failures are *APIError for non-2xx answers,
+// *MalformedResponseError for a 2xx whose body could not be read as an
+// answer, and wrapped transport errors otherwise; pass any of them to
+// Classify. The answer body is read within the request timeout.
+//
+// With an IdempotencyKey set, net/http may itself resend the request once
+// when a reused keep-alive connection turns out to be closed by the server;
+// the key is what makes that (and every retry by the caller) safe.
+func (c *Client) Chat(ctx context.Context, r ChatRequest) (ChatResponse, error) {
+	body, err := json.Marshal(chatBody{
+		ID: r.ChatID,
+		Messages: []chatMessage{{
+			Role:  "user",
+			Parts: []chatPart{{Type: "text", Text: r.Text}},
+		}},
+	})
+	if err != nil {
+		return ChatResponse{}, fmt.Errorf("operator: encode chat request: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/api/chat", bytes.NewReader(body))
+	if err != nil {
+		return ChatResponse{}, fmt.Errorf("operator: build chat request: %w", err)
+	}
+	key := c.setHeaders(req)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("x-response-format", "json")
+	if r.IdempotencyKey != "" {
+		req.Header.Set("Idempotency-Key", r.IdempotencyKey)
+	}
+
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return ChatResponse{}, fmt.Errorf("operator: POST /api/chat: %w", scrub(err, key))
+	}
+	defer closeBody(resp.Body)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return ChatResponse{}, c.apiError(resp, key)
+	}
+	return readChat(resp, key)
+}
+
+// Health calls GET /api/cli/health, the cheap way to check a key. A key the
+// API refuses is an *APIError with Status 401 (Classify: Unauthorized); a
+// 200 answer is returned as is, so callers also check Authenticated.
+func (c *Client) Health(ctx context.Context) (Health, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/api/cli/health", nil)
+	if err != nil {
+		return Health{}, fmt.Errorf("operator: build health request: %w", err)
+	}
+	key := c.setHeaders(req)
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return Health{}, fmt.Errorf("operator: GET /api/cli/health: %w", scrub(err, key))
+	}
+	defer closeBody(resp.Body)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return Health{}, c.apiError(resp, key)
+	}
+	raw, err := readCapped(resp.Body)
+	if err != nil {
+		return Health{}, fmt.Errorf("operator: read health answer: %w", scrub(err, key))
+	}
+	var h Health
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return Health{}, &MalformedResponseError{Status: resp.StatusCode, Err: err}
+	}
+	return h, nil
+}
+
+// setHeaders sets the headers every request carries and returns the key it
+// used, so errors can be scrubbed of exactly that key.
+func (c *Client) setHeaders(req *http.Request) string {
+	key := c.apiKey()
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("User-Agent", c.ua)
+	if v := *c.version.Load(); v != "" {
+		req.Header.Set("Operator-Version", v)
+	}
+	return key
+}
+
+// readChat turns a 2xx answer into a ChatResponse: JSON, SSE (a server that
+// ignored x-response-format), or no body at all (202).
+func readChat(resp *http.Response, key string) (ChatResponse, error) {
+	out := ChatResponse{Status: resp.StatusCode, ChatID: resp.Header.Get("X-Chat-Id")}
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if mt == "text/event-stream" {
+		ev, err := parseSSE(io.LimitReader(resp.Body, MaxResponseBytes))
+		if ev.ChatID != "" {
+			out.ChatID = ev.ChatID
+		}
+		out.Text = ev.Text
+		if err != nil {
+			// The stream was cut: the API may or may not have taken the
+			// message, so the caller retries (with the same idempotency key).
+			return out, fmt.Errorf("operator: read chat stream: %w", scrub(err, key))
+		}
+		return out, nil
+	}
+	raw, err := readCapped(resp.Body)
+	if errors.Is(err, errTooLarge) {
+		return out, &MalformedResponseError{Status: resp.StatusCode, Err: err}
+	}
+	if err != nil {
+		return out, fmt.Errorf("operator: read chat answer: %w", scrub(err, key))
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return out, nil // 202 Accepted (or any 2xx) without a body
+	}
+	var ans struct {
+		ChatID  string `json:"chatId"`
+		ChatID2 string `json:"chat_id"`
+		ID      string `json:"id"`
+		Text    string `json:"text"`
+	}
+	if err := json.Unmarshal(raw, &ans); err != nil {
+		return out, &MalformedResponseError{Status: resp.StatusCode, Err: err}
+	}
+	for _, id := range []string{ans.ChatID, ans.ChatID2, ans.ID} {
+		if id != "" {
+			out.ChatID = id
+			break
+		}
+	}
+	out.Text = ans.Text
+	return out, nil
+}
+
+// apiError reads a non-2xx answer's error body. Bodies that are not the
+// API's JSON error schema still give an *APIError with the status.
+func (c *Client) apiError(resp *http.Response, key string) *APIError {
+	e := &APIError{Status: resp.StatusCode}
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		e.RetryAfter, _ = ParseRetryAfter(ra, c.now())
+	}
+	raw, _ := readCapped(resp.Body) // a cut error body still leaves the status
+	parseErrorBody(raw, e)
+	e.Code = redact(e.Code, key)
+	e.Message = truncate(redact(e.Message, key), maxMessageLen)
+	if e.Data != nil {
+		e.Data = redactValue(e.Data, key).(map[string]any)
+	}
+	return e
+}
+
+// parseErrorBody fills e from {"code","transient","message","data"}, also
+// accepting the same object nested under "error". Each field is decoded on
+// its own so one odd field does not lose the others.
+func parseErrorBody(raw []byte, e *APIError) {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(raw, &top) != nil {
+		return
+	}
+	if nested, ok := top["error"]; ok {
+		var inner map[string]json.RawMessage
+		if json.Unmarshal(nested, &inner) == nil {
+			top = inner
+		}
+	}
+	var s string
+	if json.Unmarshal(top["code"], &s) == nil {
+		e.Code = s
+	}
+	s = ""
+	if json.Unmarshal(top["message"], &s) == nil {
+		e.Message = s
+	}
+	var b bool
+	if json.Unmarshal(top["transient"], &b) == nil {
+		e.Transient = &b
+	}
+	if d, ok := top["data"]; ok {
+		var m map[string]any
+		var v any
+		switch {
+		case json.Unmarshal(d, &m) == nil && m != nil:
+			e.Data = m
+		case json.Unmarshal(d, &v) == nil && v != nil:
+			e.Data = map[string]any{"value": v}
+		}
+	}
+}
+
+// MalformedResponseError is a 2xx answer whose body was not an answer. The
+// API did take the message, so Classify counts it as delivered (without a
+// chat id) rather than sending the prompt again.
+type MalformedResponseError struct {
+	Status int
+	Err    error
+}
+
+func (e *MalformedResponseError) Error() string {
+	return fmt.Sprintf("operator: HTTP %d with an unreadable answer: %v", e.Status, e.Err)
+}
+
+func (e *MalformedResponseError) Unwrap() error { return e.Err }
+
+var errTooLarge = fmt.Errorf("answer larger than %d bytes", MaxResponseBytes)
+
+// readCapped reads at most MaxResponseBytes; a longer body is errTooLarge
+// rather than a silently truncated answer.
+func readCapped(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, MaxResponseBytes+1))
+	if err != nil {
+		return b, err
+	}
+	if len(b) > MaxResponseBytes {
+		return b[:MaxResponseBytes], errTooLarge
+	}
+	return b, nil
+}
+
+// closeBody drains a little of what is left so the connection can be reused,
+// without reading an unbounded body.
+func closeBody(b io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(b, 64<<10))
+	_ = b.Close()
+}
+
+// scrub removes the key from an error's text while keeping the chain for
+// errors.Is / errors.As. Transport errors do not carry headers, so this is a
+// second line of defence that only rewrites when the key actually appears.
+func scrub(err error, key string) error {
+	if err == nil || key == "" || !strings.Contains(err.Error(), key) {
+		return err
+	}
+	return &redactedError{msg: redact(err.Error(), key), err: err}
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+const redacted = "[redacted]"
+
+func redact(s, key string) string {
+	if key == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, key, redacted)
+}
+
+// redactValue scrubs the key from every string in a decoded JSON value, since
+// an API that echoes a request back could put it anywhere in "data".
+func redactValue(v any, key string) any {
+	switch t := v.(type) {
+	case string:
+		return redact(t, key)
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, x := range t {
+			out[redact(k, key)] = redactValue(x, key)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, x := range t {
+			out[i] = redactValue(x, key)
+		}
+		return out
+	default:
+		return v
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	// Cut on a rune boundary so the message stays valid UTF-8.
+	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,184 @@
+package operator
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+)
+
+// sseResult is what relayd needs from a streamed answer.
+type sseResult struct {
+	ChatID string
+	Text   string
+}
+
+// parseSSE reads a text/event-stream answer (the API's default when
+// x-response-format is missing) and collects the chat id and the reply.
+//
+// It follows the SSE framing rules (data lines joined per event, blank line
+// ends an event, ":" comments, CR/LF/CRLF line ends) and is tolerant about
+// the payloads, since relayd only asked for JSON and got a stream anyway:
+//
+//   - data: [DONE] ends the stream;
+//   - JSON events give the chat id from "chatId", "chat_id",
+//     "messageMetadata.chatId" or "data.chatId" (first one wins);
+//   - {"type":"text-delta","delta":…} (or "textDelta") pieces are
+//     concatenated; a full "text" field is used when no deltas came;
+//   - an event named "chatId" or "chat" with a plain value gives the id;
+//   - anything else is skipped.
+//
+// The only error is a read error (a stream cut in the middle); a stream
+// that simply ends without [DONE] is accepted.
+func parseSSE(r io.Reader) (sseResult, error) {
+	var (
+		res      sseResult
+		deltas   bytes.Buffer
+		full     string
+		haveFull bool
+		data     bytes.Buffer
+		hasData  bool
+		event    string
+		first    = true
+	)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), MaxResponseBytes+1)
+	sc.Split(splitLines)
+
+	dispatch := func() (done bool) {
+		defer func() { data.Reset(); hasData = false; event = "" }()
+		if !hasData {
+			return false
+		}
+		payload := bytes.TrimSuffix(data.Bytes(), []byte("\n"))
+		if string(bytes.TrimSpace(payload)) == "[DONE]" {
+			return true
+		}
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(payload, &obj) != nil || obj == nil {
+			if (event == "chatId" || event == "chat") && res.ChatID == "" {
+				res.ChatID = string(bytes.TrimSpace(payload))
+			}
+			return false
+		}
+		if res.ChatID == "" {
+			res.ChatID = chatIDOf(obj)
+		}
+		typ := str(obj["type"])
+		switch {
+		case typ == "text-delta":
+			if d, ok := strOK(obj["delta"]); ok {
+				deltas.WriteString(d)
+			} else {
+				deltas.WriteString(str(obj["textDelta"]))
+			}
+		case typ == "text" || typ == "":
+			if t, ok := strOK(obj["text"]); ok {
+				full, haveFull = t, true
+			} else if d, ok := strOK(obj["delta"]); ok && typ == "" {
+				deltas.WriteString(d)
+			}
+		}
+		return false
+	}
+
+	for sc.Scan() {
+		line := sc.Bytes()
+		if first {
+			line = bytes.TrimPrefix(line, []byte("\xef\xbb\xbf")) // BOM
+			first = false
+		}
+		if len(line) == 0 {
+			if dispatch() {
+				return finish(res, &deltas, full, haveFull), nil
+			}
+			continue
+		}
+		if line[0] == ':' {
+			continue // comment / keep-alive
+		}
+		field, value := line, []byte(nil)
+		if i := bytes.IndexByte(line, ':'); i >= 0 {
+			field, value = line[:i], line[i+1:]
+			value = bytes.TrimPrefix(value, []byte(" "))
+		}
+		switch string(field) {
+		case "data":
+			data.Write(value)
+			data.WriteByte('\n')
+			hasData = true
+		case "event":
+			event = string(value)
+		}
+	}
+	err := sc.Err()
+	if err == nil {
+		dispatch() // a last event without its blank line
+	}
+	return finish(res, &deltas, full, haveFull), err
+}
+
+func finish(res sseResult, deltas *bytes.Buffer, full string, haveFull bool) sseResult {
+	if deltas.Len() > 0 || !haveFull {
+		res.Text = deltas.String()
+	} else {
+		res.Text = full
+	}
+	return res
+}
+
+func chatIDOf(obj map[string]json.RawMessage) string {
+	for _, k := range []string{"chatId", "chat_id", "chatID"} {
+		if s := str(obj[k]); s != "" {
+			return s
+		}
+	}
+	for _, k := range []string{"messageMetadata", "data"} {
+		var inner map[string]json.RawMessage
+		if json.Unmarshal(obj[k], &inner) == nil {
+			if s := str(inner["chatId"]); s != "" {
+				return s
+			}
+		}
+	}
+	return ""
+}
+
+func str(raw json.RawMessage) string { s, _ := strOK(raw); return s }
+
+func strOK(raw json.RawMessage) (string, bool) {
+	if len(raw) == 0 {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// splitLines splits on LF, CRLF or a lone CR, as the SSE grammar allows.
+func splitLines(data []byte, atEOF bool) (advance int, token []byte, err error) {
+	if atEOF && len(data) == 0 {
+		return 0, nil, nil
+	}
+	if i := bytes.IndexAny(data, "\r\n"); i >= 0 {
+		if data[i] == '\n' {
+			return i + 1, data[:i], nil
+		}
+		if i+1 < len(data) {
+			if data[i+1] == '\n' {
+				return i + 2, data[:i], nil
+			}
+			return i + 1, data[:i], nil
+		}
+		if atEOF {
+			return i + 1, data[:i], nil
+		}
+		return 0, nil, nil // a CR at the end: wait to see whether LF follows
+	}
+	if atEOF {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
+}

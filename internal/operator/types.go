@@ -1,0 +1,51 @@
+// Package operator talks to the Operator API and classifies its answers.
+//
+// Client posts prompts to /api/chat and checks keys with /api/cli/health;
+// Classify turns any answer or error into one Verdict, so the rules of the
+// API's status table live in one place.
+package operator
+
+import (
+	"fmt"
+	"time"
+)
+
+// ChatRequest is one user message. ChatID "" starts a new conversation.
+type ChatRequest struct {
+	ChatID         string
+	Text           string
+	IdempotencyKey string
+}
+
+// ChatResponse is a successful answer. ChatID may be "" (202 has no body).
+type ChatResponse struct {
+	Status int
+	ChatID string
+	Text   string
+}
+
+// Health is GET /api/cli/health's answer.
+type Health struct {
+	Authenticated bool   `json:"authenticated"`
+	UserID        string `json:"userId"`
+	PlanSlug      string `json:"planSlug"`
+	HasPlan       bool   `json:"hasPlan"`
+	TokenLimit    int64  `json:"tokenLimit"`
+}
+
+// APIError is a non-2xx answer, with the API's error body when it sent one.
+type APIError struct {
+	Status     int
+	Code       string         // the body's stable identifier
+	Transient  *bool          // the body's transient flag; nil when absent
+	Message    string         // human text; never branch on it
+	Data       map[string]any // optional extra context
+	RetryAfter time.Duration  // from Retry-After; 0 when absent
+}
+
+func (e *APIError) Error() string {
+	if e.Code != "" {
+		return fmt.Sprintf("operator: HTTP %d %s: %s", e.Status, e.Code, e.Message)
+	}
+	return fmt.Sprintf("operator: HTTP %d", e.Status)
+}

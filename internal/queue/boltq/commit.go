@@ -1,0 +1,688 @@
+package boltq
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/relayd/relayd/internal/queue"
+)
+
+// op is one write request. The committer applies a group of them in one
+// transaction. apply either returns an error having written nothing (the
+// request fails alone, the group goes on) or a *fatalError after a failed
+// write (the transaction is rolled back and retried without this request).
+// After the commit, commit applies the request's effect on the in-memory
+// index (with s.mu held), then finish answers the caller.
+type op interface {
+	apply(tx *bolt.Tx, g *group) error
+	commit(s *Store)
+	finish(err error)
+}
+
+// group is the state shared by the requests of one write transaction.
+type group struct {
+	attempt uint64
+	now     time.Time
+	nowNano int64
+	pending int // stored, not dead messages, as of the requests applied so far
+}
+
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+func fatal(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &fatalError{err}
+}
+
+// reply is how an op answers its caller; every op embeds one.
+type reply struct {
+	done chan struct{}
+	err  error
+}
+
+func (r *reply) init()                 { r.done = make(chan struct{}) }
+func (r *reply) finish(err error)      { r.err = err; close(r.done) }
+func (r *reply) wait() <-chan struct{} { return r.done }
+func (r *reply) result() error         { return r.err }
+
+// waiter is an op a caller waits on.
+type waiter interface {
+	op
+	init()
+	wait() <-chan struct{}
+	result() error
+}
+
+// do submits o to the committer and waits for its answer. If ctx ends
+// first, ctx.Err() is returned and o may still be applied.
+func (s *Store) do(ctx context.Context, o waiter) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	o.init()
+	if err := s.submit(o); err != nil {
+		return err
+	}
+	select {
+	case <-o.wait():
+		return o.result()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Store) submit(ops ...op) error {
+	s.qmu.Lock()
+	if s.qclosed {
+		s.qmu.Unlock()
+		return queue.ErrClosed
+	}
+	s.queue = append(s.queue, ops...)
+	s.qmu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// commitLoop owns every write transaction. Each round takes everything that
+// queued while the previous commit ran and commits it at once: no fixed
+// delay, one fsync for the whole group.
+func (s *Store) commitLoop() {
+	defer s.wg.Done()
+	var group []op
+	for {
+		s.qmu.Lock()
+		n := min(len(s.queue), maxGroup)
+		group = append(group[:0], s.queue[:n]...)
+		rest := copy(s.queue, s.queue[n:])
+		clear(s.queue[rest:])
+		s.queue = s.queue[:rest]
+		stop := s.qclosed
+		s.qmu.Unlock()
+		if n > 0 {
+			s.run(group)
+			clear(group)
+			continue
+		}
+		if stop {
+			return
+		}
+		<-s.kick
+	}
+}
+
+// run commits ops in one transaction. A request whose write fails is
+// dropped from the group and the rest retried; a failed commit fails all.
+func (s *Store) run(ops []op) {
+	results := make([]error, len(ops))
+	for len(ops) > 0 {
+		s.attempt++
+		now := s.now()
+		g := group{attempt: s.attempt, now: now, nowNano: unixNano(now), pending: s.pending}
+		failed := -1
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for i, o := range ops {
+				err := o.apply(tx, &g)
+				var fe *fatalError
+				if errors.As(err, &fe) {
+					failed = i
+					return err
+				}
+				results[i] = err
+			}
+			return nil
+		})
+		switch {
+		case err == nil:
+			s.commits.Add(1)
+			s.mu.Lock()
+			for i, o := range ops {
+				if results[i] == nil {
+					o.commit(s)
+				}
+			}
+			s.wakeWaiters()
+			s.mu.Unlock()
+			for i, o := range ops {
+				o.finish(results[i])
+			}
+			return
+		case failed >= 0:
+			s.log.Error("boltq: write failed; retrying the rest of the group", "err", err)
+			ops[failed].finish(fmt.Errorf("boltq: write: %w", err))
+			ops = append(ops[:failed], ops[failed+1:]...)
+			results = results[:len(ops)]
+		default:
+			s.log.Error("boltq: commit failed", "err", err, "requests", len(ops))
+			err = fmt.Errorf("%w: commit: %v", queue.ErrUnavailable, err)
+			for _, o := range ops {
+				o.finish(err)
+			}
+			return
+		}
+	}
+}
+
+// placement is a message written to msgs, for the in-memory index.
+type placement struct {
+	num uint64
+	h   head
+}
+
+// place appends m to msgs and to the tail of its conversation.
+func place(tx *bolt.Tx, m *queue.Message) (placement, error) {
+	convs, msgs := tx.Bucket(bucketConvs), tx.Bucket(bucketMsgs)
+	msgs.FillPercent = 0.9 // appends: pack pages fuller, with room for retries to grow a record
+	seq, err := msgs.NextSequence()
+	if err != nil {
+		return placement{}, fatal(err)
+	}
+	if err := msgs.Put(u64(seq), encodeMessage(nil, m)); err != nil {
+		return placement{}, fatal(err)
+	}
+	name := convName(m.Route, m.ConversationKey)
+	var r convRec
+	if v := convs.Get(name); v != nil {
+		if r, err = parseConvRec(v); err != nil {
+			return placement{}, fatal(err)
+		}
+		next := tx.Bucket(bucketNext)
+		next.FillPercent = 0.9
+		if err := next.Put(u64(r.tail), u64(seq)); err != nil {
+			return placement{}, fatal(err)
+		}
+		r.tail = seq
+		r.count++
+	} else {
+		num, err := convs.NextSequence()
+		if err != nil {
+			return placement{}, fatal(err)
+		}
+		r = convRec{num: num, head: seq, tail: seq, count: 1}
+	}
+	if err := convs.Put(name, r.bytes()); err != nil {
+		return placement{}, fatal(err)
+	}
+	at := unixNano(m.NextAttemptAt)
+	return placement{num: r.num, h: head{seq: seq, at: at, order: orderTime(at, unixNano(m.EnqueuedAt))}}, nil
+}
+
+// commitPlacements adds placed messages to the index: the first message of
+// a conversation becomes its head.
+func (s *Store) commitPlacements(ps []placement) {
+	for _, p := range ps {
+		s.pending++
+		if c := s.convs[p.num]; c != nil {
+			c.count++
+			continue
+		}
+		c := &conv{num: p.num, count: 1, head: p.h}
+		s.convs[p.num] = c
+		s.schedule(c)
+	}
+}
+
+// Enqueue.
+
+type enqueueOp struct {
+	reply
+	msgs   []queue.Message
+	dedupe []byte
+	ttl    time.Duration
+	max    int
+
+	dup    bool
+	placed []placement
+}
+
+func (o *enqueueOp) apply(tx *bolt.Tx, g *group) error {
+	o.dup, o.placed = false, o.placed[:0]
+	var dd *bolt.Bucket
+	if o.dedupe != nil {
+		dd = tx.Bucket(bucketDedupe)
+		if v := dd.Get(o.dedupe); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) > g.nowNano {
+			o.dup = true
+			return nil
+		}
+	}
+	if o.max > 0 && g.pending+len(o.msgs) > o.max {
+		return queue.ErrFull
+	}
+	for i := range o.msgs {
+		p, err := place(tx, &o.msgs[i])
+		if err != nil {
+			return err
+		}
+		o.placed = append(o.placed, p)
+	}
+	if dd != nil {
+		exp := u64(uint64(g.now.Add(o.ttl).UnixNano()))
+		if err := dd.Put(o.dedupe, exp); err != nil {
+			return fatal(err)
+		}
+		xb := tx.Bucket(bucketDedupExp)
+		xb.FillPercent = 0.9
+		if err := xb.Put(append(exp[:8:8], o.dedupe...), marker); err != nil {
+			return fatal(err)
+		}
+	}
+	g.pending += len(o.msgs)
+	return nil
+}
+
+func (o *enqueueOp) commit(s *Store) { s.commitPlacements(o.placed) }
+
+// Lease endings.
+
+type leaseKind uint8
+
+const (
+	leaseAck leaseKind = iota
+	leaseRetry
+	leaseRelease
+	leaseDead
+)
+
+type leaseOp struct {
+	reply
+	l    *lease
+	kind leaseKind
+	at   time.Time
+	f    queue.Failure
+
+	at0  int64 // at, resolved against the group's clock
+	next head
+	more bool // the conversation has a next message
+}
+
+func failureText(f queue.Failure) string {
+	switch {
+	case f.Code != "" && f.Message != "":
+		return f.Code + ": " + f.Message
+	case f.Message != "":
+		return f.Message
+	case f.Code != "":
+		return f.Code
+	}
+	return f.Reason
+}
+
+func (o *leaseOp) apply(tx *bolt.Tx, g *group) error {
+	l := o.l
+	if l.ended.Load() || l.mark == g.attempt {
+		return ErrLeaseEnded
+	}
+	msgs := tx.Bucket(bucketMsgs)
+	key := u64(l.seq)
+	if msgs.Get(key) == nil {
+		return fmt.Errorf("%w: leased message %s is gone", errCorrupt, l.msg.ID)
+	}
+	m := l.msg
+	switch o.kind {
+	case leaseRetry, leaseRelease:
+		o.at0 = g.nowNano
+		if !o.at.IsZero() {
+			o.at0 = o.at.UnixNano()
+		}
+		m.NextAttemptAt = fromUnixNano(o.at0)
+		if o.kind == leaseRetry {
+			m.Attempts++
+			m.LastStatus = o.f.Status
+			m.LastError = failureText(o.f)
+		}
+		if err := msgs.Put(key, encodeMessage(nil, &m)); err != nil {
+			return fatal(err)
+		}
+	case leaseAck, leaseDead:
+		name := convName(m.Route, m.ConversationKey)
+		convs := tx.Bucket(bucketConvs)
+		r, err := parseConvRec(convs.Get(name))
+		if err != nil || r.num != l.num || r.head != l.seq {
+			return fmt.Errorf("%w: conversation of leased message %s: %+v %v", errCorrupt, l.msg.ID, r, err)
+		}
+		if o.kind == leaseDead {
+			m.Attempts++
+			m.LastStatus = o.f.Status
+			m.LastError = failureText(o.f)
+			if err := putDead(tx, queue.DeadLetter{Message: m, Failure: o.f, DeadAt: g.now}); err != nil {
+				return err
+			}
+		}
+		if err := msgs.Delete(key); err != nil {
+			return fatal(err)
+		}
+		if o.next, o.more, err = advance(tx, name, r); err != nil {
+			return err
+		}
+		g.pending--
+	}
+	l.mark = g.attempt
+	return nil
+}
+
+// advance moves a conversation past its head, which was just deleted: the
+// next message becomes the head, or the record goes with its last message.
+func advance(tx *bolt.Tx, name []byte, r convRec) (head, bool, error) {
+	convs, next := tx.Bucket(bucketConvs), tx.Bucket(bucketNext)
+	nv := next.Get(u64(r.head))
+	if nv == nil {
+		return head{}, false, fatal(convs.Delete(name))
+	}
+	if len(nv) != 8 {
+		return head{}, false, fatal(fmt.Errorf("%w: next link of %d bytes", errCorrupt, len(nv)))
+	}
+	n := binary.BigEndian.Uint64(nv)
+	if err := next.Delete(u64(r.head)); err != nil {
+		return head{}, false, fatal(err)
+	}
+	h, err := readHead(tx.Bucket(bucketMsgs), n)
+	if err != nil {
+		return head{}, false, fatal(err)
+	}
+	r.head = n
+	r.count = max(r.count, 2) - 1
+	return h, true, fatal(convs.Put(name, r.bytes()))
+}
+
+func putDead(tx *bolt.Tx, dl queue.DeadLetter) error {
+	dead, idx := tx.Bucket(bucketDead), tx.Bucket(bucketDeadIdx)
+	dead.FillPercent = 0.9
+	seq, err := dead.NextSequence()
+	if err != nil {
+		return fatal(err)
+	}
+	v, err := json.Marshal(dl)
+	if err != nil {
+		return fatal(err)
+	}
+	dk := u64(seq)
+	if err := dead.Put(dk, v); err != nil {
+		return fatal(err)
+	}
+	if err := idx.Put(deadByID(dl.ID), dk); err != nil {
+		return fatal(err)
+	}
+	if dl.Delivery != "" {
+		if err := idx.Put(append(deadByDeliveryPrefix(dl.Delivery), dk...), marker); err != nil {
+			return fatal(err)
+		}
+	}
+	return nil
+}
+
+func (o *leaseOp) commit(s *Store) {
+	l := o.l
+	l.ended.Store(true)
+	s.inflight--
+	c := l.c
+	c.leased = false
+	switch o.kind {
+	case leaseRetry, leaseRelease:
+		c.head.at = o.at0
+		c.head.order = o.at0
+		s.schedule(c)
+	case leaseAck, leaseDead:
+		if o.kind == leaseDead {
+			s.dead++
+		}
+		s.pending--
+		c.count--
+		if !o.more {
+			delete(s.convs, c.num)
+			return
+		}
+		c.head = o.next
+		s.schedule(c)
+	}
+}
+
+// Chats.
+
+type putChatOp struct {
+	reply
+	name []byte
+	chat queue.Chat
+}
+
+func (o *putChatOp) apply(tx *bolt.Tx, _ *group) error {
+	b := tx.Bucket(bucketChats)
+	var cur uint64
+	if v := b.Get(o.name); len(v) >= 8 {
+		cur = binary.BigEndian.Uint64(v[:8])
+	}
+	if cur != o.chat.Revision {
+		return queue.ErrConflict
+	}
+	js, err := json.Marshal(o.chat)
+	if err != nil {
+		return fmt.Errorf("boltq: encode chat: %w", err)
+	}
+	// Revisions come from one bucket-wide sequence, so a record deleted and
+	// created again never repeats a revision a stale writer may hold.
+	rev, err := b.NextSequence()
+	if err != nil {
+		return fatal(err)
+	}
+	return fatal(b.Put(o.name, append(u64(rev), js...)))
+}
+
+func (o *putChatOp) commit(*Store) {}
+
+type deleteChatOp struct {
+	reply
+	name []byte
+}
+
+func (o *deleteChatOp) apply(tx *bolt.Tx, _ *group) error {
+	return fatal(tx.Bucket(bucketChats).Delete(o.name))
+}
+
+func (o *deleteChatOp) commit(*Store) {}
+
+// Dead letters.
+
+// deadKeys finds the dead letters an admin id names: the one with that
+// message id, else every one with that delivery id.
+func deadKeys(tx *bolt.Tx, id string) [][]byte {
+	if id == "" {
+		return nil
+	}
+	idx := tx.Bucket(bucketDeadIdx)
+	if dk := idx.Get(deadByID(id)); dk != nil {
+		return [][]byte{bytes.Clone(dk)}
+	}
+	var keys [][]byte
+	prefix := deadByDeliveryPrefix(id)
+	c := idx.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if len(k) == len(prefix)+8 {
+			keys = append(keys, bytes.Clone(k[len(prefix):]))
+		}
+	}
+	return keys
+}
+
+// takeDead deletes a dead letter and its index entries and returns it.
+func takeDead(tx *bolt.Tx, dk []byte) (queue.DeadLetter, error) {
+	var dl queue.DeadLetter
+	dead, idx := tx.Bucket(bucketDead), tx.Bucket(bucketDeadIdx)
+	v := dead.Get(dk)
+	if v == nil {
+		return dl, fatal(fmt.Errorf("%w: dead letter %x missing", errCorrupt, dk))
+	}
+	if err := json.Unmarshal(v, &dl); err != nil {
+		return dl, fatal(fmt.Errorf("%w: dead letter %x: %v", errCorrupt, dk, err))
+	}
+	if err := dead.Delete(dk); err != nil {
+		return dl, fatal(err)
+	}
+	if cur := idx.Get(deadByID(dl.ID)); bytes.Equal(cur, dk) {
+		if err := idx.Delete(deadByID(dl.ID)); err != nil {
+			return dl, fatal(err)
+		}
+	}
+	if dl.Delivery != "" {
+		if err := idx.Delete(append(deadByDeliveryPrefix(dl.Delivery), dk...)); err != nil {
+			return dl, fatal(err)
+		}
+	}
+	return dl, nil
+}
+
+// requeue puts a dead letter's message back at the tail of its
+// conversation as a fresh message: same id, no attempts.
+func requeue(tx *bolt.Tx, dl queue.DeadLetter) (placement, error) {
+	m := dl.Message
+	m.Attempts = 0
+	m.NextAttemptAt = time.Time{}
+	m.LastStatus = 0
+	m.LastError = ""
+	return place(tx, &m)
+}
+
+// deadOp replays or drops the dead letters named by id (see deadKeys), or,
+// with all set, up to limit dead letters of route ("" = any) with keys in
+// (after, upto].
+type deadOp struct {
+	reply
+	replay bool
+	id     string
+
+	all         bool
+	route       string
+	after, upto uint64
+	limit       int
+
+	n      int
+	last   uint64
+	more   bool
+	placed []placement
+}
+
+func (o *deadOp) apply(tx *bolt.Tx, g *group) error {
+	o.n, o.more, o.placed = 0, false, o.placed[:0]
+	var keys [][]byte
+	if o.all {
+		keys = o.scan(tx)
+	} else {
+		keys = deadKeys(tx, o.id)
+		if len(keys) == 0 {
+			return queue.ErrNotFound
+		}
+	}
+	for _, dk := range keys {
+		dl, err := takeDead(tx, dk)
+		if err != nil {
+			return err
+		}
+		if o.replay {
+			p, err := requeue(tx, dl)
+			if err != nil {
+				return err
+			}
+			o.placed = append(o.placed, p)
+			g.pending++
+		}
+		o.n++
+	}
+	return nil
+}
+
+func (o *deadOp) scan(tx *bolt.Tx) [][]byte {
+	var keys [][]byte
+	o.last = o.after
+	c := tx.Bucket(bucketDead).Cursor()
+	for k, v := c.Seek(u64(o.after + 1)); k != nil; k, v = c.Next() {
+		seq := binary.BigEndian.Uint64(k)
+		if seq > o.upto {
+			return keys
+		}
+		if len(keys) == o.limit {
+			o.more = true
+			return keys
+		}
+		o.last = seq
+		if o.route != "" {
+			var r struct {
+				Route string `json:"route"`
+			}
+			if json.Unmarshal(v, &r) != nil || r.Route != o.route {
+				continue
+			}
+		}
+		keys = append(keys, bytes.Clone(k))
+	}
+	return keys
+}
+
+func (o *deadOp) commit(s *Store) {
+	s.dead -= o.n
+	s.commitPlacements(o.placed)
+}
+
+// Dedupe sweep.
+
+type sweepOp struct {
+	reply
+	limit int
+	n     int
+	more  bool
+}
+
+func (o *sweepOp) apply(tx *bolt.Tx, g *group) error {
+	o.n, o.more = 0, false
+	exp, dd := tx.Bucket(bucketDedupExp), tx.Bucket(bucketDedupe)
+	var keys [][]byte
+	c := exp.Cursor()
+	for k, _ := c.First(); len(k) >= 8; k, _ = c.Next() {
+		if int64(binary.BigEndian.Uint64(k[:8])) > g.nowNano {
+			break
+		}
+		if len(keys) == o.limit {
+			o.more = true
+			break
+		}
+		keys = append(keys, bytes.Clone(k))
+	}
+	// Delete after iterating: deleting under a bbolt cursor can skip keys.
+	for _, k := range keys {
+		if err := exp.Delete(k); err != nil {
+			return fatal(err)
+		}
+		// The mark may have been renewed after it expired; then it has a
+		// newer expiry entry of its own and stays.
+		if v := dd.Get(k[8:]); bytes.Equal(v, k[:8]) {
+			if err := dd.Delete(k[8:]); err != nil {
+				return fatal(err)
+			}
+		}
+		o.n++
+	}
+	return nil
+}
+
+func (o *sweepOp) commit(*Store) {}
+
+// Ping.
+
+type pingOp struct{ reply }
+
+func (o *pingOp) apply(tx *bolt.Tx, g *group) error {
+	return fatal(tx.Bucket(bucketMeta).Put(keyPing, u64(uint64(g.nowNano))))
+}
+
+func (o *pingOp) commit(*Store) {}

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package boltq
+
+import bolt "go.etcd.io/bbolt"
+
+func dropMapped(*bolt.DB, int64) {}

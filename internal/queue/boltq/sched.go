@@ -1,0 +1,237 @@
+package boltq
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/relayd/relayd/internal/queue"
+)
+
+// conv is the in-memory record of a conversation with stored messages.
+// Fields are guarded by Store.mu; they change only when a commit is applied
+// (committer) or when Next leases the head.
+type conv struct {
+	num    uint64
+	count  int // stored messages, head included
+	head   head
+	leased bool
+}
+
+// readyHeap orders due heads oldest first: by next-attempt time (or enqueue
+// time for a first attempt), then by enqueue sequence.
+type readyHeap []*conv
+
+func (h readyHeap) Len() int { return len(h) }
+func (h readyHeap) Less(i, j int) bool {
+	a, b := h[i], h[j]
+	if a.head.order != b.head.order {
+		return a.head.order < b.head.order
+	}
+	return a.head.seq < b.head.seq
+}
+func (h readyHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *readyHeap) Push(x any)   { *h = append(*h, x.(*conv)) }
+func (h *readyHeap) Pop() any {
+	old := *h
+	c := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return c
+}
+
+// delayedHeap orders heads waiting for their next-attempt time, earliest first.
+type delayedHeap []*conv
+
+func (h delayedHeap) Len() int { return len(h) }
+func (h delayedHeap) Less(i, j int) bool {
+	a, b := h[i], h[j]
+	if a.head.at != b.head.at {
+		return a.head.at < b.head.at
+	}
+	return a.head.seq < b.head.seq
+}
+func (h delayedHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *delayedHeap) Push(x any)   { *h = append(*h, x.(*conv)) }
+func (h *delayedHeap) Pop() any {
+	old := *h
+	c := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return c
+}
+
+// schedule makes an unleased head leasable: ready at once for a first
+// attempt, otherwise through the delayed heap until its time passes. s.mu
+// must be held; wakeWaiters then tells blocked Next calls.
+func (s *Store) schedule(c *conv) {
+	if c.head.at == 0 {
+		heap.Push(&s.ready, c)
+	} else {
+		heap.Push(&s.delayed, c)
+	}
+	s.scheduled = true
+}
+
+// wakeWaiters wakes every blocked Next if a head was scheduled since the
+// last call. One broadcast per group commit, not per message.
+func (s *Store) wakeWaiters() {
+	if s.scheduled {
+		s.scheduled = false
+		close(s.wake)
+		s.wake = make(chan struct{})
+	}
+}
+
+// promote moves the delayed heads whose time has come to the ready heap.
+func (s *Store) promote(now int64) {
+	for len(s.delayed) > 0 && s.delayed[0].head.at <= now {
+		heap.Push(&s.ready, heap.Pop(&s.delayed))
+	}
+}
+
+// maxWait bounds how long Next sleeps on the earliest delayed head, so a
+// wall-clock jump or an injected clock cannot strand it.
+const maxWait = time.Second
+
+// retryCorrupt is how long a head that cannot be read is set aside.
+const retryCorrupt = time.Minute
+
+// Next leases the oldest due conversation head whose conversation has
+// nothing leased, blocking until there is one. It returns ctx.Err() when ctx
+// ends and queue.ErrClosed when the store is closed.
+func (s *Store) Next(ctx context.Context) (queue.Lease, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, queue.ErrClosed
+		}
+		now := unixNano(s.now())
+		s.promote(now)
+		if len(s.ready) > 0 {
+			c := heap.Pop(&s.ready).(*conv)
+			c.leased = true
+			s.inflight++
+			num, seq := c.num, c.head.seq
+			s.mu.Unlock()
+			m, err := s.loadMessage(num, seq)
+			if err == nil {
+				return &lease{s: s, c: c, num: num, seq: seq, msg: m}, nil
+			}
+			s.mu.Lock()
+			c.leased = false
+			s.inflight--
+			if !s.closed && !errors.Is(err, queue.ErrClosed) {
+				// Keep the conversation from spinning on an unreadable head.
+				c.head.at = now + int64(retryCorrupt)
+				s.schedule(c)
+				s.wakeWaiters()
+				s.log.Error("boltq: cannot read queued message", "conversation", num, "seq", seq, "err", err)
+			}
+			s.mu.Unlock()
+			return nil, err
+		}
+		wake := s.wake
+		var timer *time.Timer
+		var fire <-chan time.Time
+		if len(s.delayed) > 0 {
+			d := time.Duration(s.delayed[0].head.at - now)
+			timer = time.NewTimer(min(d, maxWait))
+			fire = timer.C
+		}
+		s.mu.Unlock()
+
+		select {
+		case <-ctx.Done():
+		case <-s.closing:
+		case <-wake:
+		case <-fire:
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+	}
+}
+
+func (s *Store) loadMessage(num, seq uint64) (queue.Message, error) {
+	var m queue.Message
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMsgs).Get(u64(seq))
+		if v == nil {
+			return fmt.Errorf("%w: head %d/%d missing", errCorrupt, num, seq)
+		}
+		var err error
+		m, err = decodeMessage(v)
+		return err
+	})
+	if err != nil {
+		return m, fmt.Errorf("boltq: lease: %w", err)
+	}
+	return m, nil
+}
+
+// lease is one leased head. Only the committer changes mark; ended is set
+// when the terminal request commits.
+type lease struct {
+	s        *Store
+	c        *conv
+	num, seq uint64
+	msg      queue.Message
+	ended    atomic.Bool
+	mark     uint64 // transaction number that ended it, before it commits
+}
+
+var _ queue.Lease = (*lease)(nil)
+
+func (l *lease) Message() queue.Message { return l.msg }
+
+func (l *lease) Ack(ctx context.Context) error {
+	return l.end(ctx, &leaseOp{kind: leaseAck})
+}
+
+// Retry counts the failed attempt (Attempts+1, LastStatus and LastError from
+// f) and makes the message due at at, still at its conversation's head.
+func (l *lease) Retry(ctx context.Context, at time.Time, f queue.Failure) error {
+	return l.end(ctx, &leaseOp{kind: leaseRetry, at: at, f: f})
+}
+
+func (l *lease) Release(ctx context.Context, at time.Time) error {
+	return l.end(ctx, &leaseOp{kind: leaseRelease, at: at})
+}
+
+// Dead counts the failed attempt like Retry and moves the message to the
+// dead letters with f; the conversation moves on to its next message.
+func (l *lease) Dead(ctx context.Context, f queue.Failure) error {
+	return l.end(ctx, &leaseOp{kind: leaseDead, f: f})
+}
+
+// Touch does nothing: a bbolt lease lasts until it ends or the process does.
+func (l *lease) Touch(ctx context.Context) error {
+	if l.ended.Load() {
+		return ErrLeaseEnded
+	}
+	l.s.mu.Lock()
+	closed := l.s.closed
+	l.s.mu.Unlock()
+	if closed {
+		return queue.ErrClosed
+	}
+	return nil
+}
+
+func (l *lease) end(ctx context.Context, o *leaseOp) error {
+	if l.ended.Load() {
+		return ErrLeaseEnded
+	}
+	o.l = l
+	return l.s.do(ctx, o)
+}

@@ -1,0 +1,110 @@
+package natsq
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/relayd/relayd/internal/queue"
+)
+
+// GetChat returns the conversation's state with its KV revision, or a zero
+// state (Revision 0) when there is none.
+func (s *Store) GetChat(ctx context.Context, route, key string) (queue.ChatState, error) {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	e, err := s.chats.Get(ctx, chatKey(route, key))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return queue.ChatState{}, nil
+	}
+	if err != nil {
+		return queue.ChatState{}, s.fail("get chat", err)
+	}
+	var st queue.ChatState
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		return queue.ChatState{}, fmt.Errorf("natsq: chat %s/%s: %w", route, key, err)
+	}
+	st.Revision = e.Revision()
+	return st, nil
+}
+
+// PutChat stores st if the stored revision is still st.Revision: Create
+// when it is 0, Update with the revision otherwise. Two replicas racing to
+// start a chat for one conversation: one wins, the other gets ErrConflict.
+func (s *Store) PutChat(ctx context.Context, route, key string, st queue.ChatState) error {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	data, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("natsq: encode chat: %w", err)
+	}
+	k := chatKey(route, key)
+	if st.Revision == 0 {
+		_, err = s.chats.Create(ctx, k, data)
+	} else {
+		_, err = s.chats.Update(ctx, k, data, st.Revision)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return queue.ErrConflict
+	}
+	if err != nil {
+		return s.fail("put chat", err)
+	}
+	return nil
+}
+
+// DeleteChat forgets the conversation's chat; missing is not an error.
+func (s *Store) DeleteChat(ctx context.Context, route, key string) error {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	if err := s.chats.Purge(ctx, chatKey(route, key)); err != nil {
+		return s.fail("delete chat", err)
+	}
+	return nil
+}
+
+// ListChats returns every stored conversation, ordered by route and key,
+// read in one pass over the bucket.
+func (s *Store) ListChats(ctx context.Context) ([]queue.Chat, error) {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	w, err := s.chats.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, s.fail("list chats", err)
+	}
+	defer w.Stop()
+	out := []queue.Chat{}
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, s.fail("list chats", errors.New("watcher closed"))
+			}
+			if e == nil { // end of the initial values
+				slices.SortFunc(out, func(a, b queue.Chat) int {
+					return cmp.Or(cmp.Compare(a.Route, b.Route), cmp.Compare(a.ConversationKey, b.ConversationKey))
+				})
+				return out, nil
+			}
+			route, key, err := parseChatKey(e.Key())
+			if err != nil {
+				s.log.Warn("skipping chat", "err", err)
+				continue
+			}
+			var st queue.ChatState
+			if err := json.Unmarshal(e.Value(), &st); err != nil {
+				s.log.Warn("skipping unreadable chat", "route", route, "err", err)
+				continue
+			}
+			st.Revision = e.Revision()
+			out = append(out, queue.Chat{Route: route, ConversationKey: key, ChatState: st})
+		case <-ctx.Done():
+			return nil, s.fail("list chats", ctx.Err())
+		}
+	}
+}

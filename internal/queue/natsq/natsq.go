@@ -1,0 +1,550 @@
+package natsq
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/relayd/relayd/internal/config"
+	"github.com/relayd/relayd/internal/queue"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultStream       = "RELAYD"
+	DefaultConsumerName = "relayd"
+	DefaultPartitions   = 16
+	DefaultAckWait      = 30 * time.Second
+	DefaultDedupeTTL    = 24 * time.Hour
+	DefaultTimeout      = 5 * time.Second
+
+	// attemptsTTL bounds how long a retry record outlives its last write,
+	// so records whose delete was lost do not pile up.
+	attemptsTTL = 7 * 24 * time.Hour
+	// statsTTL is how long Stats and the max_pending count are cached: a
+	// scrape or a burst of webhooks costs one round of requests per second.
+	statsTTL = time.Second
+	// metaPartitions records P on the stream, to warn when replicas disagree.
+	metaPartitions = "relayd_partitions"
+)
+
+// Options configure Open. Zero fields take the defaults above.
+type Options struct {
+	// URLs of the NATS servers; an entry may itself be a comma-separated list.
+	URLs []string
+	// Stream names the messages stream; the dead-letter stream and the KV
+	// buckets are named after it. Letters, digits, '-' and '_' only.
+	Stream    string
+	CredsFile string
+	TLS       config.TLS
+	// Replicas of every stream and bucket (1 for a single server; 3 for a
+	// typical cluster).
+	Replicas int
+	// Partitions is P, the number of ordered partitions: at most P
+	// conversations are dispatched at once across all replicas.
+	Partitions int
+	// MaxPending caps the messages in the stream; Enqueue past it returns
+	// queue.ErrFull. 0 means no cap. Replays of dead letters are not
+	// refused: an operator asked for them. The count is read at most once a
+	// second, so replicas may overshoot it briefly.
+	MaxPending int
+	// DedupeTTL is the longest dedupe window any source uses: the dedupe
+	// bucket keeps no key longer than this.
+	DedupeTTL time.Duration
+	// AckWait is how long a lease may go without a heartbeat before NATS
+	// hands the message to another replica. Leases are heartbeated every
+	// AckWait/3 while the process lives.
+	AckWait time.Duration
+	// ConsumerName prefixes the durable consumers ("<name>-p<N>"). Every
+	// replica sharing the stream must use the same name.
+	ConsumerName string
+	// Timeout bounds each request to NATS when ctx has no earlier deadline.
+	Timeout time.Duration
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+// ConfigOptions maps the storage section of c onto Options. DedupeTTL is the
+// largest dedupe window of storage and every source.
+func ConfigOptions(c *config.Config) Options {
+	n := c.Storage.NATS
+	var urls []string
+	if n.URL != "" {
+		urls = append(urls, n.URL)
+	}
+	urls = append(urls, n.URLs...)
+	ttl := c.Storage.DedupeTTL.D()
+	for _, s := range c.Sources {
+		ttl = max(ttl, s.DedupeTTL.D())
+	}
+	return Options{
+		URLs:       urls,
+		Stream:     n.Stream,
+		CredsFile:  n.CredsFile,
+		TLS:        n.TLS,
+		Replicas:   n.Replicas,
+		Partitions: n.Partitions,
+		MaxPending: c.Storage.MaxPending,
+		DedupeTTL:  ttl,
+	}
+}
+
+func (o *Options) defaults() error {
+	if o.Stream == "" {
+		o.Stream = DefaultStream
+	}
+	if !validName(o.Stream) {
+		return fmt.Errorf("natsq: stream %q: use letters, digits, '-' and '_'", o.Stream)
+	}
+	if o.ConsumerName == "" {
+		o.ConsumerName = DefaultConsumerName
+	}
+	if !validName(o.ConsumerName) {
+		return fmt.Errorf("natsq: consumer name %q: use letters, digits, '-' and '_'", o.ConsumerName)
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.Partitions <= 0 {
+		o.Partitions = DefaultPartitions
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = DefaultAckWait
+	}
+	if o.DedupeTTL <= 0 {
+		o.DedupeTTL = DefaultDedupeTTL
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MaxPending < 0 {
+		o.MaxPending = 0
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	var urls []string
+	for _, u := range o.URLs {
+		for _, p := range strings.Split(u, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				urls = append(urls, p)
+			}
+		}
+	}
+	if len(urls) == 0 {
+		urls = []string{nats.DefaultURL}
+	}
+	o.URLs = urls
+	return nil
+}
+
+// Store is the JetStream backend. It is safe for concurrent use, and any
+// number of Stores (one per replica) may share one stream.
+type Store struct {
+	o   Options
+	n   names
+	log *slog.Logger
+
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	stream   jetstream.Stream
+	dlq      jetstream.Stream
+	chats    jetstream.KeyValue
+	attempts jetstream.KeyValue
+	dedupe   jetstream.KeyValue
+	// perKeyTTL: the server keeps a TTL per dedupe key (NATS 2.11+);
+	// otherwise only the bucket's DedupeTTL applies.
+	perKeyTTL bool
+	// parts are the consumers fetched from, by partition; it may hold more
+	// than Partitions when an earlier configuration used a larger P and its
+	// partitions still need draining.
+	parts map[int]jetstream.Consumer
+
+	ctx    context.Context // ends at Close; owns every goroutine below
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	reconn chan struct{} // a reconnect happened: re-provision
+
+	mu        sync.Mutex
+	closed    bool
+	waiting   int                 // Next calls blocked
+	held      []*lease            // fetched, not yet taken by Next; oldest first
+	avail     chan struct{}       // closed and replaced when a lease is held
+	demandOn  bool                // waiting > len(held)
+	demandUp  chan struct{}       // closed when demand turns on
+	demandOff chan struct{}       // closed when demand turns off
+	leases    map[*lease]struct{} // held or taken, not ended: heartbeated
+
+	cacheMu   sync.Mutex
+	pendN     int // messages in the stream, as last read
+	pendAt    time.Time
+	stats     queue.Stats
+	statsAt   time.Time
+	statsErr  error
+	statsLock sync.Mutex // one refresh at a time
+}
+
+var _ queue.Lease = (*lease)(nil)
+
+// Open connects, creates or updates the streams, buckets and consumers
+// (idempotent, so every replica does it), and starts fetching.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	s := &Store{
+		o:         o,
+		n:         newNames(o.Stream, o.ConsumerName),
+		log:       o.Logger.With("component", "natsq", "stream", o.Stream),
+		reconn:    make(chan struct{}, 1),
+		avail:     make(chan struct{}),
+		demandUp:  make(chan struct{}),
+		demandOff: make(chan struct{}),
+		leases:    map[*lease]struct{}{},
+		parts:     map[int]jetstream.Consumer{},
+	}
+	close(s.demandOff) // demand starts off
+	nc, err := s.connect()
+	if err != nil {
+		return nil, fmt.Errorf("natsq: connect: %w: %w", queue.ErrUnavailable, err)
+	}
+	s.nc = nc
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(o.Timeout))
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("natsq: %w", err)
+	}
+	s.js = js
+	if err := s.provision(ctx, true); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	for p := range s.parts {
+		s.wg.Add(1)
+		go s.fetchLoop(p)
+	}
+	s.wg.Add(2)
+	go s.keepAlive()
+	go s.maintain()
+	return s, nil
+}
+
+func (s *Store) connect() (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("relayd"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		// No buffering while disconnected: a publish must fail at once so
+		// ingest answers 503, rather than land later after we said so.
+		nats.ReconnectBufSize(-1),
+		nats.Timeout(s.o.Timeout),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				s.log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			s.log.Info("nats reconnected", "server", c.ConnectedUrlRedacted())
+			s.reprovision()
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			s.log.Warn("nats async error", "err", err)
+		}),
+	}
+	if s.o.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(s.o.CredsFile))
+	}
+	tc, err := tlsConfig(s.o.TLS)
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
+		opts = append(opts, nats.Secure(tc))
+	}
+	return nats.Connect(strings.Join(s.o.URLs, ","), opts...)
+}
+
+// tlsConfig builds the client TLS settings, or nil when none are set (a
+// tls:// URL still negotiates TLS with the system roots).
+func tlsConfig(t config.TLS) (*tls.Config, error) {
+	if t == (config.TLS{}) {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls ca_file %s: no certificates found", t.CAFile)
+		}
+		c.RootCAs = pool
+	}
+	if t.CertFile != "" || t.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls cert_file/key_file: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+// provision creates or updates everything the store uses. With first set
+// it also keeps the handles and finds the consumers to fetch from; later
+// calls (after a reconnect) only make sure nothing went missing, for
+// example when the NATS server lost its storage.
+func (s *Store) provision(ctx context.Context, first bool) error {
+	o := s.o
+	fail := func(what string, err error) error {
+		return fmt.Errorf("natsq: %s: %w: %w", what, queue.ErrUnavailable, err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 4*o.Timeout)
+	defer cancel()
+
+	scfg := jetstream.StreamConfig{
+		Name:        s.n.stream,
+		Description: "relayd queued messages",
+		Subjects:    []string{s.n.msgsWildcard()},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+		Discard:     jetstream.DiscardNew,
+		Duplicates:  2 * time.Minute,
+		Metadata:    map[string]string{metaPartitions: strconv.Itoa(o.Partitions)},
+	}
+	if first {
+		if info, err := s.js.Stream(cctx, s.n.stream); err == nil {
+			if old := info.CachedInfo().Config.Metadata[metaPartitions]; old != "" && old != scfg.Metadata[metaPartitions] {
+				s.log.Warn("partitions changed: conversation order is kept only once every replica uses the new value",
+					"was", old, "now", o.Partitions)
+			}
+		}
+	}
+	stream, err := createOrUpdateStream(cctx, s.js, scfg)
+	if err != nil {
+		return fail("stream "+s.n.stream, err)
+	}
+	dlq, err := createOrUpdateStream(cctx, s.js, jetstream.StreamConfig{
+		Name:        s.n.dlq,
+		Description: "relayd dead letters",
+		Subjects:    []string{s.n.dlqWildcard()},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+		Duplicates:  2 * time.Minute,
+	})
+	if err != nil {
+		return fail("stream "+s.n.dlq, err)
+	}
+	chats, err := s.js.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
+		Bucket: s.n.chats, Description: "relayd chat ids", History: 1,
+		Storage: jetstream.FileStorage, Replicas: o.Replicas,
+	})
+	if err != nil {
+		return fail("bucket "+s.n.chats, err)
+	}
+	attempts, err := s.js.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
+		Bucket: s.n.attempts, Description: "relayd retry records", History: 1,
+		TTL: attemptsTTL, Storage: jetstream.FileStorage, Replicas: o.Replicas,
+	})
+	if err != nil {
+		return fail("bucket "+s.n.attempts, err)
+	}
+	dcfg := jetstream.KeyValueConfig{
+		Bucket: s.n.dedupe, Description: "relayd delivery dedupe marks", History: 1,
+		TTL: o.DedupeTTL, Storage: jetstream.FileStorage, Replicas: o.Replicas,
+		// Enables per-key TTLs, so each source's own window applies.
+		LimitMarkerTTL: time.Minute,
+	}
+	perKeyTTL := true
+	dedupe, err := s.js.CreateOrUpdateKeyValue(cctx, dcfg)
+	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
+		// NATS before 2.11: the bucket-wide TTL is the only window.
+		perKeyTTL = false
+		dcfg.LimitMarkerTTL = 0
+		dedupe, err = s.js.CreateOrUpdateKeyValue(cctx, dcfg)
+	}
+	if err != nil {
+		return fail("bucket "+s.n.dedupe, err)
+	}
+
+	parts := map[int]bool{}
+	for p := range o.Partitions {
+		parts[p] = true
+	}
+	if first {
+		// Partitions left by a larger P keep their messages: drain them.
+		lister := stream.ConsumerNames(cctx)
+		for name := range lister.Name() {
+			if p, ok := s.n.partOfConsumer(name); ok {
+				parts[p] = true
+			}
+		}
+		if err := lister.Err(); err != nil {
+			return fail("list consumers", err)
+		}
+	} else {
+		for p := range s.parts {
+			parts[p] = true
+		}
+	}
+	consumers := map[int]jetstream.Consumer{}
+	for p := range parts {
+		c, err := s.js.CreateOrUpdateConsumer(cctx, s.n.stream, jetstream.ConsumerConfig{
+			Durable:       s.n.consumerName(p),
+			Description:   "relayd partition " + strconv.Itoa(p),
+			FilterSubject: s.n.partSubject(p),
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       o.AckWait,
+			// One message per partition outstanding cluster-wide: this is
+			// what orders each conversation across replicas.
+			MaxAckPending: 1,
+			MaxDeliver:    -1,
+		})
+		if err != nil {
+			return fail("consumer "+s.n.consumerName(p), err)
+		}
+		consumers[p] = c
+	}
+	if first {
+		s.stream, s.dlq, s.chats, s.attempts, s.dedupe = stream, dlq, chats, attempts, dedupe
+		s.perKeyTTL = perKeyTTL
+		s.parts = consumers
+	}
+	return nil
+}
+
+// createOrUpdateStream tolerates a concurrent create by another replica.
+func createOrUpdateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	st, err := js.CreateOrUpdateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		st, err = js.CreateOrUpdateStream(ctx, cfg)
+	}
+	return st, err
+}
+
+// reprovision asks maintain to make sure the streams, buckets and consumers
+// exist.
+func (s *Store) reprovision() {
+	select {
+	case s.reconn <- struct{}{}:
+	default:
+	}
+}
+
+// maintain re-provisions after reconnects (or when a consumer went missing)
+// until it succeeds.
+func (s *Store) maintain() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.reconn:
+		}
+		for wait := 500 * time.Millisecond; ; wait = min(2*wait, 30*time.Second) {
+			err := s.provision(s.ctx, false)
+			if err == nil {
+				break
+			}
+			s.log.Warn("re-provisioning failed", "err", err)
+			if !sleep(s.ctx, wait) {
+				return
+			}
+		}
+	}
+}
+
+// Close stops fetching, puts back messages fetched but not yet taken by
+// Next, and closes the connection. Leases still held by callers end with the
+// connection; NATS redelivers them after AckWait. Close is idempotent.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	s.releaseHeld()
+	// Naks sent while stopping are plain publishes: flush them out.
+	if s.nc.IsConnected() {
+		_ = s.nc.FlushTimeout(s.o.Timeout)
+	}
+	s.nc.Close()
+	return nil
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Ping reports whether NATS is connected and JetStream answers for the
+// stream, for /readyz.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.isClosed() {
+		return queue.ErrClosed
+	}
+	if st := s.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("natsq: nats %s: %w", st, queue.ErrUnavailable)
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return s.fail("stream info", err)
+	}
+	s.cacheMu.Lock()
+	s.pendN, s.pendAt = int(info.State.Msgs), time.Now()
+	s.cacheMu.Unlock()
+	return nil
+}
+
+// opCtx bounds one request by Options.Timeout.
+func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.o.Timeout)
+}
+
+// fail wraps a NATS error for callers: ErrClosed after Close, otherwise
+// ErrUnavailable (with the cause kept, so context errors still match).
+func (s *Store) fail(op string, err error) error {
+	if s.isClosed() || errors.Is(err, nats.ErrConnectionClosed) {
+		return fmt.Errorf("natsq: %s: %w", op, queue.ErrClosed)
+	}
+	return fmt.Errorf("natsq: %s: %w: %w", op, queue.ErrUnavailable, err)
+}
+
+// sleep waits d or until ctx ends; false means ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,647 @@
+package natsq_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/relayd/relayd/internal/dispatch"
+	"github.com/relayd/relayd/internal/ingest"
+	"github.com/relayd/relayd/internal/queue"
+	"github.com/relayd/relayd/internal/queue/natsq"
+	"github.com/relayd/relayd/internal/queue/natsq/natstest"
+)
+
+var (
+	_ ingest.Store       = (*natsq.Store)(nil)
+	_ dispatch.Queue     = (*natsq.Store)(nil)
+	_ dispatch.ChatStore = (*natsq.Store)(nil)
+)
+
+// patience bounds every wait for something that must happen.
+const patience = 60 * time.Second
+
+func waitCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+var ids atomic.Int64
+
+func newMsg(route, key string) queue.Message {
+	id := fmt.Sprintf("m-%d-%d", time.Now().UnixNano(), ids.Add(1))
+	return queue.Message{ID: id, Route: route, ConversationKey: key, Prompt: "p " + id, Source: "github", Delivery: "d-" + id}
+}
+
+func enqueue(t testing.TB, s *natsq.Store, ms ...queue.Message) {
+	t.Helper()
+	if dup, err := s.Enqueue(waitCtx(t), queue.Batch{Messages: ms}); err != nil || dup {
+		t.Fatalf("enqueue: dup %v, %v", dup, err)
+	}
+}
+
+// replica is one consumer of the shared queue, as a dispatcher would run
+// it: workers leasing, "sending" for a random while, and ending the lease.
+type replica struct {
+	name   string
+	store  *natsq.Store
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	held   map[string]string // conversation → message id, for leases out here
+	leased atomic.Int64
+}
+
+// tracker checks the properties across replicas: per conversation, one
+// lease at a time and acks in enqueue order.
+type tracker struct {
+	mu      sync.Mutex
+	want    map[string][]string // conversation → ids in enqueue order
+	out     map[string]string   // conversation → id leased now
+	acked   map[string][]string // conversation → ids acked, in ack order
+	retried map[string]int      // id → retries seen through
+	left    int
+	done    chan struct{}
+	fails   []string
+}
+
+func newTracker() *tracker {
+	return &tracker{want: map[string][]string{}, out: map[string]string{}, acked: map[string][]string{},
+		retried: map[string]int{}, done: make(chan struct{})}
+}
+
+func (tr *tracker) failf(format string, args ...any) {
+	tr.fails = append(tr.fails, fmt.Sprintf(format, args...))
+}
+
+func (r *replica) run(t *testing.T, tr *tracker, workers int, seed uint64) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.held = map[string]string{}
+	for w := range workers {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			rng := rand.New(rand.NewPCG(seed, uint64(w)))
+			for {
+				l, err := r.store.Next(ctx)
+				if err != nil {
+					return
+				}
+				r.leased.Add(1)
+				m := l.Message()
+				conv := m.Route + "/" + m.ConversationKey
+				tr.mu.Lock()
+				if other, busy := tr.out[conv]; busy {
+					tr.failf("%s leased %s while %s of the same conversation was out", r.name, m.ID, other)
+				}
+				tr.out[conv] = m.ID
+				if m.Attempts < tr.retried[m.ID] {
+					tr.failf("%s: %s has %d attempts, want at least %d", r.name, m.ID, m.Attempts, tr.retried[m.ID])
+				}
+				tr.mu.Unlock()
+				r.mu.Lock()
+				r.held[conv] = m.ID
+				r.mu.Unlock()
+
+				time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond) // the request
+
+				if ctx.Err() != nil { // this replica died mid-request: no ack
+					return
+				}
+				retry := rng.IntN(8) == 0
+				tr.mu.Lock()
+				delete(tr.out, conv) // the request is over before the lease ends
+				if !retry {
+					// Counted before the ack: once the server has it, the
+					// conversation's next message may be acked elsewhere
+					// before Ack returns here.
+					if !slices.Contains(tr.acked[conv], m.ID) {
+						tr.left--
+						if tr.left == 0 {
+							close(tr.done)
+						}
+					}
+					tr.acked[conv] = append(tr.acked[conv], m.ID)
+				}
+				tr.mu.Unlock()
+				r.mu.Lock()
+				delete(r.held, conv)
+				r.mu.Unlock()
+				if retry {
+					err = l.Retry(context.Background(), time.Now().Add(20*time.Millisecond), queue.Failure{Status: 503, Reason: "server_error"})
+					if err == nil {
+						tr.mu.Lock()
+						tr.retried[m.ID]++
+						tr.mu.Unlock()
+					}
+				} else {
+					err = l.Ack(context.Background())
+				}
+				if err != nil && ctx.Err() == nil {
+					t.Errorf("%s: ending lease of %s: %v", r.name, m.ID, err)
+				}
+			}
+		}()
+	}
+}
+
+// die stops the replica the way a crash does: its connection goes, its
+// leases are neither acked nor released.
+func (r *replica) die(tr *tracker) {
+	r.cancel()
+	r.store.KillConn()
+	r.wg.Wait()
+	// The dead replica's requests are over; NATS hands its messages to the
+	// other replica after AckWait, long after this.
+	r.mu.Lock()
+	tr.mu.Lock()
+	for conv, id := range r.held {
+		if tr.out[conv] == id {
+			delete(tr.out, conv)
+		}
+	}
+	tr.mu.Unlock()
+	r.mu.Unlock()
+}
+
+// inOrder reports whether got is want, allowing a message to repeat right
+// after itself (acked by a replica that died before its ack was confirmed,
+// then again by another: at least once).
+func inOrder(got, want []string) bool {
+	var dedup []string
+	for _, id := range got {
+		if len(dedup) == 0 || dedup[len(dedup)-1] != id {
+			dedup = append(dedup, id)
+		}
+	}
+	return slices.Equal(dedup, want)
+}
+
+// TestTwoReplicasOrder runs two stores on one server, consuming many
+// conversations concurrently with random latencies and retries, and kills
+// one of them mid-run. Each conversation is acked in enqueue order, never
+// has two leases out at once, and nothing is lost.
+func TestTwoReplicasOrder(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	small := func(o *natsq.Options) { o.Partitions = 6 }
+	a, b := open(t, url, small), open(t, url, small)
+
+	const convs, per = 24, 10
+	tr := newTracker()
+	var batches [][]queue.Message
+	for i := range per {
+		for c := range convs {
+			m := newMsg(fmt.Sprintf("route-%d", c%3), fmt.Sprintf("repo/%d", c))
+			m.Prompt = fmt.Sprint(i)
+			conv := m.Route + "/" + m.ConversationKey
+			tr.want[conv] = append(tr.want[conv], m.ID)
+			batches = append(batches, []queue.Message{m})
+		}
+	}
+	tr.left = convs * per
+	// Half enqueued through each replica, as a load balancer would spread
+	// webhooks; per conversation the order is the enqueue order.
+	for i, batch := range batches {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		enqueue(t, s, batch...)
+	}
+
+	ra := &replica{name: "A", store: a}
+	rb := &replica{name: "B", store: b}
+	ra.run(t, tr, 3, 1)
+	rb.run(t, tr, 3, 2)
+
+	// Kill A once about a third is acked.
+	deadline := time.Now().Add(patience)
+	for {
+		tr.mu.Lock()
+		left := tr.left
+		tr.mu.Unlock()
+		if left <= convs*per*2/3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ra.mu.Lock()
+	heldAtDeath := len(ra.held)
+	ra.mu.Unlock()
+	ra.die(tr)
+	t.Logf("A died holding %d leases after %d leases; B leased %d so far", heldAtDeath, ra.leased.Load(), rb.leased.Load())
+
+	select {
+	case <-tr.done:
+	case <-time.After(patience):
+		tr.mu.Lock()
+		t.Errorf("%d messages not acked", tr.left)
+		tr.mu.Unlock()
+	}
+	rb.cancel()
+	rb.wg.Wait()
+
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	for _, f := range tr.fails {
+		t.Error(f)
+	}
+	for conv, want := range tr.want {
+		if got := tr.acked[conv]; !inOrder(got, want) {
+			t.Errorf("%s acked %v, want %v", conv, got, want)
+		}
+	}
+}
+
+// TestAbandonedLeaseRedelivered: a replica that dies holding a lease does
+// not lose the message; the other replica gets it after AckWait, with the
+// attempts recorded so far.
+func TestAbandonedLeaseRedelivered(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	a, b := open(t, url), open(t, url)
+	m1, m2 := newMsg("r", "k"), newMsg("r", "k")
+	enqueue(t, a, m1, m2)
+
+	l, err := a.Next(waitCtx(t))
+	if err != nil || l.Message().ID != m1.ID {
+		t.Fatalf("next: %v %v", l, err)
+	}
+	if err := l.Retry(waitCtx(t), time.Now(), queue.Failure{Status: 502, Message: "bad gateway", Reason: "server_error"}); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	l, err = a.Next(waitCtx(t))
+	if err != nil || l.Message().ID != m1.ID || l.Message().Attempts != 1 {
+		t.Fatalf("next after retry: %+v %v", l.Message(), err)
+	}
+	a.KillConn()
+
+	l, err = b.Next(waitCtx(t))
+	if err != nil {
+		t.Fatalf("next on the other replica: %v", err)
+	}
+	got := l.Message()
+	if got.ID != m1.ID || got.Attempts != 1 || got.LastStatus != 502 || got.LastError != "bad gateway" {
+		t.Fatalf("redelivered %+v, want %s with 1 attempt", got, m1.ID)
+	}
+	if err := l.Ack(waitCtx(t)); err != nil {
+		t.Fatalf("ack: %v", err)
+	}
+	l, err = b.Next(waitCtx(t))
+	if err != nil || l.Message().ID != m2.ID || l.Message().Attempts != 0 {
+		t.Fatalf("next: %+v %v, want %s", l.Message(), err, m2.ID)
+	}
+}
+
+// TestLongLeaseKept: a lease held several AckWaits is heartbeated, so the
+// other replica does not get the message while it is out.
+func TestLongLeaseKept(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	slow := func(o *natsq.Options) { o.AckWait = 2 * time.Second }
+	a, b := open(t, url, slow), open(t, url, slow)
+	enqueue(t, a, newMsg("r", "k"))
+	l, err := a.Next(waitCtx(t))
+	if err != nil {
+		t.Fatalf("next: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if other, err := b.Next(ctx); err == nil {
+		t.Fatalf("replica B leased %s while A held it", other.Message().ID)
+	} else if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("next on B: %v", err)
+	}
+	if err := l.Ack(waitCtx(t)); err != nil {
+		t.Fatalf("ack after %v: %v", 5*time.Second, err)
+	}
+}
+
+// TestHeadOfLineWithinPartition documents the trade-off of partitions:
+// a head backing off holds back the other conversations of its partition,
+// and only those.
+func TestHeadOfLineWithinPartition(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	const parts = 4
+	s := open(t, url, func(o *natsq.Options) { o.Partitions = parts })
+	// Find conversations: two sharing a partition, one elsewhere.
+	key := func(p int, skip string) string {
+		for i := 0; ; i++ {
+			k := fmt.Sprintf("repo/%d", i)
+			if k != skip && natsq.PartitionOf("r", k, parts) == p {
+				return k
+			}
+		}
+	}
+	k1 := key(0, "")
+	k2 := key(0, k1)
+	k3 := key(1, "")
+	a, b, c := newMsg("r", k1), newMsg("r", k2), newMsg("r", k3)
+	enqueue(t, s, a)
+	enqueue(t, s, b)
+	enqueue(t, s, c)
+
+	la, err := s.Next(waitCtx(t))
+	if err != nil {
+		t.Fatalf("next: %v", err)
+	}
+	if la.Message().ID == c.ID { // the other partition came first
+		if err := la.Ack(waitCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+		if la, err = s.Next(waitCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if la.Message().ID != a.ID {
+		t.Fatalf("leased %s, want %s", la.Message().ID, a.ID)
+	}
+	if err := la.Retry(waitCtx(t), time.Now().Add(time.Hour), queue.Failure{Status: 503, Reason: "server_error"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	for {
+		l, err := s.Next(ctx)
+		if err != nil {
+			break // nothing more: b waits behind a
+		}
+		if l.Message().ID != c.ID {
+			t.Fatalf("leased %s; only %s, in another partition, may go", l.Message().ID, c.ID)
+		}
+		if err := l.Ack(waitCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := s.Stats(waitCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Delayed != 2 || st.Inflight != 0 || st.Ready != 0 {
+		t.Fatalf("stats %+v, want 2 delayed (the backing-off head and the one behind it)", st)
+	}
+}
+
+// TestNATSRestart shuts the server down while events arrive and starts it
+// again on the same store dir: enqueues fail with ErrUnavailable meanwhile,
+// the store recovers by itself, and every enqueue that succeeded is
+// delivered.
+func TestNATSRestart(t *testing.T) {
+	srv, url := natstest.RunServer(t)
+	s := open(t, url)
+
+	var (
+		mu        sync.Mutex
+		accepted  = map[string]bool{}
+		received  = map[string]bool{}
+		outageErr atomic.Int64
+		badErr    error
+	)
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // ingest
+		defer wg.Done()
+		for ctx.Err() == nil {
+			m := newMsg("r", fmt.Sprintf("repo/%d", ids.Load()%5))
+			_, err := s.Enqueue(ctx, queue.Batch{DedupeKey: "delivery:" + m.ID, DedupeTTL: time.Hour, Messages: []queue.Message{m}})
+			mu.Lock()
+			switch {
+			case err == nil:
+				accepted[m.ID] = true
+			case errors.Is(err, queue.ErrUnavailable):
+				outageErr.Add(1)
+			case ctx.Err() == nil && badErr == nil:
+				badErr = err
+			}
+			mu.Unlock()
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	go func() { // dispatch
+		defer wg.Done()
+		for {
+			l, err := s.Next(ctx)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			received[l.Message().ID] = true
+			mu.Unlock()
+			_ = l.Ack(ctx) // may fail during the outage: then redelivered
+		}
+	}()
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(accepted)
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(patience)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	waitFor("enqueues before the outage", func() bool { return count() >= 20 })
+	natstest.Shutdown(srv)
+	waitFor("an enqueue refused during the outage", func() bool { return outageErr.Load() > 0 })
+	if err := s.Ping(waitCtx(t)); !errors.Is(err, queue.ErrUnavailable) {
+		t.Errorf("ping during the outage: %v, want ErrUnavailable", err)
+	}
+	before := count()
+	natstest.Restart(t, srv)
+	waitFor("ping after the restart", func() bool { return s.Ping(waitCtx(t)) == nil })
+	waitFor("enqueues after the restart", func() bool { return count() >= before+20 })
+	stop()
+	wg.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	if badErr != nil {
+		t.Errorf("an enqueue failed with %v, want only ErrUnavailable", badErr)
+	}
+	// Drain what the dispatcher had not reached yet.
+	for missing(accepted, received) > 0 {
+		l, err := s.Next(waitCtx(t))
+		if err != nil {
+			t.Fatalf("%d accepted messages never delivered: %v", missing(accepted, received), err)
+		}
+		received[l.Message().ID] = true
+		if err := l.Ack(waitCtx(t)); err != nil {
+			t.Fatalf("ack: %v", err)
+		}
+	}
+}
+
+func missing(accepted, received map[string]bool) int {
+	n := 0
+	for id := range accepted {
+		if !received[id] {
+			n++
+		}
+	}
+	return n
+}
+
+// TestAcrossReplicas: chat compare-and-set, dedupe marks and dead letters
+// are shared, whichever replica is asked.
+func TestAcrossReplicas(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	a, b := open(t, url), open(t, url)
+	ctx := waitCtx(t)
+
+	t.Run("chat CAS", func(t *testing.T) {
+		now := time.Now().UTC()
+		// Both replicas saw no chat and both got a chat id back: one wins.
+		if err := a.PutChat(ctx, "r", "k", queue.ChatState{ChatID: "from-a", StartedAt: now}); err != nil {
+			t.Fatalf("a: %v", err)
+		}
+		if err := b.PutChat(ctx, "r", "k", queue.ChatState{ChatID: "from-b", StartedAt: now}); !errors.Is(err, queue.ErrConflict) {
+			t.Fatalf("b: %v, want ErrConflict", err)
+		}
+		st, err := b.GetChat(ctx, "r", "k")
+		if err != nil || st.ChatID != "from-a" {
+			t.Fatalf("b reads %+v %v", st, err)
+		}
+		st.Messages++
+		if err := b.PutChat(ctx, "r", "k", st); err != nil {
+			t.Fatalf("b updates: %v", err)
+		}
+		stale, _ := a.GetChat(ctx, "r", "k")
+		if err := a.DeleteChat(ctx, "r", "k"); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.PutChat(ctx, "r", "k", stale); !errors.Is(err, queue.ErrConflict) {
+			t.Fatalf("update of a chat deleted by the other replica: %v, want ErrConflict", err)
+		}
+		if err := b.PutChat(ctx, "r", "", queue.ChatState{ChatID: "empty-key"}); err != nil {
+			t.Fatal(err)
+		}
+		chats, err := a.ListChats(ctx)
+		if err != nil || len(chats) != 1 || chats[0].Route != "r" || chats[0].ConversationKey != "" || chats[0].ChatID != "empty-key" || chats[0].Revision == 0 {
+			t.Fatalf("list chats: %+v %v", chats, err)
+		}
+	})
+
+	t.Run("dedupe", func(t *testing.T) {
+		m1, m2 := newMsg("r", "d"), newMsg("r", "d")
+		if dup, err := a.Enqueue(ctx, queue.Batch{DedupeKey: "gh:1", DedupeTTL: time.Hour, Messages: []queue.Message{m1}}); err != nil || dup {
+			t.Fatalf("a: %v %v", dup, err)
+		}
+		if dup, err := b.Enqueue(ctx, queue.Batch{DedupeKey: "gh:1", DedupeTTL: time.Hour, Messages: []queue.Message{m2}}); err != nil || !dup {
+			t.Fatalf("b: dup %v %v, want a duplicate", dup, err)
+		}
+		l, err := b.Next(ctx)
+		if err != nil || l.Message().ID != m1.ID {
+			t.Fatalf("next: %v", err)
+		}
+		// Dead on B, listed, replayed and dropped through A.
+		if err := l.Dead(ctx, queue.Failure{Status: 400, Code: "invalid", Message: "no", Reason: "bad_request"}); err != nil {
+			t.Fatal(err)
+		}
+		dl, err := a.GetDead(ctx, m1.Delivery)
+		if err != nil || dl.ID != m1.ID || dl.Attempts != 1 || dl.LastError != "invalid: no" {
+			t.Fatalf("get dead via a: %+v %v", dl, err)
+		}
+		if n, err := a.ReplayDead(ctx, m1.ID); err != nil || n != 1 {
+			t.Fatalf("replay via a: %d %v", n, err)
+		}
+		l, err = b.Next(ctx)
+		if err != nil || l.Message().ID != m1.ID || l.Message().Attempts != 0 {
+			t.Fatalf("replayed: %+v %v", l.Message(), err)
+		}
+		if err := l.Dead(ctx, queue.Failure{Status: 400, Reason: "bad_request"}); err != nil {
+			t.Fatal(err)
+		}
+		// Dead twice: the second death is a new dead letter, not deduped.
+		if dls, err := b.ListDead(ctx, "r"); err != nil || len(dls) != 1 {
+			t.Fatalf("list dead: %d %v", len(dls), err)
+		}
+		if n, err := b.DropDead(ctx, m1.ID); err != nil || n != 1 {
+			t.Fatalf("drop: %d %v", n, err)
+		}
+	})
+}
+
+// TestOpenUnreachable: no server, no store, and the error says so.
+func TestOpenUnreachable(t *testing.T) {
+	srv, url := natstest.RunServer(t)
+	natstest.Shutdown(srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := natsq.Open(ctx, natsq.Options{URLs: []string{url}}); !errors.Is(err, queue.ErrUnavailable) {
+		t.Fatalf("open: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestFewerPartitionsDrains: lowering P leaves messages in the old high
+// partitions; a store opened with the smaller P still delivers them.
+func TestFewerPartitionsDrains(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	big := open(t, url, func(o *natsq.Options) { o.Partitions = 8 })
+	want := map[string]bool{}
+	for i := range 16 {
+		m := newMsg("r", fmt.Sprintf("repo/%d", i))
+		enqueue(t, big, m)
+		want[m.ID] = true
+	}
+	if err := big.Close(); err != nil {
+		t.Fatal(err)
+	}
+	small := open(t, url, func(o *natsq.Options) { o.Partitions = 2 })
+	for len(want) > 0 {
+		l, err := small.Next(waitCtx(t))
+		if err != nil {
+			t.Fatalf("%d messages not delivered: %v", len(want), err)
+		}
+		delete(want, l.Message().ID)
+		if err := l.Ack(waitCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestDedupeExpires: a dedupe mark lasts its batch's TTL, not the bucket's.
+func TestDedupeExpires(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	s := open(t, url)
+	ctx := waitCtx(t)
+	enq := func(key string, ttl time.Duration) bool {
+		t.Helper()
+		dup, err := s.Enqueue(ctx, queue.Batch{DedupeKey: key, DedupeTTL: ttl, Messages: []queue.Message{newMsg("r", key)}})
+		if err != nil {
+			t.Fatalf("enqueue: %v", err)
+		}
+		return dup
+	}
+	if enq("short", time.Second) || enq("long", time.Hour) {
+		t.Fatal("first delivery reported as a duplicate")
+	}
+	if !enq("short", time.Second) {
+		t.Fatal("immediate redelivery not a duplicate")
+	}
+	start := time.Now()
+	for enq("short", time.Second) {
+		if time.Since(start) > patience {
+			t.Fatal("a one-second dedupe mark never expired")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if time.Since(start) < 500*time.Millisecond {
+		t.Fatalf("mark expired after %v, before its TTL", time.Since(start))
+	}
+	if !enq("long", time.Hour) {
+		t.Fatal("the one-hour mark expired with the short one")
+	}
+}

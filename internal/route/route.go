@@ -1,0 +1,210 @@
+// Package route decides which events a route takes, in which conversation,
+// with what prompt.
+//
+// A route's filter and conversation are expr programs and its prompt a
+// template (package templates), all compiled at load so that a bad route
+// fails the config, and an event only runs them.
+package route
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/types"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/relayd/relayd/internal/event"
+	"github.com/relayd/relayd/internal/templates"
+)
+
+// Spec is a route as written in the config.
+type Spec struct {
+	Name         string
+	Source       string
+	Filter       string // expr, bool; empty matches every event
+	Conversation string // expr giving the conversation key; empty: one conversation
+	Template     string // text/template prompt
+}
+
+// Route is a compiled route. It is safe for concurrent use.
+type Route struct {
+	Name   string
+	Source string
+
+	filter       *vm.Program // nil: every event
+	conversation *vm.Program // nil: key ""
+	prompt       *templates.Template
+}
+
+// FieldError is a Spec field that does not compile. Field is "filter",
+// "conversation" or "template", so callers can prefix their own path
+// ("routes[2].").
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + oneLine(e.Err) }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// oneLine drops the source snippet expr appends to its messages, keeping
+// the position, so errors fit on one log or check line.
+func oneLine(err error) string {
+	var fe *file.Error
+	if errors.As(err, &fe) && fe.Snippet != "" {
+		return fmt.Sprintf("%s (%d:%d)", fe.Message, fe.Line, fe.Column+1)
+	}
+	return err.Error()
+}
+
+// envTypes declares the names filters see, typed as event.SampleEnv types
+// them, except body: it is parsed JSON for most sources but text for
+// others, so it is left untyped and `body contains "deploy"` compiles as
+// well as `body.action == "opened"`.
+var envTypes = func() types.Map {
+	env := event.SampleEnv()
+	m := make(types.Map, len(env))
+	for k, v := range env {
+		m[k] = types.TypeOf(v)
+	}
+	m["body"] = types.Any
+	return m
+}()
+
+// Compile checks and compiles a route. Unknown top-level names, syntax
+// errors, a filter that is not boolean and a template that does not parse
+// are errors; fields inside body are not, since bodies vary by event.
+func Compile(s Spec) (*Route, error) {
+	r := &Route{Name: s.Name, Source: s.Source}
+	var err error
+	if strings.TrimSpace(s.Filter) != "" {
+		if r.filter, err = compileExpr(s.Filter, expr.AsBool()); err != nil {
+			return nil, &FieldError{Field: "filter", Err: err}
+		}
+	}
+	if strings.TrimSpace(s.Conversation) != "" {
+		if r.conversation, err = compileExpr(s.Conversation); err != nil {
+			return nil, &FieldError{Field: "conversation", Err: err}
+		}
+	}
+	if strings.TrimSpace(s.Template) == "" {
+		return nil, &FieldError{Field: "template", Err: errors.New("required: the prompt to send")}
+	}
+	if r.prompt, err = templates.Compile(s.Name, s.Template); err != nil {
+		return nil, &FieldError{Field: "template", Err: err}
+	}
+	return r, nil
+}
+
+func compileExpr(src string, opts ...expr.Option) (p *vm.Program, err error) {
+	// expr is not expected to panic on any input, but a config must never
+	// bring the process down: turn one into a load error.
+	defer func() {
+		if v := recover(); v != nil {
+			p, err = nil, fmt.Errorf("invalid expression: %v", v)
+		}
+	}()
+	opts = append([]expr.Option{expr.Env(envTypes), expr.Patch(nilSafe{})}, opts...)
+	return expr.Compile(src, opts...)
+}
+
+// nilSafe makes every member access optional (a.b behaves as a?.b), so a
+// field missing from one payload is nil rather than a run-time error:
+// body.workflow_run.conclusion == "failure" is simply false on a push.
+// Accesses on structs (received_at) stay strict, so typos there still fail
+// at load, and method calls are left alone.
+type nilSafe struct{}
+
+func (nilSafe) Visit(n *ast.Node) {
+	m, ok := (*n).(*ast.MemberNode)
+	if !ok || m.Method {
+		return
+	}
+	if t := m.Node.Type(); t != nil && t.Kind() == reflect.Struct {
+		return
+	}
+	m.Optional = true
+	// One chain per outermost access: an inner chain we made is dissolved,
+	// its optional jumps then land at the end of this one.
+	if c, ok := m.Node.(*ast.ChainNode); ok {
+		if inner, ok := c.Node.(*ast.MemberNode); ok && inner.Optional {
+			m.Node = inner
+		}
+	}
+	ast.Patch(n, &ast.ChainNode{Node: m})
+}
+
+// vms are reused: a VM keeps its stack between runs.
+var vms = sync.Pool{New: func() any { return new(vm.VM) }}
+
+func run(p *vm.Program, env map[string]any) (any, error) {
+	v := vms.Get().(*vm.VM)
+	defer vms.Put(v)
+	return v.Run(p, env)
+}
+
+// Match reports whether the route takes the event. An error (say, comparing
+// a missing field with a number) comes with false: log it and treat the
+// event as filtered out.
+func (r *Route) Match(env map[string]any) (bool, error) {
+	if r.filter == nil {
+		return true, nil
+	}
+	out, err := run(r.filter, env)
+	if err != nil {
+		return false, &FieldError{Field: "filter", Err: err}
+	}
+	ok, _ := out.(bool) // AsBool: a bool, or nil from an all-nil result
+	return ok, nil
+}
+
+// ConversationKey returns the event's conversation key: the conversation
+// expression's value as text (numbers exactly, nil as ""), or "" when the
+// route has none.
+func (r *Route) ConversationKey(env map[string]any) (string, error) {
+	if r.conversation == nil {
+		return "", nil
+	}
+	out, err := run(r.conversation, env)
+	if err != nil {
+		return "", &FieldError{Field: "conversation", Err: err}
+	}
+	return keyString(out), nil
+}
+
+// Render returns the prompt for the event. Its errors already read
+// "template: <route>:<line>:<col>: executing ...".
+func (r *Route) Render(env map[string]any) (string, error) {
+	return r.prompt.Render(env)
+}
+
+func keyString(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case int:
+		return strconv.Itoa(x)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		if math.IsInf(x, 0) || math.IsNaN(x) {
+			return strconv.FormatFloat(x, 'g', -1, 64)
+		}
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(x)
+	case fmt.Stringer:
+		return x.String()
+	}
+	return fmt.Sprint(v)
+}

@@ -1,0 +1,238 @@
+// Package verify proves a webhook came from its sender.
+//
+// Each verify.type of relay.yaml compiles, once at load, into a Verifier that
+// checks one request's headers and raw body in constant time against the
+// source's secrets. Several secrets are accepted at once so a secret can be
+// rotated without dropping deliveries. Sign is the sender's side of the same
+// schemes, for `relayd send` and tests.
+//
+// Adding a scheme is a builder in the builders table and, when it is a
+// variant of generic HMAC, only a preset (see presets).
+package verify
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/relayd/relayd/internal/config"
+)
+
+// Request is what a verifier sees: headers, the raw body bytes exactly as
+// received (after gzip inflation), and the clock.
+type Request struct {
+	// Header is looked up with Get, so keys must be canonical, as net/http
+	// delivers them.
+	Header http.Header
+	Body   []byte
+	// Now is the time timestamped schemes are checked against; the zero
+	// value means time.Now().
+	Now time.Time
+}
+
+// Result carries what ingest needs beyond pass/fail.
+type Result struct {
+	// ReplayKey is a stable key for dedupe when the sender sends no delivery
+	// id (e.g. Buildkite): a hash (hex sha256) of the signature header value;
+	// "" when not applicable. It is set by the timestamped HMAC schemes,
+	// whose signature header is unique per delivery.
+	ReplayKey string
+}
+
+// Verifier checks one request. Implementations are safe for concurrent use.
+type Verifier interface {
+	Verify(r *Request) (Result, error)
+}
+
+// Failure reasons, a fixed set usable as a metrics label.
+const (
+	ReasonMissing   = "missing"   // no signature or token where one is required
+	ReasonMismatch  = "mismatch"  // well formed, but no secret produces it
+	ReasonStale     = "stale"     // timestamp outside the tolerance
+	ReasonMalformed = "malformed" // the header cannot be parsed
+)
+
+// Reasons lists every Error.Reason value.
+var Reasons = []string{ReasonMissing, ReasonMismatch, ReasonStale, ReasonMalformed}
+
+// Error is a verification failure. Msg never holds a secret, the expected
+// signature, or the received one, so it is safe to log and to answer with.
+type Error struct {
+	Reason string // one of Reasons
+	Msg    string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Is makes errors.Is(err, ErrStale) and friends match on Reason.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Reason == e.Reason
+}
+
+// Sentinels for errors.Is; a failure returned by a Verifier carries a more
+// specific Msg.
+var (
+	ErrMissing   = &Error{Reason: ReasonMissing, Msg: "signature missing"}
+	ErrMismatch  = &Error{Reason: ReasonMismatch, Msg: "signature mismatch"}
+	ErrStale     = &Error{Reason: ReasonStale, Msg: "timestamp outside tolerance"}
+	ErrMalformed = &Error{Reason: ReasonMalformed, Msg: "signature malformed"}
+)
+
+func fail(reason, format string, args ...any) *Error {
+	return &Error{Reason: reason, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Types lists the accepted verify.type values.
+var Types = []string{
+	"github", "gitlab", "standard-webhooks", "hmac",
+	"buildkite", "circleci", "stripe", "bearer", "none",
+}
+
+// DefaultTolerance is how far a signed timestamp may be from the clock, in
+// either direction, when verify.tolerance is not set.
+const DefaultTolerance = 5 * time.Minute
+
+// compiled is what every builder returns: it verifies, and signs the way
+// that scheme's senders do.
+type compiled interface {
+	Verifier
+	sign(body []byte, now time.Time, id string) (http.Header, error)
+}
+
+type builder func(c config.Verify) (compiled, error)
+
+var builders = map[string]builder{
+	"github":            presetBuilder("github"),
+	"gitlab":            newGitLab,
+	"standard-webhooks": newStandardWebhooks,
+	"hmac":              newHMAC,
+	"buildkite":         presetBuilder("buildkite"),
+	"circleci":          presetBuilder("circleci"),
+	"stripe":            presetBuilder("stripe"),
+	"bearer":            newBearer,
+	"none":              newNone,
+}
+
+// New compiles a verifier from config at load time. Errors name the
+// sub-field (`secrets: at least one secret is required`); the caller
+// prefixes the path of the verify block.
+func New(c config.Verify) (Verifier, error) {
+	v, err := compile(c)
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func compile(c config.Verify) (compiled, error) {
+	if c.Type == "" {
+		return nil, fmt.Errorf("type: required, one of %s", strings.Join(Types, ", "))
+	}
+	b, ok := builders[c.Type]
+	if !ok {
+		return nil, fmt.Errorf("type: %q is not one of %s", c.Type, strings.Join(Types, ", "))
+	}
+	if c.Type != "none" {
+		if err := checkSecrets(c.Secrets); err != nil {
+			return nil, err
+		}
+	}
+	if c.Tolerance < 0 {
+		return nil, fmt.Errorf("tolerance: must not be negative")
+	}
+	return b(c)
+}
+
+// Sign returns the headers a sender of c's type would send for body: the
+// signature or token made with the first secret, and for Standard Webhooks
+// webhook-id (id, or a random one when empty) and webhook-timestamp. Event
+// and delivery headers are the caller's. Type none signs nothing.
+func Sign(c config.Verify, body []byte, now time.Time, id string) (http.Header, error) {
+	v, err := compile(c)
+	if err != nil {
+		return nil, err
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	return v.sign(body, now, id)
+}
+
+func checkSecrets(secrets []string) error {
+	if len(secrets) == 0 {
+		return fmt.Errorf("secrets: at least one secret is required")
+	}
+	for i, s := range secrets {
+		if s == "" {
+			return fmt.Errorf("secrets[%d]: empty secret", i)
+		}
+	}
+	return nil
+}
+
+// onlyFields rejects the settings a type does not read, so a typo'd config
+// (say, an algorithm on a bearer source) fails at load instead of being
+// silently ignored. Tolerance is left out on purpose: untimed types ignore it,
+// so a default applied to every source never trips this check.
+func onlyFields(c config.Verify, allowed ...string) error {
+	set := map[string]bool{
+		"header":        c.Header != "",
+		"algorithm":     c.Algorithm != "",
+		"encoding":      c.Encoding != "",
+		"prefix":        c.Prefix != "",
+		"timestamped":   c.Timestamped,
+		"timestamp_key": c.TimestampKey != "",
+		"signature_key": c.SignatureKey != "",
+		"separator":     c.Separator != "",
+	}
+	for _, a := range allowed {
+		delete(set, a)
+	}
+	for _, f := range []string{"header", "algorithm", "encoding", "prefix", "timestamped", "timestamp_key", "signature_key", "separator"} {
+		if set[f] {
+			return fmt.Errorf("%s: not used by type %s", f, c.Type)
+		}
+	}
+	return nil
+}
+
+func tolerance(c config.Verify) time.Duration {
+	if c.Tolerance == 0 {
+		return DefaultTolerance
+	}
+	return c.Tolerance.D()
+}
+
+func now(r *Request) time.Time {
+	if r.Now.IsZero() {
+		return time.Now()
+	}
+	return r.Now
+}
+
+// within reports whether unix timestamp ts is within tol of now, in either
+// direction, without overflowing on hostile values.
+func within(ts int64, now time.Time, tol time.Duration) bool {
+	n := now.Unix()
+	t := int64(tol / time.Second)
+	return ts >= n-t && ts <= n+t
+}
+
+// validHeaderName reports whether s is an RFC 9110 field name (a token).
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
