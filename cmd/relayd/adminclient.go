@@ -95,20 +95,50 @@ func (c *adminClient) do(ctx context.Context, method, path string, out any) erro
 	return nil
 }
 
-func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("dlq", stderr)
-	af := addAdminFlags(fs)
-	route := fs.String("route", "", "only this route")
-	all := fs.Bool("all", false, "replay every dead letter (with --route: every one of that route)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parseFlags(fs, args)
+// adminCommand holds what every dlq and chats call shares.
+type adminCommand struct {
+	fs     *flag.FlagSet
+	flags  adminFlags
+	route  *string
+	asJSON *bool
+}
+
+func newAdminCommand(name string, stderr io.Writer) *adminCommand {
+	fs := newFlagSet(name, stderr)
+	return &adminCommand{
+		fs:     fs,
+		flags:  addAdminFlags(fs),
+		route:  fs.String("route", "", "only this route"),
+		asJSON: fs.Bool("json", false, "print JSON"),
+	}
+}
+
+// parse parses args and returns the client and the positional arguments,
+// of which there is at least one (the verb).
+func (a *adminCommand) parse(args []string, verbs string) (*adminClient, []string, error) {
+	pos, err := parseFlags(a.fs, args)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if len(pos) == 0 {
-		return usageErr("want dlq list|show|replay|drop")
+		return nil, nil, usageErr("want %s", verbs)
 	}
-	c, err := af.client(lookupEnv)
+	c, err := a.flags.client(lookupEnv)
+	return c, pos, err
+}
+
+// routeQuery is the ?route= filter, or "" for every route.
+func (a *adminCommand) routeQuery() string {
+	if *a.route == "" {
+		return ""
+	}
+	return "?route=" + url.QueryEscape(*a.route)
+}
+
+func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	a := newAdminCommand("dlq", stderr)
+	all := a.fs.Bool("all", false, "replay every dead letter (with --route: every one of that route)")
+	c, pos, err := a.parse(args, "dlq list|show|replay|drop")
 	if err != nil {
 		return err
 	}
@@ -117,14 +147,10 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		var out struct {
 			DeadLetters []queue.DeadLetter `json:"dead_letters"`
 		}
-		q := ""
-		if *route != "" {
-			q = "?route=" + url.QueryEscape(*route)
-		}
-		if err := c.do(ctx, http.MethodGet, "/admin/dlq"+q, &out); err != nil {
+		if err := c.do(ctx, http.MethodGet, "/admin/dlq"+a.routeQuery(), &out); err != nil {
 			return err
 		}
-		if *asJSON {
+		if *a.asJSON {
 			return printJSON(stdout, out.DeadLetters)
 		}
 		printDeadLetters(stdout, out.DeadLetters, time.Now())
@@ -144,11 +170,7 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		switch {
 		case *all && len(pos) == 1:
-			q := ""
-			if *route != "" {
-				q = "?route=" + url.QueryEscape(*route)
-			}
-			err = c.do(ctx, http.MethodPost, "/admin/dlq/replay"+q, &out)
+			err = c.do(ctx, http.MethodPost, "/admin/dlq/replay"+a.routeQuery(), &out)
 		case !*all && len(pos) == 2:
 			err = c.do(ctx, http.MethodPost, "/admin/dlq/"+url.PathEscape(pos[1])+"/replay", &out)
 		default:
@@ -202,18 +224,8 @@ func printDeadLetters(w io.Writer, list []queue.DeadLetter, now time.Time) {
 }
 
 func cmdChats(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("chats", stderr)
-	af := addAdminFlags(fs)
-	route := fs.String("route", "", "only this route (list)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) == 0 {
-		return usageErr("want chats list|reset")
-	}
-	c, err := af.client(lookupEnv)
+	a := newAdminCommand("chats", stderr)
+	c, pos, err := a.parse(args, "chats list|reset")
 	if err != nil {
 		return err
 	}
@@ -222,14 +234,10 @@ func cmdChats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		var out struct {
 			Chats []queue.Chat `json:"chats"`
 		}
-		q := ""
-		if *route != "" {
-			q = "?route=" + url.QueryEscape(*route)
-		}
-		if err := c.do(ctx, http.MethodGet, "/admin/chats"+q, &out); err != nil {
+		if err := c.do(ctx, http.MethodGet, "/admin/chats"+a.routeQuery(), &out); err != nil {
 			return err
 		}
-		if *asJSON {
+		if *a.asJSON {
 			return printJSON(stdout, out.Chats)
 		}
 		if len(out.Chats) == 0 {
