@@ -13,21 +13,18 @@ import (
 // so no loop polls the store between scrapes.
 type storeCollector struct {
 	store  Backend
-	routes []string
+	config func() *config.Config // the running config: routes change on reload
 	queue  *prometheus.Desc
 	convs  *prometheus.Desc
 }
 
-func newStoreCollector(s Backend, cfg *config.Config) *storeCollector {
-	c := &storeCollector{
-		store: s,
-		queue: prometheus.NewDesc("relayd_queue_messages", "Queued messages by state.", []string{"state"}, nil),
-		convs: prometheus.NewDesc("relayd_conversations", "Conversations with a remembered chat id, by route.", []string{"route"}, nil),
+func newStoreCollector(s Backend, cfg func() *config.Config) *storeCollector {
+	return &storeCollector{
+		store:  s,
+		config: cfg,
+		queue:  prometheus.NewDesc("relayd_queue_messages", "Queued messages by state.", []string{"state"}, nil),
+		convs:  prometheus.NewDesc("relayd_conversations", "Conversations with a remembered chat id, by route.", []string{"route"}, nil),
 	}
-	for _, r := range cfg.Routes {
-		c.routes = append(c.routes, r.Name)
-	}
-	return c
 }
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -44,9 +41,10 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(st.Inflight), "inflight")
 		ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(st.Dead), "dead")
 	}
-	counts := make(map[string]int, len(c.routes))
-	for _, r := range c.routes {
-		counts[r] = 0
+	routes := c.config().Routes
+	counts := make(map[string]int, len(routes))
+	for _, r := range routes {
+		counts[r.Name] = 0
 	}
 	if chats, err := c.store.ListChats(ctx); err == nil {
 		for _, ch := range chats {

@@ -90,7 +90,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.reg.MustRegister(newStoreCollector(d.store, cfg))
+	d.reg.MustRegister(newStoreCollector(d.store, d.config))
 
 	d.client = operator.New(d.operatorOptions(cfg))
 	d.ingest = ingest.New(table, ingest.Options{Store: d.store, Metrics: d.metrics, Logger: d.log})
@@ -312,6 +312,9 @@ func (d *Daemon) reload() error {
 	}
 	if cfg.Server.Listen != old.Server.Listen || cfg.Server.AdminListen != old.Server.AdminListen {
 		d.log.Warn("listen addresses changed; they take effect on restart")
+	}
+	if cfg.Operator.BaseURL != old.Operator.BaseURL || cfg.Operator.Timeout != old.Operator.Timeout {
+		d.log.Warn("operator.base_url or operator.timeout changed; they take effect on restart")
 	}
 	d.cfg = cfg
 	d.initLabels(cfg)
