@@ -329,3 +329,21 @@ func TestSendAndAdminCommands(t *testing.T) {
 		t.Errorf("chats list:\n%s", out.String())
 	}
 }
+
+// Every kind of sender in one config passes relayd check.
+func TestSendersExampleIsValid(t *testing.T) {
+	for _, v := range []string{"OPERATOR_API_KEY", "GITHUB_WEBHOOK_SECRET", "GITLAB_TOKEN", "BUILDKITE_SECRET",
+		"CIRCLECI_SECRET", "CI_SECRET", "SIGNED_SECRET", "S3_TOKEN", "PUBSUB_TOKEN", "EVENTS_TOKEN"} {
+		t.Setenv(v, "ck_live_"+strings.ToLower(v))
+	}
+	t.Setenv("LANDING_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"check", "-c", "../../examples/senders.yaml"}, &out, &errOut); code != 0 {
+		t.Fatalf("examples/senders.yaml does not pass check: %s", errOut.String())
+	}
+	for _, typ := range []string{"github", "gitlab", "buildkite", "circleci", "hmac", "stripe", "standard-webhooks", "bearer", "none"} {
+		if !strings.Contains(out.String(), typ) {
+			t.Errorf("check output lacks verify type %s", typ)
+		}
+	}
+}

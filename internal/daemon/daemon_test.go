@@ -90,13 +90,23 @@ func lookup(k string) (string, bool) {
 
 func startDaemon(t *testing.T, cfgPath string) *harness {
 	t.Helper()
-	load := func() (*config.Config, error) {
+	return startDaemonWith(t, cfgPath, func() (*config.Config, error) {
 		data, err := os.ReadFile(cfgPath)
 		if err != nil {
 			return nil, err
 		}
 		return config.Parse(data, filepath.Dir(cfgPath), lookup)
-	}
+	})
+}
+
+// startDaemonEnv starts a daemon whose config reads the process environment.
+func startDaemonEnv(t *testing.T, cfgPath string) *harness {
+	t.Helper()
+	return startDaemonWith(t, cfgPath, func() (*config.Config, error) { return config.Load(cfgPath) })
+}
+
+func startDaemonWith(t *testing.T, cfgPath string, load func() (*config.Config, error)) *harness {
+	t.Helper()
 	cfg, err := load()
 	if err != nil {
 		t.Fatalf("load config: %v", err)
