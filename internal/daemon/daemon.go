@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,6 +64,8 @@ type Daemon struct {
 
 	mu  sync.Mutex // serialises reloads
 	cfg *config.Config
+
+	draining atomic.Bool // set once shutdown starts
 
 	publicLn, adminLn net.Listener
 }
@@ -232,16 +235,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	case runErr = <-errc:
 	}
 	d.log.Info("shutting down")
+	// New webhooks get 503 (and /readyz fails) while deliveries in flight
+	// finish: a sender or load balancer retries elsewhere or later, rather
+	// than meeting a closed port while the pod is still in its endpoints.
+	d.draining.Store(true)
 	d.ingest.Drain()
-	grace := cfg.Server.ShutdownTimeout.D()
-	shutCtx, cancel := context.WithTimeout(context.Background(), grace)
+	stopDispatch()
+	<-dispatchDone
+	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D())
 	defer cancel()
-	// Webhooks being answered finish; new ones got 503 since Drain.
 	if err := public.Shutdown(shutCtx); err != nil {
 		public.Close()
 	}
-	stopDispatch()
-	<-dispatchDone
 	if err := adminSrv.Shutdown(shutCtx); err != nil {
 		adminSrv.Close()
 	}
@@ -266,6 +271,9 @@ func (d *Daemon) redactedConfig() any { return d.config().Redacted() }
 // ready reports the readiness checks: storage writable, dispatch not paused.
 func (d *Daemon) ready(ctx context.Context) []admin.Check {
 	checks := []admin.Check{{Name: "config", OK: true}}
+	if d.draining.Load() {
+		checks = append(checks, admin.Check{Name: "ingest", OK: false, Error: "shutting down"})
+	}
 	st := admin.Check{Name: "storage", OK: true}
 	if err := d.store.Ping(ctx); err != nil {
 		st.OK, st.Error = false, err.Error()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -208,5 +209,28 @@ func TestMetricsExposed(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// On shutdown new webhooks get 503 while the request in flight finishes;
+// nothing is lost.
+func TestGracefulShutdown(t *testing.T) {
+	f := fake.New(fake.Options{Keys: []string{testKey}})
+	f.SetLatency(1500*time.Millisecond, 1500*time.Millisecond)
+	api := httptest.NewServer(f)
+	defer api.Close()
+	h := startDaemon(t, writeConfig(t, t.TempDir(), api.URL, ""))
+	if a := h.post("workflow_run", "sd-1", workflowRun(t, "octo/sd", "failure")); a.Status != http.StatusAccepted {
+		t.Fatal(a)
+	}
+	waitFor(t, "request in flight", func() bool { return len(f.Requests()) == 1 })
+	stopped := make(chan struct{})
+	go func() { h.stop(); close(stopped) }()
+	waitFor(t, "ingest refusing during shutdown", func() bool {
+		return h.post("workflow_run", "sd-late", workflowRun(t, "octo/sd", "failure")).Status == http.StatusServiceUnavailable
+	})
+	<-stopped
+	if n := len(delivered(f)); n != 1 {
+		t.Errorf("in-flight delivery did not finish during shutdown: %d delivered", n)
 	}
 }
