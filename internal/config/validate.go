@@ -84,7 +84,7 @@ func (l *loader) secret(field, v string, required, allowEmpty bool) {
 	case v == "" && allowEmpty:
 	case v == "" && (required || l.written(field)):
 		if l.written(field) {
-			l.errorf(field, "empty")
+			l.errorf(field, "empty (is the variable it names set?)")
 		} else {
 			l.errorf(field, "required (set %s or %s_file)", last(field), last(field))
 		}
