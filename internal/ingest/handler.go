@@ -174,9 +174,10 @@ func (h *Handler) serve(c echo.Context) error {
 		return h.fail(c, src.Name, http.StatusUnauthorized, code, verifyMessages[reason])
 	}
 
-	// The raw bytes outlive the pooled buffer: they are in the event.
-	raw = bytes.Clone(raw)
-	items, err := h.parse(src, req.Header, raw)
+	// The one copy of the body: it outlives the pooled buffer, and the
+	// parsed body's strings and the event's raw share it.
+	text := string(raw)
+	items, err := h.parse(src, req.Header, text)
 	if err != nil {
 		return h.fail(c, src.Name, http.StatusBadRequest, "invalid_body", err.Error())
 	}
@@ -203,7 +204,7 @@ func (h *Handler) serve(c echo.Context) error {
 	for i, it := range items {
 		ev := event.Event{
 			Source: src.Name, Event: it.event, Delivery: it.delivery, Headers: headers,
-			Body: it.body, Raw: raw, ReceivedAt: now, Extra: it.extra,
+			Body: it.body, ReceivedAt: now, Extra: it.extra,
 		}
 		if ev.Delivery == "" {
 			ev.Delivery = delivery
@@ -211,7 +212,7 @@ func (h *Handler) serve(c echo.Context) error {
 				ev.Delivery = delivery + "/" + strconv.Itoa(i)
 			}
 		}
-		msgs, names := h.route(src, &ev, now)
+		msgs, names := h.route(src, &ev, text, now)
 		batch.Messages = append(batch.Messages, msgs...)
 		routes = appendUnique(routes, names...)
 	}
@@ -268,16 +269,19 @@ func (h *Handler) verifyFailed(src *Source, reason string) {
 	}
 }
 
-// route evaluates every route of src against ev and renders the messages.
-func (h *Handler) route(src *Source, ev *event.Event, now time.Time) ([]queue.Message, []string) {
+// route evaluates every route of src against ev, whose raw body is text,
+// and renders the messages.
+func (h *Handler) route(src *Source, ev *event.Event, text string, now time.Time) ([]queue.Message, []string) {
+	// ev carries no Raw: Env would copy it into a new string; the env gets
+	// the text the body was parsed from instead.
 	env := ev.Env()
+	env["raw"] = text
 	var msgs []queue.Message
 	var names []string
-	log := h.o.Logger.With("source", src.Name, "delivery", ev.Delivery)
 	for _, r := range src.Routes {
 		ok, err := r.Match(env)
 		if err != nil {
-			log.Warn("filter failed; event not routed", "route", r.Name, "err", err)
+			h.o.Logger.Warn("filter failed; event not routed", "source", src.Name, "delivery", ev.Delivery, "route", r.Name, "err", err)
 		}
 		if !ok {
 			if h.o.Metrics != nil {
@@ -287,17 +291,21 @@ func (h *Handler) route(src *Source, ev *event.Event, now time.Time) ([]queue.Me
 		}
 		key, err := r.ConversationKey(env)
 		if err != nil {
-			log.Warn("conversation expression failed; using the route's default conversation", "route", r.Name, "err", err)
+			h.o.Logger.Warn("conversation expression failed; using the route's default conversation",
+				"source", src.Name, "delivery", ev.Delivery, "route", r.Name, "err", err)
 			key = ""
 		}
 		prompt, err := r.Render(env)
 		if err != nil {
-			log.Error("template failed; event not routed", "route", r.Name, "err", err)
+			h.o.Logger.Error("template failed; event not routed", "source", src.Name, "delivery", ev.Delivery, "route", r.Name, "err", err)
 			continue
 		}
+		// Key, delivery and event may point into the request body (the
+		// parsed body shares its memory); a stored message must not keep
+		// the whole body alive.
 		msgs = append(msgs, queue.Message{
-			ID: newID(), Route: r.Name, ConversationKey: key, Prompt: prompt,
-			Source: src.Name, Delivery: ev.Delivery, Event: ev.Event, EnqueuedAt: now,
+			ID: newID(), Route: r.Name, ConversationKey: strings.Clone(key), Prompt: prompt,
+			Source: src.Name, Delivery: strings.Clone(ev.Delivery), Event: strings.Clone(ev.Event), EnqueuedAt: now,
 		})
 		names = append(names, r.Name)
 	}
@@ -305,7 +313,7 @@ func (h *Handler) route(src *Source, ev *event.Event, now time.Time) ([]queue.Me
 }
 
 // parse turns the verified body into one or more events.
-func (h *Handler) parse(src *Source, hdr http.Header, raw []byte) ([]item, error) {
+func (h *Handler) parse(src *Source, hdr http.Header, raw string) ([]item, error) {
 	ct := hdr.Get("Content-Type")
 	base := item{event: hdr.Get(src.EventHeader)}
 	if src.EventHeader == "" {
@@ -323,14 +331,14 @@ func (h *Handler) parse(src *Source, hdr http.Header, raw []byte) ([]item, error
 			return nil, fmt.Errorf("CloudEvent data: %w", err)
 		}
 		if err != nil {
-			body = string(raw)
+			body = raw
 		}
 		return []item{{event: attrs["type"].(string), delivery: attrs["id"].(string), body: body,
 			extra: map[string]any{"ce": attrs}}}, nil
 	}
 	switch mediaType(ct) {
 	case "application/cloudevents+json":
-		v, err := parseJSON(raw)
+		v, err := parseJSONText(raw)
 		if err != nil {
 			return nil, fmt.Errorf("CloudEvent: %w", err)
 		}
@@ -340,7 +348,7 @@ func (h *Handler) parse(src *Source, hdr http.Header, raw []byte) ([]item, error
 		}
 		return []item{it}, nil
 	case "application/cloudevents-batch+json":
-		v, err := parseJSON(raw)
+		v, err := parseJSONText(raw)
 		if err != nil {
 			return nil, fmt.Errorf("CloudEvents batch: %w", err)
 		}
