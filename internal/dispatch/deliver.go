@@ -62,7 +62,7 @@ func (d *Dispatcher) handle(ctx, reqCtx context.Context, l queue.Lease) {
 		return
 	}
 	// The API has the message; what is left is store work (record the
-	// chat, then ack). It runs in the background so this worker can lease
+	// chat and ack, in one write when the lease allows). It runs in the background so this worker can lease
 	// the next message meanwhile. The conversation stays leased until the
 	// ack commits, so its order is unaffected.
 	d.tailSlots <- struct{}{}
@@ -255,7 +255,7 @@ func resetDue(r *config.ConversationReset, st queue.ChatState, now time.Time) bo
 }
 
 // delivered counts and logs a delivery and returns the store work that
-// ends the lease: record the chat, then ack.
+// ends the lease: record the chat and ack.
 func (j *job) delivered(st queue.ChatState, sentID string, resp operator.ChatResponse, v operator.Verdict, took time.Duration) (tail func()) {
 	d, m := j.d, j.msg
 	// Counted and logged before the lease ends: the delivery happened
@@ -286,7 +286,9 @@ func (j *job) delivered(st queue.ChatState, sentID string, resp operator.ChatRes
 		j.log.Debug("reply", "chat_id", chatID, "text", resp.Text)
 	}
 	return func() {
-		j.recordChat(st, sentID, resp.ChatID)
+		if j.recordChat(st, sentID, resp.ChatID) {
+			return
+		}
 		ctx, cancel := j.endCtx()
 		defer cancel()
 		j.ending()
@@ -300,28 +302,40 @@ func (j *job) delivered(st queue.ChatState, sentID string, resp operator.ChatRes
 
 // recordChat stores what the answer says about the conversation's chat,
 // with compare-and-set: on a conflict it reads the record again and
-// re-decides against it.
-func (j *job) recordChat(st queue.ChatState, sentID, gotID string) {
+// re-decides against it. When the lease is a ChatAcker the chat is stored
+// and the lease acked in one write, and acked reports that it was; else
+// the caller still has to ack.
+func (j *job) recordChat(st queue.ChatState, sentID, gotID string) (acked bool) {
 	d, m := j.d, j.msg
 	ctx, cancel := j.endCtx()
 	defer cancel()
+	put := d.chats.PutChat
+	ca, combined := j.lease.(ChatAcker)
+	if combined {
+		put = ca.AckWithChat
+	}
 	for try := 1; ; try++ {
 		next, write := nextChatState(st, sentID, gotID, d.now())
 		if !write {
-			return
+			return false
 		}
-		err := d.chats.PutChat(ctx, m.Route, m.ConversationKey, next)
+		if combined {
+			// The write may end the lease; a conflict leaves it open, but
+			// the store still holds the conversation until it ends.
+			j.ending()
+		}
+		err := put(ctx, m.Route, m.ConversationKey, next)
 		if err == nil {
-			return
+			return combined
 		}
 		if !errors.Is(err, queue.ErrConflict) || try >= maxPutChatTries {
 			j.log.Error("dispatch: storing the chat id failed; the next message may start a new chat",
 				"chat_id", gotID, "err", err)
-			return
+			return false
 		}
 		if st, err = d.chats.GetChat(ctx, m.Route, m.ConversationKey); err != nil {
 			j.log.Error("dispatch: re-reading the chat after a conflict failed", "err", err)
-			return
+			return false
 		}
 	}
 }

@@ -69,10 +69,6 @@ type Options struct {
 // were released and stay queued.
 var ErrDrainTimeout = errors.New("dispatch: drain timeout: in-flight requests cancelled")
 
-// maxTails bounds deliveries whose chat record and ack are still being
-// committed while their worker moved on.
-const maxTails = 256
-
 // healthTimeout bounds one health probe.
 const healthTimeout = 30 * time.Second
 
@@ -130,7 +126,10 @@ func New(q Queue, chats ChatStore, api Chatter, s Settings, o Options) *Dispatch
 		touchEvery:   o.TouchInterval,
 		forbid:       newForbidTracker(),
 		held:         map[convKey]string{},
-		tailSlots:    make(chan struct{}, maxTails),
+		// A delivered message stays leased until its ack commits: bounding
+		// these tails by the concurrency keeps the messages a crash can
+		// send twice at two per worker.
+		tailSlots: make(chan struct{}, max(s.Concurrency, 1)),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)

@@ -25,3 +25,12 @@ type ChatStore interface {
 	// DeleteChat forgets the conversation's chat; missing is not an error.
 	DeleteChat(ctx context.Context, route, key string) error
 }
+
+// ChatAcker is a lease that can store its conversation's chat record and
+// end itself in one atomic write, so a delivery costs one commit instead of
+// two. AckWithChat has PutChat's compare-and-set: on queue.ErrConflict
+// nothing is written and the lease stays open. Leases without it get
+// PutChat, then Ack.
+type ChatAcker interface {
+	AckWithChat(ctx context.Context, route, key string, st queue.ChatState) error
+}

@@ -112,6 +112,68 @@ func BenchmarkNextAck(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 
+// BenchmarkDeliveredEnd is BenchmarkNextAck with the chat record a
+// delivery stores: PutChat then Ack (two commits waited on in turn) against
+// AckWithChat (one).
+func BenchmarkDeliveredEnd(b *testing.B) {
+	for _, combined := range []bool{false, true} {
+		name := "PutChat+Ack"
+		if combined {
+			name = "AckWithChat"
+		}
+		b.Run(name, func(b *testing.B) {
+			s, _ := openTemp(b, Options{DedupeSweepInterval: -1})
+			ctx := context.Background()
+			const batch = 1000
+			for i := 0; i < b.N; i += batch {
+				var msgs []queue.Message
+				for j := i; j < min(i+batch, b.N); j++ {
+					msgs = append(msgs, benchMsg(fmt.Sprint("m", j), j%1000))
+				}
+				if _, err := s.Enqueue(ctx, queue.Batch{Messages: msgs}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var left atomic.Int64
+			left.Store(int64(b.N))
+			commits := s.commits.Load()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for range 64 {
+				wg.Go(func() {
+					for left.Add(-1) >= 0 {
+						l, err := s.Next(ctx)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						m := l.Message()
+						st, err := s.GetChat(ctx, m.Route, m.ConversationKey)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						st.ChatID, st.Messages = "chat-"+m.ConversationKey, st.Messages+1
+						if combined {
+							err = l.(*lease).AckWithChat(ctx, m.Route, m.ConversationKey, st)
+						} else if err = s.PutChat(ctx, m.Route, m.ConversationKey, st); err == nil {
+							err = l.Ack(ctx)
+						}
+						if err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			b.ReportMetric(float64(s.commits.Load()-commits)/float64(b.N), "commits/msg")
+		})
+	}
+}
+
 func BenchmarkEncodeMessage(b *testing.B) {
 	m := benchMsg("0198c5e2-7f0c-7a3e-9d7e-2f4a1b3c5d6e", 1)
 	m.EnqueuedAt = time.Now()

@@ -304,6 +304,11 @@ type leaseOp struct {
 	at   time.Time
 	f    queue.Failure
 
+	// chat, when set on an Ack, is stored with compare-and-set in the same
+	// transaction (see AckWithChat); chatName is its key.
+	chat     *queue.Chat
+	chatName []byte
+
 	at0  int64 // at, resolved against the group's clock
 	next head
 	more bool // the conversation has a next message
@@ -353,6 +358,13 @@ func (o *leaseOp) apply(tx *bolt.Tx, g *group) error {
 		r, err := parseConvRec(convs.Get(name))
 		if err != nil || r.num != l.num || r.head != l.seq {
 			return fmt.Errorf("%w: conversation of leased message %s: %+v %v", errCorrupt, l.msg.ID, r, err)
+		}
+		// Before any other write: a conflict must leave everything as it
+		// was, the lease included.
+		if o.chat != nil {
+			if err := putChat(tx, o.chatName, o.chat); err != nil {
+				return err
+			}
 		}
 		if o.kind == leaseDead {
 			m.Attempts++
@@ -459,15 +471,22 @@ type putChatOp struct {
 }
 
 func (o *putChatOp) apply(tx *bolt.Tx, _ *group) error {
+	return putChat(tx, o.name, &o.chat)
+}
+
+// putChat stores chat under name if the stored revision still equals
+// chat.Revision (0: none). A conflict or an encoding error returns having
+// written nothing.
+func putChat(tx *bolt.Tx, name []byte, chat *queue.Chat) error {
 	b := tx.Bucket(bucketChats)
 	var cur uint64
-	if v := b.Get(o.name); len(v) >= 8 {
+	if v := b.Get(name); len(v) >= 8 {
 		cur = binary.BigEndian.Uint64(v[:8])
 	}
-	if cur != o.chat.Revision {
+	if cur != chat.Revision {
 		return queue.ErrConflict
 	}
-	js, err := json.Marshal(o.chat)
+	js, err := json.Marshal(chat)
 	if err != nil {
 		return fmt.Errorf("boltq: encode chat: %w", err)
 	}
@@ -477,7 +496,7 @@ func (o *putChatOp) apply(tx *bolt.Tx, _ *group) error {
 	if err != nil {
 		return fatal(err)
 	}
-	return fatal(b.Put(o.name, append(u64(rev), js...)))
+	return fatal(b.Put(name, append(u64(rev), js...)))
 }
 
 func (o *putChatOp) commit(*Store) {}

@@ -1,11 +1,13 @@
 package boltq_test
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
 
 	"github.com/relayd/relayd/internal/dispatch"
 	"github.com/relayd/relayd/internal/ingest"
+	"github.com/relayd/relayd/internal/queue"
 	"github.com/relayd/relayd/internal/queue/boltq"
 	"github.com/relayd/relayd/internal/queue/queuetest"
 )
@@ -32,4 +34,24 @@ func TestConformance(t *testing.T) {
 		},
 		MaxPending: maxPending,
 	})
+}
+
+// The lease offers dispatch the one-commit delivery ending.
+func TestLeaseIsChatAcker(t *testing.T) {
+	s, err := boltq.Open(filepath.Join(t.TempDir(), "relayd.db"), boltq.Options{})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if _, err := s.Enqueue(ctx, queue.Batch{Messages: []queue.Message{{ID: "m1", Route: "r1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.(dispatch.ChatAcker); !ok {
+		t.Fatalf("%T does not implement dispatch.ChatAcker", l)
+	}
 }

@@ -8,7 +8,9 @@
 // (compare-and-set on a revision). One goroutine owns every write
 // transaction and commits whatever queued while the previous commit ran in
 // one transaction (group commit), so concurrent webhooks and dispatcher acks
-// share fsyncs without a fixed batching delay.
+// share fsyncs without a fixed batching delay. A lease's AckWithChat stores
+// the conversation's chat record and acks in one transaction, so a delivery
+// costs one commit.
 //
 // Only a small index lives in memory: one record per conversation that has
 // messages (its count, its head and whether it is leased), never the

@@ -198,6 +198,23 @@ func (l *lease) Ack(ctx context.Context) error {
 	return l.end(ctx, &leaseOp{kind: leaseAck})
 }
 
+// AckWithChat stores st as the chat record of (route, key) and acks the
+// message in one transaction, so a delivery costs one commit. The chat is
+// stored with PutChat's compare-and-set: st.Revision must equal the stored
+// revision (0: no record yet). On queue.ErrConflict nothing is written and
+// the lease stays open, so the caller can read the chat again and retry.
+func (l *lease) AckWithChat(ctx context.Context, route, key string, st queue.ChatState) error {
+	err := l.end(ctx, &leaseOp{
+		kind:     leaseAck,
+		chat:     &queue.Chat{Route: route, ConversationKey: key, ChatState: st},
+		chatName: convName(route, key),
+	})
+	if err != nil && !errors.Is(err, queue.ErrConflict) && !errors.Is(err, ErrLeaseEnded) {
+		return fmt.Errorf("boltq: ack with chat: %w", err)
+	}
+	return err
+}
+
 // Retry counts the failed attempt (Attempts+1, LastStatus and LastError from
 // f) and makes the message due at at, still at its conversation's head.
 func (l *lease) Retry(ctx context.Context, at time.Time, f queue.Failure) error {
