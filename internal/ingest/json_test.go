@@ -7,11 +7,11 @@ import (
 	"io"
 	"math"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/relayd/relayd/internal/samples"
+	"github.com/relayd/relayd/internal/xtest"
 )
 
 // referenceJSON is what parseJSON must return: encoding/json with
@@ -29,27 +29,7 @@ func referenceJSON(data []byte) (any, error) {
 	if jsonDepth(v) > maxJSONDepth {
 		return nil, errTooDeep
 	}
-	return referenceNumbers(v), nil
-}
-
-func referenceNumbers(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = referenceNumbers(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = referenceNumbers(e)
-		}
-	case json.Number:
-		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
-			return i
-		}
-		f, _ := x.Float64()
-		return f
-	}
-	return v
+	return xtest.Numbers(v), nil
 }
 
 // jsonDepth is the nesting of objects and arrays in v.

@@ -1,8 +1,6 @@
 package route
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -13,6 +11,7 @@ import (
 	"github.com/relayd/relayd/internal/event"
 	"github.com/relayd/relayd/internal/samples"
 	"github.com/relayd/relayd/internal/templates"
+	"github.com/relayd/relayd/internal/xtest"
 )
 
 // The route example of the public contract.
@@ -33,36 +32,7 @@ func contractSpec() Spec {
 }
 
 // decode parses JSON as ingest does: integers int64, other numbers float64.
-func decode(t testing.TB, data []byte) any {
-	t.Helper()
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		t.Fatal(err)
-	}
-	return numbers(v)
-}
-
-func numbers(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = numbers(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = numbers(e)
-		}
-	case json.Number:
-		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
-			return i
-		}
-		f, _ := x.Float64()
-		return f
-	}
-	return v
-}
+func decode(t testing.TB, data []byte) any { return xtest.DecodeJSON(t, data) }
 
 // githubEnv is the environment of a real GitHub delivery of the sample for
 // ghEvent/action, after edit (if any) has changed its decoded body.

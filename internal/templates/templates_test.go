@@ -2,10 +2,8 @@ package templates
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,39 +11,11 @@ import (
 
 	"github.com/relayd/relayd/internal/event"
 	"github.com/relayd/relayd/internal/samples"
+	"github.com/relayd/relayd/internal/xtest"
 )
 
 // decode parses JSON as ingest does: integers int64, other numbers float64.
-func decode(t testing.TB, data []byte) any {
-	t.Helper()
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		t.Fatal(err)
-	}
-	return numbers(v)
-}
-
-func numbers(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = numbers(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = numbers(e)
-		}
-	case json.Number:
-		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
-			return i
-		}
-		f, _ := x.Float64()
-		return f
-	}
-	return v
-}
+func decode(t testing.TB, data []byte) any { return xtest.DecodeJSON(t, data) }
 
 // githubEnv is the environment of a real workflow_run delivery.
 func githubEnv(t testing.TB) map[string]any {
