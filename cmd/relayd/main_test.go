@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/internal/operator/fake"
+	"github.com/relayd/relayd/internal/xtest"
 )
 
 const (
@@ -111,19 +112,11 @@ func must[T any](v T, err error) T {
 	return v
 }
 
-// buildRelayd compiles the command once per test binary run.
-var buildOnce = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "relayd-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "relayd")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
+func TestMain(m *testing.M) {
+	code := m.Run()
+	xtest.RemoveRelaydBinary()
+	os.Exit(code)
+}
 
 type child struct {
 	cmd    *exec.Cmd
@@ -134,7 +127,7 @@ type child struct {
 // startChild runs `relayd serve` and waits for its "relayd started" line.
 func startChild(t *testing.T, cfg string) *child {
 	t.Helper()
-	bin, err := buildOnce()
+	bin, err := xtest.RelaydBinary()
 	if err != nil {
 		t.Fatal(err)
 	}

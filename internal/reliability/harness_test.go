@@ -26,6 +26,7 @@ import (
 
 	"github.com/relayd/relayd/internal/operator/fake"
 	"github.com/relayd/relayd/internal/queue"
+	"github.com/relayd/relayd/internal/xtest"
 )
 
 const (
@@ -33,31 +34,11 @@ const (
 	apiKey = "ck_live_reliability"
 )
 
-// binDir holds the relayd binary built for this test run.
-var binDir string
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	xtest.RemoveRelaydBinary()
 	os.Exit(code)
 }
-
-// buildRelayd compiles cmd/relayd once per test binary run.
-var buildRelayd = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "relayd-reliability-")
-	if err != nil {
-		return "", err
-	}
-	binDir = dir
-	bin := filepath.Join(dir, "relayd")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/relayd/relayd/cmd/relayd").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
 
 // settings fill the test config.
 type settings struct {
@@ -131,7 +112,7 @@ type daemon struct {
 // start runs `relayd serve -c cfg` and waits until it listens.
 func start(t *testing.T, cfg string) *daemon {
 	t.Helper()
-	bin, err := buildRelayd()
+	bin, err := xtest.RelaydBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
