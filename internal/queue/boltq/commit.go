@@ -2,6 +2,7 @@ package boltq
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -83,51 +84,96 @@ func (s *Store) do(ctx context.Context, o waiter) error {
 	}
 }
 
+// submit queues ops for the committer. They are urgent: a caller waits
+// on each, so they end any pause (see commitLoop).
 func (s *Store) submit(ops ...op) error {
-	s.qmu.Lock()
-	if s.qclosed {
-		s.qmu.Unlock()
-		return queue.ErrClosed
+	if err := s.commitQ.push(ops...); err != nil {
+		return err
 	}
-	s.queue = append(s.queue, ops...)
-	s.qmu.Unlock()
+	s.urgent.Store(true)
 	select {
-	case s.kick <- struct{}{}:
+	case s.urgentKick <- struct{}{}:
 	default:
 	}
 	return nil
 }
 
+// Reading a large queue (a drain, a replay of dead letters) makes the pages
+// read resident through bbolt's memory map. They are clean and the kernel
+// could drop them, but they count in the process's RSS, which is what
+// memory limits and dashboards watch; the committer unmaps them this often
+// once the file is at least dropMin.
+const (
+	dropEvery = time.Second
+	dropMin   = 32 << 20
+)
+
 // commitLoop owns every write transaction. Each round takes everything that
 // queued while the previous commit ran and commits it at once: no fixed
-// delay, one fsync for the whole group.
+// delay, one commit for the whole group.
+//
+// Logged enqueues alone are not urgent: their callers have their answer.
+// When nothing else waits, a commit starts at most every applyPace, so
+// under load bbolt's fsyncs (two a commit) do not crowd out the log's on
+// the same disk; an idle store applies at once. Logged enqueues whose
+// transaction failed are retried first, after a pause.
 func (s *Store) commitLoop() {
 	defer s.wg.Done()
-	var group []op
+	var (
+		group      []op
+		backoff    time.Duration
+		lastCommit time.Time
+		lastDrop   time.Time
+	)
+	pace := cmp.Or(s.opts.applyPace, applyPace)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for {
-		s.qmu.Lock()
-		n := min(len(s.queue), maxGroup)
-		group = append(group[:0], s.queue[:n]...)
-		rest := copy(s.queue, s.queue[n:])
-		clear(s.queue[rest:])
-		s.queue = s.queue[:rest]
-		stop := s.qclosed
-		s.qmu.Unlock()
-		if n > 0 {
-			s.run(group)
+		if wait := pace - time.Since(lastCommit); wait > 0 && !s.urgent.Load() {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-s.urgentKick:
+			case <-s.closing:
+			}
+		}
+		s.urgent.Store(false)
+		var stop bool
+		group, stop = s.commitQ.take(group[:0], maxGroup)
+		if len(group) > 0 {
+			lastCommit = time.Now()
+			retry := s.run(group)
 			clear(group)
+			if lastCommit.Sub(lastDrop) >= dropEvery && s.fileSize >= dropMin {
+				// Only this goroutine remaps the file, so the mapping is stable.
+				dropMapped(s.db, s.fileSize)
+				lastDrop = lastCommit
+			}
+			if len(retry) == 0 {
+				backoff = 0
+				continue
+			}
+			backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
+			select {
+			case <-s.closing:
+				// They stay in the log and are applied at the next Open.
+				s.log.Warn("boltq: closing with logged messages not yet in the store; the next start applies them", "batches", len(retry))
+			case <-time.After(backoff):
+				s.commitQ.pushFront(retry...)
+			}
 			continue
 		}
 		if stop {
 			return
 		}
-		<-s.kick
+		<-s.commitQ.kick
 	}
 }
 
 // run commits ops in one transaction. A request whose write fails is
-// dropped from the group and the rest retried; a failed commit fails all.
-func (s *Store) run(ops []op) {
+// dropped from the group and the rest retried; a failed commit fails all
+// but the logged enqueues, which run returns to be retried.
+func (s *Store) run(ops []op) (retry []op) {
 	results := make([]error, len(ops))
 	for len(ops) > 0 {
 		s.attempt++
@@ -135,6 +181,7 @@ func (s *Store) run(ops []op) {
 		g := group{attempt: s.attempt, now: now, nowNano: unixNano(now), pending: s.pending}
 		failed := -1
 		err := s.db.Update(func(tx *bolt.Tx) error {
+			s.fileSize = tx.Size()
 			for i, o := range ops {
 				err := o.apply(tx, &g)
 				var fe *fatalError
@@ -160,8 +207,8 @@ func (s *Store) run(ops []op) {
 			for i, o := range ops {
 				o.finish(results[i])
 			}
-			return
-		case failed >= 0:
+			return nil
+		case failed >= 0 && !isApply(ops[failed]):
 			s.log.Error("boltq: write failed; retrying the rest of the group", "err", err)
 			ops[failed].finish(fmt.Errorf("boltq: write: %w", err))
 			ops = append(ops[:failed], ops[failed+1:]...)
@@ -170,11 +217,21 @@ func (s *Store) run(ops []op) {
 			s.log.Error("boltq: commit failed", "err", err, "requests", len(ops))
 			err = fmt.Errorf("%w: commit: %v", queue.ErrUnavailable, err)
 			for _, o := range ops {
+				if isApply(o) {
+					retry = append(retry, o)
+					continue
+				}
 				o.finish(err)
 			}
-			return
+			return retry
 		}
 	}
+	return nil
+}
+
+func isApply(o op) bool {
+	_, ok := o.(*applyOp)
+	return ok
 }
 
 // placement is a message written to msgs, for the in-memory index.
@@ -235,56 +292,6 @@ func (s *Store) commitPlacements(ps []placement) {
 		s.schedule(c)
 	}
 }
-
-// Enqueue.
-
-type enqueueOp struct {
-	reply
-	msgs   []queue.Message
-	dedupe []byte
-	ttl    time.Duration
-	max    int
-
-	dup    bool
-	placed []placement
-}
-
-func (o *enqueueOp) apply(tx *bolt.Tx, g *group) error {
-	o.dup, o.placed = false, o.placed[:0]
-	var dd *bolt.Bucket
-	if o.dedupe != nil {
-		dd = tx.Bucket(bucketDedupe)
-		if v := dd.Get(o.dedupe); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) > g.nowNano {
-			o.dup = true
-			return nil
-		}
-	}
-	if o.max > 0 && g.pending+len(o.msgs) > o.max {
-		return queue.ErrFull
-	}
-	for i := range o.msgs {
-		p, err := place(tx, &o.msgs[i])
-		if err != nil {
-			return err
-		}
-		o.placed = append(o.placed, p)
-	}
-	if dd != nil {
-		exp := u64(uint64(g.now.Add(o.ttl).UnixNano()))
-		if err := dd.Put(o.dedupe, exp); err != nil {
-			return fatal(err)
-		}
-		xb := tx.Bucket(bucketDedupExp)
-		xb.FillPercent = 0.9
-		if err := xb.Put(append(exp[:8:8], o.dedupe...), marker); err != nil {
-			return fatal(err)
-		}
-	}
-	g.pending += len(o.msgs)
-	return nil
-}
-
-func (o *enqueueOp) commit(s *Store) { s.commitPlacements(o.placed) }
 
 // Lease endings.
 

@@ -28,6 +28,19 @@ func Compact(src, dst string) (err error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("boltq: compact: %w", err)
 	}
+	// The copy must hold everything acknowledged: apply what the log still
+	// holds first (a start does the same).
+	if segs, err := segments(src); err != nil {
+		return fmt.Errorf("boltq: compact: %w", err)
+	} else if len(segs) > 0 {
+		s, err := Open(src, Options{DedupeSweepInterval: -1})
+		if err != nil {
+			return fmt.Errorf("boltq: compact: apply the write-ahead log: %w", err)
+		}
+		if err := s.Close(); err != nil {
+			return fmt.Errorf("boltq: compact: apply the write-ahead log: %w", err)
+		}
+	}
 	in, err := bolt.Open(src, 0o600, &bolt.Options{ReadOnly: true, Timeout: lockWait})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {

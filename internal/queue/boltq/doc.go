@@ -5,12 +5,18 @@
 // (Enqueue answers only after the batch is fsync'd), the dispatcher's queue
 // (Next leases a message only when it is the head of its conversation and no
 // other message of that conversation is out) and its chat-state store
-// (compare-and-set on a revision). One goroutine owns every write
-// transaction and commits whatever queued while the previous commit ran in
-// one transaction (group commit), so concurrent webhooks and dispatcher acks
-// share fsyncs without a fixed batching delay. A lease's AckWithChat stores
-// the conversation's chat record and acks in one transaction, so a delivery
-// costs one commit.
+// (compare-and-set on a revision).
+//
+// Enqueues go through a write-ahead log (wal.go): one goroutine appends
+// whatever queued while its previous write ran and syncs it with one
+// fdatasync (group commit, no fixed delay), then answers. Another goroutine
+// owns every bbolt write transaction: it applies logged groups and the
+// dispatcher's lease endings, again as one transaction per group. Under
+// load it spaces transactions that only apply logged enqueues, so bbolt's
+// two fsyncs a commit do not crowd out the log's; anything a caller waits
+// on (an ack, a chat update) is committed at once. A lease's AckWithChat
+// stores the conversation's chat record and acks in one transaction, so a
+// delivery costs one commit.
 //
 // Only a small index lives in memory: one record per conversation that has
 // messages (its count, its head and whether it is leased), never the

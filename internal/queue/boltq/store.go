@@ -8,7 +8,8 @@
 //	chats    route NUL conversation key → revision (8) + Chat (JSON)
 //	dedupe   dedupe key → expiry (8, Unix ns)
 //	dedupexp expiry (8) + dedupe key → marker
-//	meta     "version", "ping"
+//	meta     "version", "ping", "walapplied" (the last write-ahead log
+//	         sequence number applied, see wal.go)
 //
 // Why: the pages written per fsync decide ingest throughput, so every bucket
 // written per message is appended to or small. Messages are keyed by one
@@ -95,6 +96,11 @@ type Options struct {
 	// 0 means DefaultDedupeSweepInterval; negative disables the sweeper
 	// (expired marks are still ignored, just not deleted).
 	DedupeSweepInterval time.Duration
+
+	// Test knobs; zero means the defaults.
+	segmentSize  int64         // walSegmentSize
+	maxUnapplied int           // defaultMaxUnapplied
+	applyPace    time.Duration // applyPace
 }
 
 // Store is a durable queue, dead-letter store, chat-state store and dedupe
@@ -118,14 +124,22 @@ type Store struct {
 	scheduled bool          // a head was scheduled since wake was last closed
 	closing   chan struct{} // closed by Close
 
-	// The committer's request queue.
-	qmu     sync.Mutex
-	qclosed bool
-	queue   []op
-	kick    chan struct{} // capacity 1: "the queue may be non-empty"
+	// The write-ahead log (see wal.go). logged and unapplied are guarded by mu.
+	enqueues    *requests[*enqueueOp]
+	wal         wal                   // walLoop only, once open
+	logged      map[string]loggedMark // dedupe marks logged and not yet applied
+	unapplied   int                   // messages logged and not yet applied
+	walApplied  atomic.Uint64         // highest LSN applied to bbolt
+	appliedKick chan struct{}         // capacity 1: the committer applied a logged group
+	logWrites   atomic.Uint64         // log writes, for tests and benchmarks
+	walDone     sync.WaitGroup
 
-	attempt uint64        // committer only: number of the current write transaction
-	commits atomic.Uint64 // committed write transactions, for tests and benchmarks
+	commitQ    *requests[op]
+	fileSize   int64         // committer only: the file's size as of the last transaction
+	urgent     atomic.Bool   // a request someone waits on is queued
+	urgentKick chan struct{} // capacity 1
+	attempt    uint64        // committer only: number of the current write transaction
+	commits    atomic.Uint64 // committed write transactions, for tests and benchmarks
 
 	stopSweep context.CancelFunc
 	wg        sync.WaitGroup
@@ -154,14 +168,18 @@ func Open(path string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("boltq: open %s: %w", path, err)
 	}
 	s := &Store{
-		db:      db,
-		now:     o.Now,
-		log:     o.Logger,
-		opts:    o,
-		convs:   make(map[uint64]*conv),
-		wake:    make(chan struct{}),
-		closing: make(chan struct{}),
-		kick:    make(chan struct{}, 1),
+		db:          db,
+		now:         o.Now,
+		log:         o.Logger,
+		opts:        o,
+		convs:       make(map[uint64]*conv),
+		wake:        make(chan struct{}),
+		closing:     make(chan struct{}),
+		enqueues:    newRequests[*enqueueOp](),
+		commitQ:     newRequests[op](),
+		logged:      make(map[string]loggedMark),
+		appliedKick: make(chan struct{}, 1),
+		urgentKick:  make(chan struct{}, 1),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -170,6 +188,10 @@ func Open(path string, o Options) (*Store, error) {
 		s.log = slog.Default()
 	}
 	if err := s.init(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("boltq: open %s: %w", path, err)
+	}
+	if err := s.replayWAL(path); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("boltq: open %s: %w", path, err)
 	}
@@ -184,6 +206,8 @@ func Open(path string, o Options) (*Store, error) {
 
 	s.wg.Add(1)
 	go s.commitLoop()
+	s.walDone.Add(1)
+	go s.walLoop()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopSweep = cancel
 	if iv := sweepInterval(o.DedupeSweepInterval); iv > 0 {
@@ -303,20 +327,33 @@ func (s *Store) Close() error {
 		close(s.closing)
 		s.mu.Unlock()
 
-		s.qmu.Lock()
-		s.qclosed = true
-		s.qmu.Unlock()
-		select {
-		case s.kick <- struct{}{}:
-		default:
-		}
+		// The log drains first: what it logs still has to reach the committer.
+		s.enqueues.close()
+		s.walDone.Wait()
+		s.commitQ.close()
 		s.stopSweep()
 		s.wg.Wait()
+		s.syncFreelist()
+		walErr := s.wal.close()
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("boltq: close: %w", err)
+		} else if walErr != nil {
+			s.closeErr = fmt.Errorf("boltq: close write-ahead log: %w", walErr)
 		}
 	})
 	return s.closeErr
+}
+
+// syncFreelist writes bbolt's freelist with one last transaction, so the
+// next Open reads it instead of walking every page of the file to rebuild
+// it (slow for a large queue, and it makes the whole file resident). While
+// running, the freelist is not written: after a large queue drains it would
+// be megabytes a commit. After a crash the next Open rebuilds it.
+func (s *Store) syncFreelist() {
+	s.db.NoFreelistSync = false // no transaction runs: the goroutines are stopped
+	if err := s.db.Update(func(*bolt.Tx) error { return nil }); err != nil {
+		s.log.Warn("boltq: write the freelist at close; the next start rebuilds it", "err", err)
+	}
 }
 
 // view runs a read transaction, mapping a closed database to queue.ErrClosed.
@@ -334,8 +371,9 @@ func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 	return err
 }
 
-// Enqueue stores b atomically and durably: it returns once the transaction
-// holding b's messages and dedupe mark is fsync'd. duplicate is true, and
+// Enqueue stores b atomically and durably: it returns once b's messages and
+// dedupe mark are in the write-ahead log and the log is fsync'd. They are
+// applied to the queue (and become visible to Next) just after. duplicate is true, and
 // nothing is stored, when b.DedupeKey was stored less than its TTL ago
 // (b.DedupeTTL, or DefaultDedupeTTL when 0). Messages without EnqueuedAt get
 // the store's clock. If ctx ends while the commit is under way the batch may
@@ -363,14 +401,26 @@ func (s *Store) Enqueue(ctx context.Context, b queue.Batch) (bool, error) {
 	if ttl <= 0 {
 		ttl = DefaultDedupeTTL
 	}
-	o := &enqueueOp{msgs: msgs, ttl: ttl, max: s.opts.MaxPending}
+	o := &enqueueOp{msgs: msgs, ttl: ttl}
 	if b.DedupeKey != "" {
 		o.dedupe = dedupeName(b.DedupeKey)
 	}
-	if err := s.do(ctx, o); err != nil {
+	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	return o.dup, nil
+	o.init()
+	if err := s.enqueues.push(o); err != nil {
+		return false, err
+	}
+	select {
+	case <-o.wait():
+		if err := o.result(); err != nil {
+			return false, err
+		}
+		return o.dup, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
 }
 
 func validMessage(m *queue.Message) error {
@@ -405,7 +455,7 @@ func (s *Store) Stats(ctx context.Context) (queue.Stats, error) {
 	s.promote(unixNano(s.now()))
 	return queue.Stats{
 		Ready:    len(s.ready),
-		Delayed:  s.pending - len(s.ready) - s.inflight,
+		Delayed:  s.pending - len(s.ready) - s.inflight + s.unapplied,
 		Inflight: s.inflight,
 		Dead:     s.dead,
 	}, nil
