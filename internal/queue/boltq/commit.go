@@ -87,10 +87,12 @@ func (s *Store) do(ctx context.Context, o waiter) error {
 // submit queues ops for the committer. They are urgent: a caller waits
 // on each, so they end any pause (see commitLoop).
 func (s *Store) submit(ops ...op) error {
+	// Counted before they can be taken, so the count never misses one queued.
+	s.urgent.Add(int64(len(ops)))
 	if err := s.commitQ.push(ops...); err != nil {
+		s.urgent.Add(-int64(len(ops)))
 		return err
 	}
-	s.urgent.Store(true)
 	select {
 	case s.urgentKick <- struct{}{}:
 	default:
@@ -113,10 +115,12 @@ const (
 // delay, one commit for the whole group.
 //
 // Logged enqueues alone are not urgent: their callers have their answer.
-// When nothing else waits, a commit starts at most every applyPace, so
-// under load bbolt's fsyncs (two a commit) do not crowd out the log's on
-// the same disk; an idle store applies at once. Logged enqueues whose
-// transaction failed are retried first, after a pause.
+// While they keep arriving (the queue was not empty when the last commit
+// ended) and nothing else waits, a commit starts at most every applyPace,
+// so under load bbolt's fsyncs (two a commit) do not crowd out the log's on
+// the same disk and each commit applies more. An idle store applies at
+// once. Logged enqueues whose transaction failed are retried first, after
+// a pause.
 func (s *Store) commitLoop() {
 	defer s.wg.Done()
 	var (
@@ -124,26 +128,29 @@ func (s *Store) commitLoop() {
 		backoff    time.Duration
 		lastCommit time.Time
 		lastDrop   time.Time
+		busy       bool // requests queued while the last commit ran
 	)
 	pace := cmp.Or(s.opts.applyPace, applyPace)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
-		if wait := pace - time.Since(lastCommit); wait > 0 && !s.urgent.Load() {
-			timer.Reset(wait)
-			select {
-			case <-timer.C:
-			case <-s.urgentKick:
-			case <-s.closing:
-			}
+		if busy {
+			s.pause(lastCommit.Add(pace), timer)
 		}
-		s.urgent.Store(false)
 		var stop bool
 		group, stop = s.commitQ.take(group[:0], maxGroup)
 		if len(group) > 0 {
+			taken := 0
+			for _, o := range group {
+				if !isApply(o) {
+					taken++
+				}
+			}
+			s.urgent.Add(-int64(taken))
 			lastCommit = time.Now()
 			retry := s.run(group)
 			clear(group)
+			busy = s.commitQ.len() > 0
 			if lastCommit.Sub(lastDrop) >= dropEvery && s.fileSize >= dropMin {
 				// Only this goroutine remaps the file, so the mapping is stable.
 				dropMapped(s.db, s.fileSize)
@@ -227,6 +234,26 @@ func (s *Store) run(ops []op) (retry []op) {
 		}
 	}
 	return nil
+}
+
+// pause waits until, unless a request someone waits on is queued (or
+// comes) or the store closes first.
+func (s *Store) pause(until time.Time, timer *time.Timer) {
+	for s.urgent.Load() == 0 {
+		wait := time.Until(until)
+		if wait <= 0 {
+			return
+		}
+		timer.Reset(wait)
+		select {
+		case <-timer.C:
+			return
+		case <-s.urgentKick: // maybe left from a request already served: check again
+			timer.Stop()
+		case <-s.closing:
+			return
+		}
+	}
 }
 
 func isApply(o op) bool {

@@ -53,6 +53,12 @@ func (q *requests[T]) take(dst []T, limit int) (_ []T, stop bool) {
 	return dst, n == 0 && q.closed
 }
 
+func (q *requests[T]) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
 // close refuses further pushes; the loop drains what is queued.
 func (q *requests[T]) close() {
 	q.mu.Lock()

@@ -136,7 +136,7 @@ type Store struct {
 
 	commitQ    *requests[op]
 	fileSize   int64         // committer only: the file's size as of the last transaction
-	urgent     atomic.Bool   // a request someone waits on is queued
+	urgent     atomic.Int64  // queued requests someone waits on
 	urgentKick chan struct{} // capacity 1
 	attempt    uint64        // committer only: number of the current write transaction
 	commits    atomic.Uint64 // committed write transactions, for tests and benchmarks

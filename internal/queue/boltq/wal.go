@@ -51,7 +51,7 @@ const (
 	defaultMaxUnapplied = 1 << 16
 	// applyPace spaces the committer's transactions while it has only
 	// logged enqueues to apply (see commitLoop).
-	applyPace = 5 * time.Millisecond
+	applyPace = 20 * time.Millisecond
 	// replayChunk is the messages applied per transaction at start.
 	replayChunk = 10000
 )
