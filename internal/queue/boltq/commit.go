@@ -106,7 +106,7 @@ func (s *Store) submit(ops ...op) error {
 // memory limits and dashboards watch; the committer unmaps them this often
 // once the file is at least dropMin.
 const (
-	dropEvery = time.Second
+	dropEvery = 250 * time.Millisecond
 	dropMin   = 32 << 20
 )
 
