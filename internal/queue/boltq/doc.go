@@ -9,14 +9,16 @@
 //
 // Enqueues go through a write-ahead log (wal.go): one goroutine appends
 // whatever queued while its previous write ran and syncs it with one
-// fdatasync (group commit, no fixed delay), then answers. Another goroutine
-// owns every bbolt write transaction: it applies logged groups and the
-// dispatcher's lease endings, again as one transaction per group. Under
-// load it spaces transactions that only apply logged enqueues, so bbolt's
-// two fsyncs a commit do not crowd out the log's; anything a caller waits
-// on (an ack, a chat update) is committed at once. A lease's AckWithChat
-// stores the conversation's chat record and acks in one transaction, so a
-// delivery costs one commit.
+// fdatasync (group commit, no fixed delay), then answers. It writes into
+// segments that another goroutine has filled with zeros and synced
+// beforehand (walprep.go), so a sync writes data and not the file's size.
+// A third goroutine owns every bbolt write transaction: it applies logged
+// groups and the dispatcher's lease endings, again as one transaction per
+// group. Under load it spaces transactions that only apply logged
+// enqueues, so bbolt's two fsyncs a commit do not crowd out the log's;
+// anything a caller waits on (an ack, a chat update) is committed at once.
+// A lease's AckWithChat stores the conversation's chat record and acks in
+// one transaction, so a delivery costs one commit.
 //
 // Only a small index lives in memory: one record per conversation that has
 // messages (its count, its head and whether it is leased), never the

@@ -206,6 +206,8 @@ func Open(path string, o Options) (*Store, error) {
 
 	s.wg.Add(1)
 	go s.commitLoop()
+	s.wal.prep = newPreparer(path, s.log)
+	go s.wal.prep.run()
 	s.walDone.Add(1)
 	go s.walLoop()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -12,7 +12,9 @@ package boltq
 // frames bbolt is missing before anything else reads the file. Segments
 // whose frames are all applied are deleted.
 //
-// Segments sit next to the bbolt file, named <db>.wal.<first LSN, 16 hex>.
+// Segments sit next to the bbolt file, named <db>.wal.<first LSN, 16 hex>,
+// and are written in advance (see walprep.go): frames end at the first
+// zero length.
 //
 //	frame: body length (4) | CRC-32C of body (4) | body
 //	body:  LSN (8) | dedupe expiry (8, Unix ns) | uvarint length + dedupe key
@@ -32,6 +34,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,7 +46,7 @@ import (
 )
 
 const (
-	walSegmentSize = 64 << 20  // a segment is closed once it holds this much
+	walSegmentSize = 32 << 20  // a segment is closed once it holds this much
 	walMaxFrame    = 256 << 20 // larger batches are refused, never logged
 	// defaultMaxUnapplied bounds the messages logged and not yet in bbolt.
 	// They are held in memory until applied; past it, enqueues wait for the
@@ -95,8 +98,8 @@ func appendFrame(dst []byte, e *walEntry) []byte {
 	return dst
 }
 
-// readFrame reads the next frame; io.EOF at a clean end, errTornFrame (or
-// io.ErrUnexpectedEOF) at a damaged one.
+// readFrame reads the next frame; io.EOF at a clean end (the end of the
+// file, or a zero length), errTornFrame at a damaged one.
 func readFrame(r *bufio.Reader, buf []byte) (walEntry, []byte, error) {
 	var hdr [8]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -106,6 +109,9 @@ func readFrame(r *bufio.Reader, buf []byte) (walEntry, []byte, error) {
 		return walEntry{}, buf, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:4])
+	if n == 0 {
+		return walEntry{}, buf, io.EOF // the zeros of a prepared segment
+	}
 	if n < 18 || n > walMaxFrame {
 		return walEntry{}, buf, errTornFrame
 	}
@@ -176,15 +182,22 @@ func parseFrameBody(b []byte) (walEntry, error) {
 
 // wal is the log's file state, owned by walLoop once the store is open.
 type wal struct {
-	base   string // the bbolt file's path
-	limit  int64  // segment size
-	f      *os.File
-	size   int64
-	broken bool     // a write or sync failed: the next write starts a new segment
-	next   uint64   // LSN of the next frame
-	last   uint64   // highest LSN written (or attempted) to f
-	closed []walSeg // earlier segments, oldest first
-	buf    []byte
+	base     string // the bbolt file's path
+	limit    int64  // segment size
+	f        *os.File
+	path     string   // f's name (f.Name() is the name it was opened by)
+	size     int64    // bytes of frames in f
+	prepared int64    // bytes of f prepared (zeroed and synced) in advance
+	broken   bool     // a write or sync failed: the next write starts a new segment
+	next     uint64   // LSN of the next frame
+	last     uint64   // highest LSN written (or attempted) to f
+	closed   []walSeg // earlier segments, oldest first
+	buf      []byte
+
+	prep      *preparer
+	spare     spare // a prepared segment received and not yet used
+	asked     bool  // a request to prep is unanswered
+	spareSize int64 // size of the last segment asked for
 }
 
 type walSeg struct {
@@ -232,13 +245,16 @@ func segments(base string) ([]string, error) {
 // After an error the segment is left as it is and the next write starts a
 // new one, so a partial frame never sits before a good one.
 func (w *wal) write(b []byte, first, last uint64) error {
-	if w.f == nil || w.broken || w.size >= w.limit {
+	w.receiveSpare()
+	end := w.size + int64(len(b))
+	if w.f == nil || w.broken || w.size >= w.limit || (w.spare.f != nil && end > w.prepared) {
 		if err := w.rotate(first); err != nil {
 			return err
 		}
 	}
 	w.last = last
-	if _, err := w.f.Write(b); err != nil {
+	// Past the prepared end this extends the file: correct, only slower.
+	if _, err := w.f.WriteAt(b, w.size); err != nil {
 		w.broken = true
 		return err
 	}
@@ -250,25 +266,66 @@ func (w *wal) write(b []byte, first, last uint64) error {
 	return nil
 }
 
+func (w *wal) receiveSpare() {
+	if !w.asked {
+		return
+	}
+	select {
+	case sp := <-w.prep.ready:
+		w.asked = false
+		w.spare = sp
+	default:
+	}
+}
+
+// rotate closes the current segment and starts the next at LSN first: the
+// prepared one when there is one, else an empty file; then asks for the
+// one after.
 func (w *wal) rotate(first uint64) error {
 	if w.f != nil {
 		_ = w.f.Close()
-		w.closed = append(w.closed, walSeg{w.f.Name(), w.last})
+		w.closed = append(w.closed, walSeg{w.path, w.last})
 		w.f = nil
 	}
+	path := segmentPath(w.base, first)
 	// A file of this name can only be left by a rotation of this process
 	// that failed before writing: every start deletes the old segments and
 	// numbers frames past them.
-	f, err := os.OpenFile(segmentPath(w.base, first), os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
+	var f *os.File
+	var prepared int64
+	if sp := w.spare; sp.f != nil {
+		w.spare = spare{}
+		if err := os.Rename(w.prep.path, path); err != nil {
+			discardSpare(sp, w.prep.path)
+		} else {
+			f, prepared = sp.f, sp.size
+		}
 	}
-	w.f, w.size, w.broken, w.last = f, 0, false, first-1
+	if f == nil {
+		var err error
+		if f, err = os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600); err != nil {
+			w.askSpare()
+			return err
+		}
+	}
+	w.f, w.path, w.size, w.prepared, w.broken, w.last = f, path, 0, prepared, false, first-1
+	w.askSpare()
 	if err := syncDir(filepath.Dir(w.base)); err != nil {
 		w.broken = true
 		return err
 	}
 	return nil
+}
+
+// askSpare asks for the next prepared segment, unless one is on its way or
+// at hand.
+func (w *wal) askSpare() {
+	if w.prep == nil || w.asked || w.spare.f != nil {
+		return
+	}
+	w.spareSize = nextSpareSize(w.spareSize, w.limit)
+	w.asked = true
+	w.prep.want <- w.spareSize // never blocks: one request at a time
 }
 
 // prune deletes closed segments whose frames are all applied.
@@ -279,7 +336,14 @@ func (w *wal) prune(applied uint64) {
 	}
 }
 
+// close closes the current segment; its frames stay until the next Open
+// applies them. Prepared segments not used yet are removed.
 func (w *wal) close() error {
+	if w.prep != nil {
+		w.prep.close()
+		discardSpare(w.spare, w.prep.path)
+		w.spare = spare{}
+	}
 	if w.f == nil {
 		return nil
 	}
@@ -317,6 +381,10 @@ func (s *Store) replayWAL(base string) error {
 	paths, err := segments(base)
 	if err != nil {
 		return fmt.Errorf("list write-ahead log: %w", err)
+	}
+	// A segment being prepared when the last process stopped holds nothing.
+	if err := os.Remove(sparePath(base)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("write-ahead log: %w", err)
 	}
 	top := applied
 	var (
@@ -450,6 +518,10 @@ func (s *Store) walLoop() {
 		if len(group) > 0 {
 			s.logGroup(group)
 			clear(group)
+			// Let handlers that are ready to enqueue run first: under load
+			// the next group gathers them and the log syncs less often
+			// for the same traffic; an idle process returns at once.
+			runtime.Gosched()
 			continue
 		}
 		if stop {

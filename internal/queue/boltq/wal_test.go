@@ -6,9 +6,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,6 +63,18 @@ func TestFrameDamage(t *testing.T) {
 		if _, _, err := readFrame(bufio.NewReader(bytes.NewReader(d)), nil); err == nil {
 			t.Fatalf("frame with byte %d flipped was read", i)
 		}
+	}
+}
+
+// The zeros a prepared segment holds past its last frame read as its end.
+func TestFrameZerosEnd(t *testing.T) {
+	b := appendFrame(nil, &walEntry{lsn: 1, msgs: []queue.Message{newMsg("a", "r1", "A")}})
+	r := bufio.NewReader(bytes.NewReader(append(b, make([]byte, 4096)...)))
+	if _, _, err := readFrame(r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := readFrame(r, nil); err != io.EOF {
+		t.Fatalf("zeros after the frame read as %v, want EOF", err)
 	}
 }
 
@@ -289,10 +304,12 @@ func TestLogWriteFailure(t *testing.T) {
 	s, path := openTemp(t, Options{})
 	mustEnqueue(t, s, newMsg("m1", "r1", "A"))
 	// Stand in for a failing disk: the walLoop is idle between groups, and
-	// the push below happens after this write.
+	// the push below happens after this write. The segment's room is made
+	// endless so the write does not move to a prepared segment first.
 	if err := s.wal.f.Close(); err != nil {
 		t.Fatal(err)
 	}
+	s.wal.prepared = 1 << 40
 	_, err := s.Enqueue(ctxT(t), queue.Batch{DedupeKey: "k", Messages: []queue.Message{newMsg("m2", "r1", "A")}})
 	if !errors.Is(err, queue.ErrUnavailable) {
 		t.Fatalf("enqueue on a failing log: %v, want ErrUnavailable", err)
@@ -366,5 +383,132 @@ func TestApplyPace(t *testing.T) {
 	mustEnqueue(t, s, newMsg("m2", "r1", "A"))
 	if l := mustNext(t, s); l.Message().ID != "m2" {
 		t.Fatalf("leased %s, want m2", l.Message().ID)
+	}
+}
+
+// waitSpare waits until a segment of size bytes is prepared at path's spare
+// name.
+func waitSpare(t *testing.T, path string, size int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if fi, err := os.Stat(sparePath(path)); err == nil && fi.Size() == size {
+			// Written; the sync that follows is what the log waits for, and
+			// a write issued meanwhile appends, so either way is correct.
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no prepared segment of %d bytes", size)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Once a prepared segment is at hand the log writes into it, over its
+// zeros, without growing it; a crash image taken then replays exactly the
+// answered frames, and the zeros after them end the segment quietly.
+func TestPreparedSegments(t *testing.T) {
+	const size = 64 << 10
+	s, path := openTemp(t, Options{segmentSize: size})
+	mustEnqueue(t, s, newMsg("a0", "r1", "A")) // the first segment appends; the next is asked for
+	waitSpare(t, path, size)
+	inPrepared := func() bool {
+		segs, err := segments(path)
+		if err != nil || len(segs) < 2 {
+			return false
+		}
+		fi, err := os.Stat(segs[len(segs)-1])
+		return err == nil && fi.Size() == size
+	}
+	for i := 0; i < 10 || !inPrepared(); i++ {
+		if i > 1000 {
+			t.Fatal("the log never moved into a prepared segment")
+		}
+		mustEnqueue(t, s, newMsg("x", "r1", "X"))
+	}
+	settle(t, s)
+
+	release := blockCommitter(t, s)
+	for _, id := range []string{"b1", "b2", "b3"} {
+		if _, err := s.Enqueue(ctxT(t), queue.Batch{DedupeKey: "d-" + id, Messages: []queue.Message{newMsg(id, "r2", "B")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	segs, err := segments(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := segs[len(segs)-1]
+	if fi, err := os.Stat(cur); err != nil || fi.Size() != size {
+		t.Fatalf("current segment %s: %v, %v; want its prepared %d bytes, not grown", filepath.Base(cur), fi.Size(), err, size)
+	}
+	crashed := copyFiles(t, path)
+	// A segment half prepared when the process died is left over, too.
+	if err := os.WriteFile(sparePath(crashed), make([]byte, 100), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	release()
+
+	var logs bytes.Buffer
+	c := openAt(t, crashed, Options{segmentSize: size, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if strings.Contains(logs.String(), "incomplete frame") {
+		t.Errorf("replay of a prepared segment reported damage:\n%s", logs.String())
+	}
+	if _, err := os.Stat(sparePath(crashed)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("left-over prepared segment after Open: %v", err)
+	}
+	var got []string
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		l, err := c.Next(ctx)
+		cancel()
+		if err != nil {
+			break
+		}
+		if l.Message().Route == "r2" {
+			got = append(got, l.Message().ID)
+		}
+		if err := l.Ack(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []string{"b1", "b2", "b3"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("replayed %v, want %v", got, want)
+	}
+	if dup, err := c.Enqueue(ctxT(t), queue.Batch{DedupeKey: "d-b2"}); err != nil || !dup {
+		t.Fatalf("dedupe mark of a replayed batch: dup %v, err %v", dup, err)
+	}
+
+	// A clean close leaves no prepared segment behind.
+	mustEnqueue(t, c, newMsg("c1", "r1", "A"))
+	waitSpare(t, crashed, size)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(sparePath(crashed)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("prepared segment after Close: %v", err)
+	}
+}
+
+// When segments cannot be prepared the log appends, and loses nothing.
+func TestUnpreparedSegmentsAppend(t *testing.T) {
+	s, path := openTemp(t, Options{segmentSize: 4 << 10})
+	// Read by the preparer only once the first write asks it for a segment.
+	s.wal.prep.path = filepath.Join(t.TempDir(), "missing", "spare")
+	for i := range 100 {
+		mustEnqueue(t, s, newMsg("m"+strconv.Itoa(i), "r1", "A"))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openAt(t, path, Options{})
+	for i := range 100 {
+		l := mustNext(t, s)
+		if got, want := l.Message().ID, "m"+strconv.Itoa(i); got != want {
+			t.Fatalf("leased %s, want %s", got, want)
+		}
+		if err := l.Ack(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
