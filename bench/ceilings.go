@@ -66,26 +66,9 @@ func readAll(r *http.Request) (*bytes.Buffer, error) {
 	return buf, err
 }
 
-// startBare is the HTTP ceiling: Echo, read the body, answer 202.
-func startBare() (*server, error) {
-	e := echo.New()
-	e.HideBanner, e.HidePort = true, true
-	e.POST(hookPath, func(c echo.Context) error {
-		buf, err := readAll(c.Request())
-		bodyPool.Put(buf)
-		if err != nil {
-			return c.NoContent(http.StatusBadRequest)
-		}
-		return c.NoContent(http.StatusAccepted)
-	})
-	return serveEcho(e)
-}
-
-// startVerify is the verification ceiling: Echo, read the body, check
-// X-Hub-Signature-256 (HMAC-SHA256, constant-time), decode the body with
-// encoding/json into map[string]any, answer 202. No routing, no storage.
-func startVerify(secret string) (*server, error) {
-	key := []byte(secret)
+// serveBodies serves an Echo POST handler that reads the body into a
+// pooled buffer and answers what handle returns for it.
+func serveBodies(handle func(req *http.Request, body []byte) int) (*server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.POST(hookPath, func(c echo.Context) error {
@@ -95,23 +78,42 @@ func startVerify(secret string) (*server, error) {
 		if err != nil {
 			return c.NoContent(http.StatusBadRequest)
 		}
-		sig, ok := strings.CutPrefix(req.Header.Get("X-Hub-Signature-256"), "sha256=")
-		want, herr := hex.DecodeString(sig)
-		if !ok || herr != nil {
-			return c.NoContent(http.StatusUnauthorized)
-		}
-		m := hmac.New(sha256.New, key)
-		m.Write(buf.Bytes())
-		if !hmac.Equal(m.Sum(nil), want) {
-			return c.NoContent(http.StatusUnauthorized)
-		}
-		var doc map[string]any
-		if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
-			return c.NoContent(http.StatusBadRequest)
-		}
-		return c.NoContent(http.StatusAccepted)
+		return c.NoContent(handle(req, buf.Bytes()))
 	})
 	return serveEcho(e)
+}
+
+// startBare is the HTTP ceiling: Echo, read the body, answer 202.
+func startBare() (*server, error) {
+	return serveBodies(func(*http.Request, []byte) int { return http.StatusAccepted })
+}
+
+// startVerify is the verification ceiling: Echo, read the body, check
+// X-Hub-Signature-256 (HMAC-SHA256, constant-time), decode the body with
+// encoding/json into map[string]any, answer 202. No routing, no storage.
+func startVerify(secret string) (*server, error) {
+	key := []byte(secret)
+	return serveBodies(func(req *http.Request, body []byte) int { return verifyRequest(key, req, body) })
+}
+
+// verifyRequest is the verification ceiling's work on one request: the
+// status to answer.
+func verifyRequest(key []byte, req *http.Request, body []byte) int {
+	sig, ok := strings.CutPrefix(req.Header.Get("X-Hub-Signature-256"), "sha256=")
+	want, herr := hex.DecodeString(sig)
+	if !ok || herr != nil {
+		return http.StatusUnauthorized
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write(body)
+	if !hmac.Equal(m.Sum(nil), want) {
+		return http.StatusUnauthorized
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return http.StatusBadRequest
+	}
+	return http.StatusAccepted
 }
 
 // runCeiling serves one ceiling for a parent bench process: it prints the
@@ -124,6 +126,8 @@ func runCeiling(kind string) {
 		srv, err = startBare()
 	case "verify":
 		srv, err = startVerify(benchSecret)
+	case "durable":
+		srv, err = startDurable(benchSecret)
 	default:
 		err = fmt.Errorf("unknown ceiling %q", kind)
 	}

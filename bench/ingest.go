@@ -13,13 +13,14 @@ import (
 
 // target names, in the order a round runs them.
 const (
-	tBare   = "bare Echo (HTTP ceiling)"
-	tVerify = "Echo + HMAC + encoding/json (verification ceiling)"
-	tRelayd = "relayd durable ingest (bbolt)"
+	tBare    = "bare Echo (HTTP ceiling)"
+	tVerify  = "Echo + HMAC + encoding/json (verification ceiling)"
+	tDurable = "the same + group-committed fdatasync'd log (durable ceiling)"
+	tRelayd  = "relayd durable ingest (bbolt)"
 )
 
-// modeIngest alternates the two ceilings and relayd, round after round, at
-// each concurrency, and reports relayd's ratios to the verification ceiling.
+// modeIngest alternates the three ceilings and relayd, round after round,
+// at each concurrency, and reports relayd's ratios to the ceilings.
 func modeIngest(ctx context.Context, o options, rep *report) error {
 	p := pushPayloads()
 	rep.printf("\n## ingest\n\n")
@@ -27,11 +28,14 @@ func modeIngest(ctx context.Context, o options, rep *report) error {
 	if o.proc == "inproc" {
 		where = "Every receiver runs inside the bench process, sharing its Go scheduler with the load generator"
 	}
-	rep.printf("Each round runs the HTTP ceiling, the verification ceiling and relayd one after the other "+
-		"(A B C A B C …) on loopback. %s. The load generator shares the two cores. relayd gets a fresh bbolt file per run, "+
+	rep.printf("Each round runs the HTTP ceiling, the verification ceiling, the durable ceiling and relayd one after the other "+
+		"(A B C D A B C D …) on loopback. %s. The load generator shares the two cores. "+
+		"The durable ceiling is the verification ceiling plus a %d-byte record per request in a log fdatasync'd before the answer "+
+		"(group commit, into a file written with zeros beforehand): the least a receiver does to answer only once an event is on disk. "+
+		"relayd gets a fresh bbolt file per run, "+
 		"logs JSON at info (formatted, then discarded), and sends to an instant fake Operator at the contract's "+
 		"default account rate limit (2/s), so dispatch trickles while ingest is measured. "+
-		"Receiver CPU is the child's user+system time over the measured window, divided by the requests answered.\n\n", where)
+		"Receiver CPU is the child's user+system time over the measured window, divided by the requests answered.\n\n", where, durableRecord)
 	type target struct {
 		name  string
 		start func() (*server, error)
@@ -41,11 +45,13 @@ func modeIngest(ctx context.Context, o options, rep *report) error {
 		targets := []target{
 			{tBare, startBare},
 			{tVerify, func() (*server, error) { return startVerify(benchSecret) }},
+			{tDurable, func() (*server, error) { return startDurable(benchSecret) }},
 			{tRelayd, func() (*server, error) { return startRelaydTarget(relaydOpts{}) }},
 		}
 		if o.proc == "child" {
 			targets[0].start = func() (*server, error) { return startCeilingChild("bare") }
 			targets[1].start = func() (*server, error) { return startCeilingChild("verify") }
+			targets[2].start = func() (*server, error) { return startCeilingChild("durable") }
 		}
 		for round := range o.rounds {
 			for _, t := range targets {
@@ -105,6 +111,8 @@ func modeIngest(ctx context.Context, o options, rep *report) error {
 		} else {
 			rep.printf("| p99 | %.2f | | |\n", p99Ratio)
 		}
+		rep.printf("| relayd / durable ceiling req/s | %s | | |\n", ratio(rel.RPS(), all[tDurable].RPS()))
+		rep.printf("| durable ceiling / verification ceiling req/s | %s | | |\n", ratio(all[tDurable].RPS(), ver.RPS()))
 		rep.printf("| relayd / HTTP ceiling req/s | %s | | |\n\n", ratio(rel.RPS(), all[tBare].RPS()))
 	}
 	return nil

@@ -70,7 +70,7 @@ func main() {
 	flag.StringVar(&o.proc, "proc", "child", "ingest: run the receivers as child processes (child) or inside the bench process (inproc)")
 	var env string
 	flag.StringVar(&env, "relayd-env", "", "extra environment for relayd child processes, comma-separated (GOGC=200,GOMEMLIMIT=48MiB)")
-	serveCeiling := flag.String("serve-ceiling", "", "internal: serve one ceiling (bare or verify) and print its URL")
+	serveCeiling := flag.String("serve-ceiling", "", "internal: serve one ceiling (bare, verify or durable) and print its URL")
 	flag.Parse()
 	if *serveCeiling != "" {
 		runCeiling(*serveCeiling)
