@@ -129,7 +129,8 @@ func discardSpare(s spare, path string) {
 	}
 }
 
-// nextSpareSize is the size to ask for after a segment of prev bytes.
+// nextSpareSize is the size to ask for after asking for prev bytes (0 at
+// first).
 func nextSpareSize(prev, limit int64) int64 {
 	return min(limit, max(firstSpareSize, 2*prev))
 }
