@@ -82,6 +82,7 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(appendFrame(nil, &walEntry{lsn: 1, msgs: []queue.Message{newMsg("a", "r1", "A")}}))
 	f.Add(appendFrame(nil, &walEntry{lsn: 2, exp: 5, dedupe: []byte("k")}))
 	f.Add([]byte{0, 0, 0, 20, 1, 2, 3, 4})
+	f.Add(append(appendFrame(nil, &walEntry{lsn: 3}), make([]byte, 64)...)) // a prepared segment's zeros
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := bufio.NewReader(bytes.NewReader(b))
 		for {
