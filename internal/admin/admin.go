@@ -48,6 +48,7 @@ type Options struct {
 	DeadLetters  DeadLetters
 	Chats        Chats
 	Ready        func(ctx context.Context) []Check
+	Health       func(ctx context.Context) []Check // detail for /healthz, which answers 200 whatever they say
 	Reload       func(ctx context.Context) error
 	Config       func() any // the running config, redacted
 	Token        func() string
@@ -136,8 +137,23 @@ func (s *server) auth(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// healthz answers 200 while the process serves: a liveness probe must not
+// restart relayd for what a restart cannot fix (a rejected API key). The
+// checks say what is degraded, a dispatch pause among them.
 func (s *server) healthz(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]any{"status": "ok"})
+	if s.o.Health == nil {
+		return c.JSON(http.StatusOK, map[string]any{"status": "ok"})
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
+	defer cancel()
+	checks := s.o.Health(ctx)
+	word := "ok"
+	for _, ch := range checks {
+		if !ch.OK {
+			word = "degraded"
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"status": word, "checks": checks})
 }
 
 func (s *server) readyz(c echo.Context) error {

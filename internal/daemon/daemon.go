@@ -193,7 +193,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	adminSrv := &http.Server{
 		Handler: admin.New(admin.Options{
 			Gatherer: d.reg, DeadLetters: d.store, Chats: d.store,
-			Ready: d.ready, Reload: d.Reload, Config: d.redactedConfig,
+			Ready: d.ready, Health: d.health, Reload: d.Reload, Config: d.redactedConfig,
 			Token: d.adminToken, TokenMetrics: cfg.Server.AdminTokenMetrics, Logger: d.log,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -268,7 +268,10 @@ func (d *Daemon) adminToken() string { return d.config().Server.AdminToken }
 
 func (d *Daemon) redactedConfig() any { return d.config().Redacted() }
 
-// ready reports the readiness checks: storage writable, dispatch not paused.
+// ready reports whether this replica can accept webhooks: storage open,
+// not draining, under storage.max_pending. A dispatch pause is left out on
+// purpose: senders such as GitHub do not retry, so an unready relay loses
+// the events a paused one keeps (the pause shows in /healthz and metrics).
 func (d *Daemon) ready(ctx context.Context) []admin.Check {
 	checks := []admin.Check{{Name: "config", OK: true}}
 	if d.draining.Load() {
@@ -279,11 +282,26 @@ func (d *Daemon) ready(ctx context.Context) []admin.Check {
 		st.OK, st.Error = false, err.Error()
 	}
 	checks = append(checks, st)
+	if max := d.config().Storage.MaxPending; max > 0 && st.OK {
+		q := admin.Check{Name: "queue", OK: true}
+		if s, err := d.store.Stats(ctx); err != nil {
+			q.OK, q.Error = false, err.Error()
+		} else if pending := s.Ready + s.Delayed + s.Inflight; pending >= max {
+			q.OK, q.Error = false, fmt.Sprintf("%d messages pending, storage.max_pending is %d", pending, max)
+		}
+		checks = append(checks, q)
+	}
+	return checks
+}
+
+// health is /healthz's detail: what degrades delivery without making the
+// replica unready.
+func (d *Daemon) health(context.Context) []admin.Check {
 	dc := admin.Check{Name: "dispatch", OK: true}
 	if paused, reason := d.dispatch.Paused(); paused {
 		dc.OK, dc.Error = false, "paused: "+reason
 	}
-	return append(checks, dc)
+	return []admin.Check{dc}
 }
 
 // Reload re-reads the config and swaps it in whole, or keeps the old one.

@@ -126,8 +126,10 @@ func TestReload(t *testing.T) {
 	}
 }
 
-// A 401 pauses dispatch and turns /readyz not-ready without losing the
-// message; when the key works again dispatch resumes by itself.
+// A 401 pauses dispatch without losing the message and without making the
+// replica unready (senders such as GitHub do not retry): the pause shows in
+// /healthz and relayd_dispatch_paused. When the key works again dispatch
+// resumes by itself.
 func TestUnauthorizedPausesAndResumes(t *testing.T) {
 	f := fake.New(fake.Options{Keys: []string{"ck_live_some_other_key"}})
 	api := httptest.NewServer(f)
@@ -137,35 +139,41 @@ func TestUnauthorizedPausesAndResumes(t *testing.T) {
 	if a := h.post("workflow_run", "auth-1", workflowRun(t, "octo/one", "failure")); a.Status != http.StatusAccepted {
 		t.Fatalf("%+v", a)
 	}
-	waitFor(t, "dispatch paused", func() bool {
-		code, _ := get(t, h.admin+"/readyz", "")
-		return code == http.StatusServiceUnavailable
-	})
-	_, body := get(t, h.admin+"/readyz", "")
-	var ready struct {
+	type checks struct {
+		Status string
 		Checks []struct {
-			Name string
-			OK   bool
+			Name  string
+			OK    bool
+			Error string
 		}
 	}
-	_ = json.Unmarshal([]byte(body), &ready)
-	for _, c := range ready.Checks {
-		if c.Name == "dispatch" && c.OK {
-			t.Errorf("readyz says dispatch is fine during a 401 pause: %s", body)
-		}
+	waitFor(t, "dispatch paused", func() bool { return testutil.ToFloat64(h.d.Metrics().DispatchPaused) == 1 })
+	code, body := get(t, h.admin+"/healthz", "")
+	var health checks
+	_ = json.Unmarshal([]byte(body), &health)
+	paused := false
+	for _, c := range health.Checks {
+		paused = paused || (c.Name == "dispatch" && !c.OK && strings.Contains(c.Error, "paused"))
 	}
-	if v := testutil.ToFloat64(h.d.Metrics().DispatchPaused); v != 1 {
-		t.Errorf("relayd_dispatch_paused = %v, want 1", v)
+	if code != http.StatusOK || health.Status != "degraded" || !paused {
+		t.Errorf("healthz during a 401 pause = %d %s, want 200 with the pause in its detail", code, body)
+	}
+	if code, body := get(t, h.admin+"/readyz", ""); code != http.StatusOK {
+		t.Errorf("readyz during a 401 pause = %d %s, want 200", code, body)
+	}
+	// Still taking webhooks while paused.
+	if a := h.post("workflow_run", "auth-2", workflowRun(t, "octo/two", "failure")); a.Status != http.StatusAccepted {
+		t.Errorf("webhook during a pause: %+v", a)
 	}
 	if _, dl := get(t, h.admin+"/admin/dlq", ""); !strings.Contains(dl, `"count":0`) {
 		t.Errorf("a 401 dead-lettered the message: %s", dl)
 	}
 
 	f.SetKeys([]string{testKey})
-	waitFor(t, "delivery after the key works again", func() bool { return len(delivered(f)) == 1 })
-	waitFor(t, "ready again", func() bool {
-		code, _ := get(t, h.admin+"/readyz", "")
-		return code == http.StatusOK
+	waitFor(t, "delivery after the key works again", func() bool { return len(delivered(f)) == 2 })
+	waitFor(t, "healthy again", func() bool {
+		_, body := get(t, h.admin+"/healthz", "")
+		return strings.Contains(body, `"status":"ok"`)
 	})
 	if v := testutil.ToFloat64(h.d.Metrics().DispatchPaused); v != 0 {
 		t.Errorf("relayd_dispatch_paused = %v after resuming, want 0", v)
@@ -232,5 +240,33 @@ func TestGracefulShutdown(t *testing.T) {
 	<-stopped
 	if n := len(delivered(f)); n != 1 {
 		t.Errorf("in-flight delivery did not finish during shutdown: %d delivered", n)
+	}
+}
+
+// At storage.max_pending the replica turns unready, as ingest then answers 503.
+func TestReadyzAtMaxPending(t *testing.T) {
+	f := fake.New(fake.Options{Keys: []string{testKey}})
+	f.SetDown(true)
+	api := httptest.NewServer(f)
+	defer api.Close()
+	path := writeConfig(t, t.TempDir(), api.URL, "")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(data), "storage:\n", "storage:\n  max_pending: 1\n", 1)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := startDaemon(t, path)
+	if code, body := get(t, h.admin+"/readyz", ""); code != http.StatusOK {
+		t.Fatalf("readyz with an empty queue = %d %s", code, body)
+	}
+	if a := h.post("workflow_run", "full-1", workflowRun(t, "octo/one", "failure")); a.Status != http.StatusAccepted {
+		t.Fatalf("%+v", a)
+	}
+	code, body := get(t, h.admin+"/readyz", "")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "max_pending") {
+		t.Errorf("readyz at max_pending = %d %s, want 503 naming max_pending", code, body)
 	}
 }

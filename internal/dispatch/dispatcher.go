@@ -263,8 +263,11 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-d.resize:
+			before := len(workers)
 			resize()
-			d.log.Info("dispatch concurrency changed", "concurrency", len(workers))
+			if len(workers) != before {
+				d.log.Info("dispatch concurrency changed", "concurrency", len(workers))
+			}
 		case err := <-failed:
 			runErr = err
 			break loop

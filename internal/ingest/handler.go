@@ -81,6 +81,7 @@ func (h *Handler) Echo() *echo.Echo {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
+	e.Use(h.observe)
 	e.Any("/*", h.serve)
 	e.Any("/", h.serve)
 	return e
@@ -144,6 +145,7 @@ func (h *Handler) serve(c echo.Context) error {
 	}
 	if len(src.AllowNets) > 0 && !allowed(src.AllowNets, peerIP(req, t.trustProxy)) {
 		h.verifyFailed(src, "forbidden_ip")
+		h.o.Logger.Info("webhook rejected", "source", src.Name, "reason", "forbidden_ip", "remote", req.RemoteAddr)
 		return h.fail(c, src.Name, http.StatusForbidden, "forbidden", "sender address not allowed")
 	}
 
@@ -170,7 +172,7 @@ func (h *Handler) serve(c echo.Context) error {
 		}
 		h.verifyFailed(src, reason)
 		h.o.Logger.Info("webhook rejected", "source", src.Name, "reason", reason,
-			"delivery", req.Header.Get(src.DeliveryHeader))
+			"delivery", req.Header.Get(src.DeliveryHeader), "remote", req.RemoteAddr)
 		return h.fail(c, src.Name, http.StatusUnauthorized, code, verifyMessages[reason])
 	}
 
@@ -179,6 +181,7 @@ func (h *Handler) serve(c echo.Context) error {
 	text := string(raw)
 	items, err := h.parse(src, req.Header, text)
 	if err != nil {
+		h.o.Logger.Debug("webhook body not parseable", "source", src.Name, "remote", req.RemoteAddr, "err", err)
 		return h.fail(c, src.Name, http.StatusBadRequest, "invalid_body", err.Error())
 	}
 
@@ -217,6 +220,7 @@ func (h *Handler) serve(c echo.Context) error {
 		routes = appendUnique(routes, names...)
 	}
 	if len(batch.Messages) == 0 {
+		h.o.Logger.Debug("event matched no route", "source", src.Name, "delivery", delivery)
 		h.count(src.Name, http.StatusOK)
 		return c.JSON(http.StatusOK, answerWithRoutes{Delivery: delivery, Routes: []string{}})
 	}
@@ -234,6 +238,9 @@ func (h *Handler) serve(c echo.Context) error {
 		return h.fail(c, src.Name, http.StatusServiceUnavailable, "storage_unavailable", "storage unavailable; retry later")
 	case dup:
 		h.o.Logger.Info("duplicate delivery", "source", src.Name, "delivery", delivery)
+		if h.o.Metrics != nil {
+			h.o.Metrics.Duplicates.WithLabelValues(src.Name).Inc()
+		}
 		h.count(src.Name, http.StatusOK)
 		return c.JSON(http.StatusOK, answer{Delivery: delivery, Duplicate: true})
 	}

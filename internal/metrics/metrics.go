@@ -14,7 +14,7 @@ var (
 	VerificationReasons = []string{"missing", "mismatch", "stale", "malformed", "forbidden_ip"}
 	DispatchOutcomes    = []string{"delivered", "retry", "dead", "paused", "chat_gone", "conflict"}
 	RetryReasons        = []string{"rate_limited", "server_error", "network", "timeout", "transient"}
-	DeadReasons         = []string{"bad_request", "forbidden", "not_found", "method_not_allowed", "permanent", "max_attempts", "unauthorized"}
+	DeadReasons         = []string{"bad_request", "forbidden", "not_found", "method_not_allowed", "permanent", "max_attempts"}
 	QueueStates         = []string{"ready", "delayed", "inflight", "dead"}
 	RateLimitScopes     = []string{"account", "route"}
 )
@@ -31,6 +31,8 @@ type Metrics struct {
 	Retries              *prometheus.CounterVec   // route, reason
 	DeadLetters          *prometheus.CounterVec   // route, reason
 	RateLimitWait        *prometheus.CounterVec   // scope
+	IngestDuration       *prometheus.HistogramVec // source
+	Duplicates           *prometheus.CounterVec   // source
 	DispatchPaused       prometheus.Gauge
 	ReloadSuccessful     prometheus.Gauge
 	ReloadTimestamp      prometheus.Gauge
@@ -71,8 +73,15 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "relayd_dead_letters_total", Help: "Messages moved to the dead letters, by reason.",
 		}, []string{"route", "reason"}),
 		RateLimitWait: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "relayd_rate_limit_wait_seconds", Help: "Time spent waiting on rate limiters, by scope.",
+			Name: "relayd_rate_limit_wait_seconds_total", Help: "Time spent waiting on rate limiters, by scope.",
 		}, []string{"scope"}),
+		IngestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "relayd_ingest_duration_seconds", Help: "From a webhook request's arrival to its answer (a durable store shows here).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"source"}),
+		Duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relayd_duplicates_total", Help: "Webhooks answered as duplicates of a delivery seen before.",
+		}, []string{"source"}),
 		DispatchPaused: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "relayd_dispatch_paused", Help: "1 while dispatch is paused because the API rejects the key.",
 		}),
@@ -89,7 +98,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.HTTPRequests, m.VerificationFailures, m.EventsFiltered, m.MessagesEnqueued,
 		m.DispatchAttempts, m.DispatchDuration, m.DeliveryLatency, m.Retries, m.DeadLetters,
-		m.RateLimitWait, m.DispatchPaused, m.ReloadSuccessful, m.ReloadTimestamp, m.BuildInfo,
+		m.RateLimitWait, m.IngestDuration, m.Duplicates, m.DispatchPaused, m.ReloadSuccessful, m.ReloadTimestamp, m.BuildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -107,6 +116,8 @@ func (m *Metrics) SetBuildInfo(version, revision string) {
 // first scrape. Call it at start and after each reload.
 func (m *Metrics) InitLabels(sources, routes []string) {
 	for _, s := range sources {
+		m.IngestDuration.WithLabelValues(s)
+		m.Duplicates.WithLabelValues(s)
 		for _, r := range VerificationReasons {
 			m.VerificationFailures.WithLabelValues(s, r)
 		}
