@@ -101,6 +101,7 @@ type adminCommand struct {
 	flags  adminFlags
 	route  *string
 	asJSON *bool
+	output *string
 }
 
 func newAdminCommand(name string, stderr io.Writer) *adminCommand {
@@ -109,7 +110,8 @@ func newAdminCommand(name string, stderr io.Writer) *adminCommand {
 		fs:     fs,
 		flags:  addAdminFlags(fs),
 		route:  fs.String("route", "", "only this route"),
-		asJSON: fs.Bool("json", false, "print JSON"),
+		asJSON: fs.Bool("json", false, "print JSON (same as -o json)"),
+		output: outputFlag(fs),
 	}
 }
 
@@ -123,8 +125,29 @@ func (a *adminCommand) parse(args []string, verbs string) (*adminClient, []strin
 	if len(pos) == 0 {
 		return nil, nil, usageErr("want %s", verbs)
 	}
+	if err := checkOutput(*a.output); err != nil {
+		return nil, nil, err
+	}
+	if *a.output == "json" {
+		*a.asJSON = true
+	}
 	c, err := a.flags.client(lookupEnv)
 	return c, pos, err
+}
+
+// outputFlag is the -o flag every listing command takes.
+func outputFlag(fs *flag.FlagSet) *string {
+	p := new(string)
+	fs.StringVar(p, "o", "table", "output format: table or json")
+	fs.StringVar(p, "output", "table", "output format: table or json")
+	return p
+}
+
+func checkOutput(o string) error {
+	if o != "table" && o != "json" {
+		return usageErr("-o %q: use table or json", o)
+	}
+	return nil
 }
 
 // routeQuery is the ?route= filter, or "" for every route.

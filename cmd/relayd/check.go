@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"text/tabwriter"
 	"time"
 
@@ -16,10 +17,11 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("check", stderr)
 	path := configFlag(fs)
 	online := fs.Bool("online", false, "also check the Operator API key with GET /api/cli/health")
+	dev := fs.Bool("dev", false, "validate as serve --dev runs: no Operator API key needed")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := config.LoadWith(*path, config.Options{Dev: *dev})
 	if err != nil {
 		return err
 	}
@@ -48,16 +50,46 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tw.Flush()
 
 	if *online {
-		client := operator.New(operator.Options{
-			BaseURL: cfg.Operator.BaseURL, APIKey: cfg.Operator.APIKey, Version: cfg.Operator.Version,
-			Timeout: 15 * time.Second, UserAgent: "relayd/" + version,
-		})
-		h, err := client.Health(ctx)
-		if err != nil {
-			return fmt.Errorf("operator.api_key: health check against %s failed: %w", cfg.Operator.BaseURL, err)
-		}
-		fmt.Fprintf(stdout, "\nOperator API at %s: authenticated=%t plan=%s\n", cfg.Operator.BaseURL, h.Authenticated, h.PlanSlug)
+		return checkOnline(ctx, stdout, cfg, *dev)
 	}
+	return nil
+}
+
+// checkOnline asks the Operator API whether the key works; under --dev it
+// asks the fake Operator that serve --dev would run.
+func checkOnline(ctx context.Context, stdout io.Writer, cfg *config.Config, dev bool) error {
+	base, key := cfg.Operator.BaseURL, cfg.Operator.APIKey
+	if dev {
+		addr, shutdown, err := startDevOperator(slog.New(slog.DiscardHandler))
+		if err != nil {
+			return err
+		}
+		defer shutdown()
+		base = "http://" + addr
+		if key == "" {
+			key = devAPIKey
+		}
+	}
+	client := operator.New(operator.Options{
+		BaseURL: base, APIKey: key, Version: cfg.Operator.Version,
+		Timeout: 15 * time.Second, UserAgent: "relayd/" + version,
+	})
+	h, err := client.Health(ctx)
+	if err != nil {
+		return fmt.Errorf("operator.api_key: health check against %s failed: %w", base, err)
+	}
+	if !h.Authenticated {
+		return fmt.Errorf("operator.api_key: the Operator API at %s does not authenticate the key", base)
+	}
+	plan := orDash(h.PlanSlug)
+	if !h.HasPlan {
+		plan = "none"
+	}
+	limit := "-"
+	if h.TokenLimit > 0 {
+		limit = fmt.Sprint(h.TokenLimit)
+	}
+	fmt.Fprintf(stdout, "\nOperator API at %s: authenticated, plan %s, token limit %s\n", base, plan, limit)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 )
 
@@ -21,18 +22,21 @@ const usage = `relayd relays verified webhooks into Operator conversations.
 
 Usage:
   relayd serve [-c relay.yaml] [--dev] [--log-format json|text] [--log-level LEVEL]
-  relayd check [-c relay.yaml] [--online]
-  relayd send --source NAME [--event EVENT] [--file payload.json] [--set path=value]... [-c relay.yaml] [--url URL]
-  relayd dlq list|show|replay|drop [ID] [--all] [--route R] [-c relay.yaml | --admin URL] [--token T]
-  relayd chats list|reset [ROUTE [KEY]] [-c relay.yaml | --admin URL] [--token T]
+  relayd check [-c relay.yaml] [--dev] [--online]
+  relayd send --source NAME [--event EVENT] [--file payload.json] [--set path=value]... [--delivery ID] [--print] [-c relay.yaml] [--url URL]
+  relayd dlq list|show|replay|drop [ID] [--all] [--route R] [-o json] [-c relay.yaml | --admin URL] [--token T]
+  relayd chats list|reset [ROUTE [KEY]] [-o json] [-c relay.yaml | --admin URL] [--token T]
+  relayd healthcheck [-c relay.yaml | --admin URL]
   relayd mock-operator [--listen 127.0.0.1:8099] [--key ck_live_…]
   relayd compact [-c relay.yaml] [--path FILE]
-  relayd version
+  relayd version | relayd --version
 
 Run "relayd COMMAND -h" for a command's flags.
 `
 
 func main() {
+	info, ok := debug.ReadBuildInfo()
+	version, revision = buildVersion(version, revision, info, ok)
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -52,12 +56,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"chats":         cmdChats,
 		"mock-operator": cmdMockOperator,
 		"compact":       cmdCompact,
-		"version": func(_ context.Context, _ []string, out, _ io.Writer) error {
-			fmt.Fprintf(out, "relayd %s (%s)\n", version, revision)
-			return nil
-		},
+		"version":       cmdVersion,
+		"healthcheck":   cmdHealthcheck,
 	}
 	name := args[0]
+	if name == "--version" || name == "-version" || name == "-v" {
+		name = "version"
+	}
 	if name == "-h" || name == "--help" || name == "help" {
 		fmt.Fprint(stdout, usage)
 		return 0

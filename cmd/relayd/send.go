@@ -9,12 +9,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/relayd/relayd/internal/config"
-	"github.com/relayd/relayd/internal/samples"
 	"github.com/relayd/relayd/internal/verify"
 )
 
@@ -26,10 +24,13 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	source := fs.String("source", "", "source name from the config (required)")
 	eventName := fs.String("event", "", "event type (GitHub: the X-GitHub-Event value; default push)")
 	action := fs.String("action", "", "sample variant, e.g. completed or opened (GitHub samples)")
-	file := fs.String("file", "", "payload file (default: a bundled sample)")
+	file := fs.String("file", "", "payload file, sent as is (default: a sample in the source's format)")
 	target := fs.String("url", "", "relayd base URL (default: from server.listen)")
+	delivery := fs.String("delivery", "", "delivery id (send the same one twice to see dedupe; default: a new one)")
+	printOnly := fs.Bool("print", false, "print the signed request as a curl command instead of sending it")
+	sns := fs.Bool("sns", false, "wrap an S3 sample in an SNS Notification (default when the source verifies sns)")
 	var sets stringList
-	fs.Var(&sets, "set", "set a JSON field before signing, e.g. workflow_run.conclusion=failure (repeatable)")
+	fs.Var(&sets, "set", "set a JSON field of the event before signing, e.g. workflow_run.conclusion=failure (repeatable)")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -49,30 +50,45 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("no source %q in %s (have: %s)", *source, *path, strings.Join(names, ", "))
 	}
 
-	body, err := payload(src, *eventName, *action, *file)
+	id := *delivery
+	if id == "" {
+		id = newUUID()
+		if src.Unwrap == "s3" && !*sns && src.Verify.Type != "sns" {
+			id = randomSequencer()
+		}
+	}
+	now := time.Now()
+	smp, err := buildSample(src, sendOptions{
+		event: *eventName, action: *action, file: *file, delivery: id, sns: *sns, sets: sets,
+	}, now)
 	if err != nil {
 		return err
 	}
-	if len(sets) > 0 {
-		if body, err = applySets(body, sets); err != nil {
-			return err
-		}
-	}
-	delivery := newUUID()
-	hdr, err := verify.Sign(*src.Verify, body, time.Now(), delivery)
+	hdr, err := verify.Sign(*src.Verify, smp.body, now, id)
 	if err != nil {
 		return fmt.Errorf("sign as %s: %w", src.Name, err)
 	}
-	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Content-Type", smp.contentType)
+	for k, v := range smp.headers {
+		hdr.Set(k, v)
+	}
 	hdr.Set("User-Agent", "relayd-send/"+version)
-	setSenderHeaders(hdr, src, *eventName, delivery)
+	setSenderHeaders(hdr, src, *eventName, id)
 
 	base := *target
 	if base == "" {
 		base = listenURL(cfg.Server.Listen)
 	}
 	url := trimSlash(base) + src.Path
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if *printOnly {
+		cmd, err := curlCommand(url, hdr, smp.body)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, cmd)
+		return nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(smp.body))
 	if err != nil {
 		return err
 	}
@@ -88,23 +104,6 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("relayd answered %s", resp.Status)
 	}
 	return nil
-}
-
-func payload(src *config.Source, event, action, file string) ([]byte, error) {
-	if file != "" {
-		return os.ReadFile(file)
-	}
-	if src.Verify.Type == "github" {
-		if event == "" {
-			event = "push"
-		}
-		return samples.GitHub(event, action)
-	}
-	return json.Marshal(map[string]any{
-		"event":   firstNonEmpty(event, "relayd.test"),
-		"message": "a test event from relayd send",
-		"sent_at": time.Now().UTC().Format(time.RFC3339),
-	})
 }
 
 // setSenderHeaders adds the event and delivery headers the source's

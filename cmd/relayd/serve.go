@@ -27,7 +27,7 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := newFlagSet("serve", stderr)
 	path := configFlag(fs)
 	dev := fs.Bool("dev", false, "run an in-process fake Operator on loopback and send to it (no account needed)")
-	logFormat := fs.String("log-format", "", "log format: json or text (default: log.format, else json)")
+	logFormat := fs.String("log-format", "", "log format: json or text (default: log.format, else json; text under --dev)")
 	logLevel := fs.String("log-level", "", "log level: debug, info, warn, error (default: log.level, else info)")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
@@ -106,11 +106,21 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	ho := &slog.HandlerOptions{Level: lv}
 	switch strings.ToLower(firstNonEmpty(format, "json")) {
 	case "json":
+		ho.ReplaceAttr = secondsAttr
 		return slog.New(slog.NewJSONHandler(w, ho)), nil
 	case "text":
 		return slog.New(slog.NewTextHandler(w, ho)), nil
 	}
 	return nil, errors.New("log format: use json or text")
+}
+
+// secondsAttr writes durations as seconds ("took":0.00218), as Prometheus
+// and people read them, where slog's JSON handler writes nanoseconds.
+func secondsAttr(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.Float64Value(a.Value.Duration().Seconds())
+	}
+	return a
 }
 
 func firstNonEmpty(s ...string) string {

@@ -94,7 +94,11 @@ func (l *loader) defaults() {
 	num("operator.retry.max_attempts", &op.Retry.MaxAttempts, DefaultRetryMaxAttempts)
 
 	str("log.level", &c.Log.Level, DefaultLogLevel)
-	str("log.format", &c.Log.Format, DefaultLogFormat)
+	logFormat := DefaultLogFormat
+	if l.opts.Dev { // serve --dev: a person at a terminal reads the logs
+		logFormat = "text"
+	}
+	str("log.format", &c.Log.Format, logFormat)
 
 	for i := range c.Sources {
 		src := &c.Sources[i]
