@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/relayd/relayd/internal/config"
 	"github.com/relayd/relayd/internal/operator/fake"
 	"github.com/relayd/relayd/internal/xtest"
 )
@@ -428,5 +430,38 @@ func TestCheckDevAndOnline(t *testing.T) {
 		t.Errorf("check --online passed with authenticated=false: %s", out)
 	} else if !strings.Contains(errOut, "authenticat") {
 		t.Errorf("error does not say why: %s", errOut)
+	}
+}
+
+// JSON logs carry durations as seconds; --dev defaults to text logs.
+func TestLogs(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := newLogger(&buf, "json", "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("delivered", "took", 2180*time.Microsecond, slog.Group("g", "wait", 1500*time.Millisecond))
+	var line map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatal(err)
+	}
+	if line["took"] != 0.00218 || line["g"].(map[string]any)["wait"] != 1.5 {
+		t.Errorf("durations not in seconds: %s", buf.String())
+	}
+
+	t.Setenv("GITHUB_WEBHOOK_SECRET", cliSecret)
+	t.Setenv("OPERATOR_API_KEY", cliKey)
+	cfgPath := writeCLIConfig(t, t.TempDir(), "https://operator.io")
+	for _, tc := range []struct {
+		dev  bool
+		want string
+	}{{true, "text"}, {false, "json"}} {
+		cfg, err := config.LoadWith(cfgPath, config.Options{Dev: tc.dev})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Log.Format != tc.want {
+			t.Errorf("dev=%t: log format %q, want %q", tc.dev, cfg.Log.Format, tc.want)
+		}
 	}
 }
