@@ -325,6 +325,19 @@ func TestOperationsCommands(t *testing.T) {
 	if bytes.Contains(scrape, []byte(`reason="unauthorized"`)) {
 		t.Error("relayd_dead_letters_total has reason=unauthorized, yet a 401 never dead-letters")
 	}
+	// Every relayd metric the alert rules and the dashboard use is scraped.
+	for _, f := range []string{"../../deploy/prometheus/alerts.yaml", "../../deploy/grafana/relayd-dashboard.json"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range regexp.MustCompile(`relayd_[a-z_]+[a-z]`).FindAllString(string(data), -1) {
+			family := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_count"), "_sum")
+			if !bytes.Contains(scrape, []byte("# TYPE "+family+" ")) {
+				t.Errorf("%s uses %s, which relayd does not export", filepath.Base(f), name)
+			}
+		}
+	}
 	if promtool, err := exec.LookPath("promtool"); err == nil {
 		cmd := exec.Command(promtool, "check", "metrics")
 		cmd.Stdin = bytes.NewReader(scrape)
