@@ -127,23 +127,6 @@ func finish(res sseResult, deltas *bytes.Buffer, full string, haveFull bool) sse
 	return res
 }
 
-func chatIDOf(obj map[string]json.RawMessage) string {
-	for _, k := range []string{"chatId", "chat_id", "chatID"} {
-		if s := str(obj[k]); s != "" {
-			return s
-		}
-	}
-	for _, k := range []string{"messageMetadata", "data"} {
-		var inner map[string]json.RawMessage
-		if json.Unmarshal(obj[k], &inner) == nil {
-			if s := str(inner["chatId"]); s != "" {
-				return s
-			}
-		}
-	}
-	return ""
-}
-
 func str(raw json.RawMessage) string { s, _ := strOK(raw); return s }
 
 func strOK(raw json.RawMessage) (string, bool) {
