@@ -25,7 +25,7 @@ Usage:
   relayd send --source NAME [--event EVENT] [--file payload.json] [--set path=value]... [-c relay.yaml] [--url URL]
   relayd dlq list|show|replay|drop [ID] [--all] [--route R] [-c relay.yaml | --admin URL] [--token T]
   relayd chats list|reset [ROUTE [KEY]] [-c relay.yaml | --admin URL] [--token T]
-  relayd mock-operator [--listen 127.0.0.1:8099] [--key ck_live_…]
+  relayd mock-operator [--listen 127.0.0.1:8099] [--key ck_live_…] [--turn-wait D] [--turn-steps N] [--turn-every D] [--turn-cut N]
   relayd compact [-c relay.yaml] [--path FILE]
   relayd version
 

@@ -1,6 +1,7 @@
 package dispatch_test
 
 import (
+	"net/http"
 	"testing"
 	"time"
 
@@ -23,11 +24,11 @@ func TestLongTurns(t *testing.T) {
 		retries    int // retries{timeout}
 		chatStored bool
 	}{
-		{name: "stream never silent for 3x the timeout", timeout: 300 * time.Millisecond,
-			turn: fake.Turn{Steps: 15, Every: 60 * time.Millisecond}, outcome: "delivered", requests: 1, chatStored: true},
+		{name: "stream never silent for 3x the timeout", timeout: 500 * time.Millisecond,
+			turn: fake.Turn{Steps: 30, Every: 50 * time.Millisecond}, outcome: "delivered", requests: 1, chatStored: true},
 		{name: "stream cut in the middle", timeout: 10 * time.Second,
 			turn: fake.Turn{CutAfter: 5}, outcome: "partial", requests: 1, chatStored: true},
-		{name: "stream silent after the status line", timeout: 200 * time.Millisecond,
+		{name: "stream silent after the status line", timeout: time.Second,
 			turn: fake.Turn{Steps: 1, Every: time.Hour}, outcome: "partial", requests: 1, chatStored: true},
 		{name: "json answer cut halfway", response: operator.ResponseJSON, timeout: 10 * time.Second,
 			turn: fake.Turn{CutAfter: 1}, outcome: "partial", requests: 1},
@@ -90,3 +91,41 @@ func TestLongTurns(t *testing.T) {
 		})
 	}
 }
+
+// TestShutdownCutsBegunTurn: a shutdown that cuts a turn whose answer has
+// begun still counts it delivered; it is not put back to be sent again.
+func TestShutdownCutsBegunTurn(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.settings.DrainTimeout = 50 * time.Millisecond
+	answered := make(chan struct{}, 1)
+	hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := http.DefaultTransport.RoundTrip(r)
+		if err == nil {
+			answered <- struct{}{}
+		}
+		return resp, err
+	})}
+	h.client = operator.New(operator.Options{BaseURL: h.srv.URL, APIKey: apiKey, HTTPClient: hc})
+	h.fake.FailNext(1, fake.Fault{Turn: &fake.Turn{Steps: 1, Every: time.Hour}})
+	h.start()
+	h.enqueue(newMsg("r", "conv", "a long turn"))
+	<-answered
+	// Run reports no drain timeout: nothing in flight was put back.
+	if err := h.stop(); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if got := h.pending(); got != 0 {
+		t.Fatalf("queued after shutdown = %d, want 0: a begun turn was put back", got)
+	}
+	if got := h.attempts("r", "partial"); got != 1 {
+		t.Fatalf("dispatch_attempts{partial} = %v, want 1", got)
+	}
+	if n := len(h.chatRequests()); n != 1 {
+		t.Fatalf("requests = %d", n)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

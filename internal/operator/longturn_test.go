@@ -38,8 +38,9 @@ func TestResponseFormatHeaders(t *testing.T) {
 }
 
 // TestLongTurns runs each shape of a long turn through the real client and
-// the fake over HTTP. Durations are short but far apart: the assertions are
-// about outcomes, never about speed.
+// the fake over HTTP. Durations are short but far apart (a status line is
+// given a second to arrive on a loaded machine): the assertions are about
+// outcomes, never about speed.
 func TestLongTurns(t *testing.T) {
 	tests := []struct {
 		name     string

@@ -77,6 +77,8 @@ type Options struct {
 	// MaxRequests bounds the recorded requests (oldest dropped first);
 	// 0 keeps all, which tests want and a long-running server does not.
 	MaxRequests int
+	// Turn shapes every answer (see Turn); the zero Turn answers at once.
+	Turn Turn
 }
 
 // Request is one recorded /api/chat request.
@@ -248,7 +250,7 @@ func (s *Server) resetLocked() {
 	s.failP, s.failWith = 0, nil
 	s.down, s.downMode = false, DownUnavailable
 	s.latMin, s.latMax = 0, 0
-	s.turn = Turn{}
+	s.turn = s.opts.Turn
 }
 
 // ServeHTTP routes /api/chat, /api/cli/health and the /_fake/ control surface.
@@ -285,7 +287,8 @@ func (s *Server) SetLatency(minD, maxD time.Duration) {
 	s.mu.Unlock()
 }
 
-// SetTurn shapes every answer that no fault overrides; Turn{} answers at once.
+// SetTurn shapes every answer that no fault overrides, until Reset
+// returns to Options.Turn; Turn{} answers at once.
 func (s *Server) SetTurn(t Turn) { s.mu.Lock(); s.turn = t; s.mu.Unlock() }
 
 // SetKeys replaces the accepted keys (a rotated or revoked key). Empty
@@ -325,7 +328,7 @@ func (s *Server) ClearFaults() {
 func (s *Server) ForgetChat(id string) { s.mu.Lock(); delete(s.chats, id); s.mu.Unlock() }
 
 // Reset returns to the state New gave: no chats, records, faults or latency,
-// and the keys from Options.
+// and the keys and turn from Options.
 func (s *Server) Reset() { s.mu.Lock(); s.resetLocked(); s.mu.Unlock() }
 
 // Requests returns a copy of the recorded /api/chat requests in arrival
