@@ -320,7 +320,7 @@ func readChat(resp *http.Response) (ChatResponse, error) {
 	out := ChatResponse{Status: resp.StatusCode, ChatID: resp.Header.Get("X-Chat-Id")}
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if mt == "text/event-stream" {
-		ev, err := parseSSE(io.LimitReader(resp.Body, MaxResponseBytes))
+		ev, err := parseSSE(resp.Body)
 		if ev.ChatID != "" {
 			out.ChatID = ev.ChatID
 		}

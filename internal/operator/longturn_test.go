@@ -3,7 +3,10 @@ package operator_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -196,3 +199,36 @@ func TestCallerCancelAfterAnswerBegan(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestStreamLongerThanCap: a long turn may stream more than
+// MaxResponseBytes in all (progress, keep-alives); the reply after it is
+// still read. One event larger than the cap is a cut answer, not a reply.
+func TestStreamLongerThanCap(t *testing.T) {
+	progress := `data: {"type":"tool-output-available","toolCallId":"c","output":"` + strings.Repeat("x", 1000) + `"}` + "\n\n"
+	tests := []struct {
+		name    string
+		body    string
+		outcome operator.Outcome
+		text    string
+	}{
+		{"many events", `data: {"type":"start","chatId":"chat_big"}` + "\n\n" +
+			strings.Repeat(progress, operator.MaxResponseBytes/len(progress)+100) +
+			`data: {"type":"text-delta","delta":"done"}` + "\n\ndata: [DONE]\n\n", operator.Delivered, "done"},
+		{"one huge event", `data: {"type":"start","chatId":"chat_big"}` + "\n\n" +
+			`data: {"type":"text-delta","delta":"` + strings.Repeat("y", operator.MaxResponseBytes) + `"}` + "\n\n", operator.Partial, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				_, _ = io.WriteString(w, tt.body)
+			}))
+			defer srv.Close()
+			c := operator.New(operator.Options{BaseURL: srv.URL, APIKey: key})
+			resp, err := c.Chat(context.Background(), operator.ChatRequest{Text: "hi"})
+			if v := operator.Classify(err, false); v.Outcome != tt.outcome || resp.Text != tt.text || resp.ChatID != "chat_big" {
+				t.Fatalf("%v (%v), text %q chat %q", v.Outcome, err, resp.Text, resp.ChatID)
+			}
+		})
+	}
+}

@@ -2,7 +2,9 @@
 //
 // Client posts prompts to /api/chat and checks keys with /api/cli/health;
 // Classify turns any answer or error into one Verdict, so the rules of the
-// API's status table live in one place.
+// API's status table live in one place. The client reads the answer as a
+// stream by default and times out on silence, not on length, so a long
+// turn is not cut and sent twice; an answer cut after it began is Partial.
 package operator
 
 import (
