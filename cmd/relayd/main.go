@@ -27,7 +27,7 @@ Usage:
   relayd dlq list|show|replay|drop [ID] [--all] [--route R] [-o json] [-c relay.yaml | --admin URL] [--token T]
   relayd chats list|reset [ROUTE [KEY]] [-o json] [-c relay.yaml | --admin URL] [--token T]
   relayd healthcheck [-c relay.yaml | --admin URL]
-  relayd mock-operator [--listen 127.0.0.1:8099] [--key ck_live_…]
+  relayd mock-operator [--listen 127.0.0.1:8099] [--key ck_live_…] [--turn-wait D] [--turn-steps N] [--turn-every D] [--turn-cut N]
   relayd compact [-c relay.yaml] [--path FILE]
   relayd version | relayd --version
 

@@ -138,8 +138,17 @@ func cmdMockOperator(ctx context.Context, args []string, _, stderr io.Writer) er
 	var keys stringList
 	fs.Var(&keys, "key", "accepted API key (repeatable; default: any key starting with ck_)")
 	logFormat := fs.String("log-format", "text", "log format: json or text")
+	// Long turns, for every answer (POST /_fake/turn changes them live).
+	var turn fake.Turn
+	fs.DurationVar(&turn.Wait, "turn-wait", 0, "after taking a message, stay silent this long before the status line")
+	fs.IntVar(&turn.Steps, "turn-steps", 0, "progress events the agent streams before its reply (a long turn)")
+	fs.DurationVar(&turn.Every, "turn-every", 0, "pause before each progress event (a slow stream: one event every D)")
+	fs.IntVar(&turn.CutAfter, "turn-cut", 0, "cut the connection after N events of a stream (halfway through a JSON answer); 0 never")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if turn.Wait < 0 || turn.Steps < 0 || turn.Every < 0 || turn.CutAfter < 0 {
+		return fmt.Errorf("%w: --turn-* values must not be negative", errUsage)
 	}
 	log, err := newLogger(stderr, *logFormat, "info")
 	if err != nil {
@@ -151,8 +160,10 @@ func cmdMockOperator(ctx context.Context, args []string, _, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: fake.New(fake.Options{Keys: keys, Logger: log, MaxRequests: 10000}), ReadHeaderTimeout: 5 * time.Second}
-	log.Info("fake Operator listening", "addr", ln.Addr().String(), "faults", "POST /_fake/…")
+	f := fake.New(fake.Options{Keys: keys, Logger: log, MaxRequests: 10000, Turn: turn})
+	srv := &http.Server{Handler: f, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("fake Operator listening", "addr", ln.Addr().String(), "faults", "POST /_fake/…",
+		"turn_wait", turn.Wait, "turn_steps", turn.Steps, "turn_every", turn.Every, "turn_cut", turn.CutAfter)
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

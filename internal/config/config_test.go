@@ -164,6 +164,7 @@ func TestDefaults(t *testing.T) {
 		},
 		Operator: Operator{
 			BaseURL: "https://operator.io", APIKey: "op-key", Timeout: Duration(60 * time.Second),
+			Response: "stream", MaxTurn: Duration(30 * time.Minute),
 			Concurrency: 8, RateLimit: RateLimit{PerSecond: 2, Burst: 5},
 			Retry: Retry{Initial: Duration(time.Second), Max: Duration(10 * time.Minute), MaxAttempts: 20},
 		},
@@ -319,6 +320,8 @@ func TestErrors(t *testing.T) {
 		{"base url query", base(op+"base_url: https://operator.io/?x=1\n", src, route), nil, []string{"operator.base_url: must not carry credentials, a query"}},
 		{"zero concurrency", base(op+"concurrency: 0\n", src, route), nil, []string{"operator.concurrency: must be >= 1, got 0"}},
 		{"zero operator timeout", base(op+"timeout: 0\n", src, route), nil, []string{"operator.timeout: must be > 0"}},
+		{"zero max_turn", base(op+"max_turn: 0s\n", src, route), nil, []string{"operator.max_turn: must be > 0"}},
+		{"unknown response", base(op+"response: sse\n", src, route), nil, []string{`operator.response: must be "stream" or "json", got "sse"`}},
 		{"rate zero", base(op+"rate_limit: {per_second: 0, burst: 0}\n", src, route), nil,
 			[]string{"operator.rate_limit.per_second: must be > 0", "operator.rate_limit.burst: must be >= 1"}},
 		{"rate NaN", base(op+"rate_limit: {per_second: .nan}\n", src, route), nil, []string{"operator.rate_limit.per_second: must be > 0"}},

@@ -17,6 +17,8 @@ const (
 	DefaultNATSReplicas      = 1
 	DefaultOperatorBaseURL   = "https://operator.io"
 	DefaultOperatorTimeout   = 60 * time.Second
+	DefaultOperatorResponse  = "stream"
+	DefaultOperatorMaxTurn   = 30 * time.Minute
 	DefaultConcurrency       = 8
 	DefaultRatePerSecond     = 2
 	DefaultRateBurst         = 5
@@ -84,6 +86,8 @@ func (l *loader) defaults() {
 	op := &c.Operator
 	str("operator.base_url", &op.BaseURL, DefaultOperatorBaseURL)
 	dur("operator.timeout", &op.Timeout, DefaultOperatorTimeout)
+	str("operator.response", &op.Response, DefaultOperatorResponse)
+	dur("operator.max_turn", &op.MaxTurn, DefaultOperatorMaxTurn)
 	num("operator.concurrency", &op.Concurrency, DefaultConcurrency)
 	if !l.written("operator.rate_limit.per_second") {
 		op.RateLimit.PerSecond = DefaultRatePerSecond

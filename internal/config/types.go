@@ -122,6 +122,12 @@ type Operator struct {
 	Concurrency int       `yaml:"concurrency"`  // default 8
 	RateLimit   RateLimit `yaml:"rate_limit"`   // default {per_second: 2, burst: 5}
 	Retry       Retry     `yaml:"retry"`
+
+	// Response is how answers are read: "stream" (SSE, the API's default)
+	// or "json" (x-response-format: json). Default "stream". Timeout is
+	// then the longest silence of an answer, and MaxTurn caps a whole turn.
+	Response string   `yaml:"response"`
+	MaxTurn  Duration `yaml:"max_turn"` // default 30m
 }
 
 // RateLimit is a token bucket.

@@ -182,6 +182,12 @@ func (l *loader) validateOperator() {
 	if op.Timeout <= 0 {
 		l.errorf("operator.timeout", "must be > 0, got %s", op.Timeout)
 	}
+	if op.Response != "stream" && op.Response != "json" {
+		l.errorf("operator.response", `must be "stream" or "json", got %q`, op.Response)
+	}
+	if op.MaxTurn <= 0 {
+		l.errorf("operator.max_turn", "must be > 0, got %s", op.MaxTurn)
+	}
 	if op.Concurrency < 1 {
 		l.errorf("operator.concurrency", "must be >= 1, got %d", op.Concurrency)
 	}

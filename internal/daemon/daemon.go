@@ -106,7 +106,8 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 func (d *Daemon) operatorOptions(cfg *config.Config) operator.Options {
 	o := operator.Options{
 		BaseURL: cfg.Operator.BaseURL, APIKey: cfg.Operator.APIKey, Version: cfg.Operator.Version,
-		Timeout: cfg.Operator.Timeout.D(), UserAgent: "relayd/" + d.o.Version,
+		Timeout: cfg.Operator.Timeout.D(), MaxTurn: cfg.Operator.MaxTurn.D(), Response: cfg.Operator.Response,
+		UserAgent: "relayd/" + d.o.Version,
 	}
 	if d.o.DevBaseURL != "" {
 		o.BaseURL = d.o.DevBaseURL
@@ -339,8 +340,8 @@ func (d *Daemon) reload() error {
 	if cfg.Server.Listen != old.Server.Listen || cfg.Server.AdminListen != old.Server.AdminListen {
 		d.log.Warn("listen addresses changed; they take effect on restart")
 	}
-	if cfg.Operator.BaseURL != old.Operator.BaseURL || cfg.Operator.Timeout != old.Operator.Timeout {
-		d.log.Warn("operator.base_url or operator.timeout changed; they take effect on restart")
+	if o, n := old.Operator, cfg.Operator; n.BaseURL != o.BaseURL || n.Timeout != o.Timeout || n.MaxTurn != o.MaxTurn || n.Response != o.Response {
+		d.log.Warn("operator.base_url, timeout, max_turn or response changed; they take effect on restart")
 	}
 	d.cfg = cfg
 	d.initLabels(cfg)

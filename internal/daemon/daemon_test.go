@@ -241,7 +241,7 @@ func TestEndToEndConversations(t *testing.T) {
 	}
 	for name, want := range map[string]string{
 		"Authorization":     "Bearer " + testKey,
-		"X-Response-Format": "json",
+		"X-Response-Format": "", // operator.response: stream, the API's default
 		"Operator-Version":  "2025-06-19",
 		"Content-Type":      "application/json",
 	} {

@@ -149,8 +149,9 @@ func (j *job) run(ctx context.Context) (tail func()) {
 		resp, err := d.chatter().Chat(j.reqCtx, operator.ChatRequest{ChatID: chatID, Text: m.Prompt, IdempotencyKey: m.ID})
 		took := time.Since(start)
 		d.m.DispatchDuration.WithLabelValues(m.Route).Observe(took.Seconds())
-		if err != nil && j.reqCtx.Err() != nil {
-			// Cut by shutdown after the drain timeout: not the API's fault.
+		if err != nil && j.reqCtx.Err() != nil && !resp.Partial {
+			// Cut by shutdown after the drain timeout, before any answer:
+			// not the API's fault. (A begun answer is delivered below.)
 			d.cut.Store(true)
 			if trial {
 				d.pause.trialDone(operator.Retry, false)
@@ -174,10 +175,8 @@ func (j *job) run(ctx context.Context) (tail func()) {
 		}
 
 		switch v.Outcome {
-		case operator.Delivered, operator.Duplicate:
-			if v.Outcome == operator.Duplicate && resp.ChatID == "" {
-				resp.ChatID = duplicateChatID(err)
-			}
+		case operator.Delivered, operator.Duplicate, operator.Partial:
+			// A partial answer is never sent again: the agent has the turn.
 			return j.delivered(st, chatID, resp, v, took)
 		case operator.ChatGone:
 			if chatID == "" {
@@ -261,8 +260,12 @@ func (j *job) delivered(st queue.ChatState, sentID string, resp operator.ChatRes
 	// Counted and logged before the lease ends: the delivery happened
 	// whatever the ack does, and whoever sees the queue empty sees it counted.
 	outcome := "delivered"
-	if v.Outcome == operator.Duplicate {
+	switch v.Outcome {
+	case operator.Duplicate:
 		outcome = "conflict"
+	case operator.Partial:
+		outcome = "partial"
+		j.log.Warn("answer cut off after it began; delivered with what arrived, not sent again", "err", v.Message)
 	}
 	status := resp.Status
 	if status == 0 {
@@ -372,7 +375,7 @@ func (j *job) retry(p config.Retry, err error, v operator.Verdict) {
 	f.Reason = reasonOr(v.Reason, "transient")
 	attempts := m.Attempts + 1
 	delay := RetryDelay(p, attempts, v.RetryAfter, d.rand())
-	if f.Status == 429 || f.Reason == operator.ReasonRateLimited {
+	if f.Reason == operator.ReasonRateLimited {
 		// Slow the whole account, not only this conversation, even when
 		// this message has had its last attempt.
 		d.lim.closeGate(time.Now().Add(delay))
@@ -432,21 +435,6 @@ func (j *job) endCtx() (context.Context, context.CancelFunc) {
 // failureOf describes a failed attempt for the store.
 func failureOf(v operator.Verdict, now time.Time) queue.Failure {
 	return queue.Failure{Status: v.Status, Code: v.Code, Message: trimText(v.Message), Reason: v.Reason, At: now}
-}
-
-// duplicateChatID is the chat a 409 says the message already went to, when
-// the error body's data names it; "" otherwise. It recovers the chat id of
-// a first message whose answer was lost (a crash between send and ack).
-func duplicateChatID(err error) string {
-	var ae *operator.APIError
-	if errors.As(err, &ae) {
-		for _, k := range []string{"chatId", "chat_id"} {
-			if id, ok := ae.Data[k].(string); ok {
-				return id
-			}
-		}
-	}
-	return ""
 }
 
 func reasonOr(reason, fallback string) string {

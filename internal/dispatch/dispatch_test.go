@@ -37,8 +37,8 @@ func TestHappyPathCarriesChatID(t *testing.T) {
 	byKey := map[string]fake.Request{}
 	for _, r := range reqs {
 		byKey[r.IdempotencyKey] = r
-		if got := r.Header.Get("x-response-format"); got != "json" {
-			t.Errorf("x-response-format = %q", got)
+		if got, ok := r.Header["X-Response-Format"]; ok { // the stream is the API's default
+			t.Errorf("x-response-format = %q sent", got)
 		}
 	}
 	r1, r2, r3 := byKey[m1.ID], byKey[m2.ID], byKey[other.ID]

@@ -12,7 +12,7 @@ import (
 // never from request data, so a sender cannot create series.
 var (
 	VerificationReasons = []string{"missing", "mismatch", "stale", "malformed", "forbidden_ip"}
-	DispatchOutcomes    = []string{"delivered", "retry", "dead", "paused", "chat_gone", "conflict"}
+	DispatchOutcomes    = []string{"delivered", "retry", "dead", "paused", "chat_gone", "conflict", "partial"}
 	RetryReasons        = []string{"rate_limited", "server_error", "network", "timeout", "transient"}
 	DeadReasons         = []string{"bad_request", "forbidden", "not_found", "method_not_allowed", "permanent", "max_attempts"}
 	QueueStates         = []string{"ready", "delayed", "inflight", "dead"}

@@ -31,7 +31,7 @@ func TestReadChatForms(t *testing.T) {
 			if tt.header != "" {
 				resp.Header.Set("X-Chat-Id", tt.header)
 			}
-			got, err := readChat(resp, "ck_k")
+			got, err := readChat(resp)
 			if err != nil || got.ChatID != tt.chatID || got.Text != tt.text {
 				t.Fatalf("got %+v %v, want %q %q", got, err, tt.chatID, tt.text)
 			}

@@ -30,9 +30,13 @@ const (
 	// Duplicate: 409, the idempotency key was already taken, so the message
 	// was delivered by an earlier attempt. Count it as delivered.
 	Duplicate
+	// Partial: the answer began (2xx) and was cut off. The API took the
+	// message and the agent works on it: count it as delivered with what
+	// arrived, and never send it again.
+	Partial
 )
 
-var outcomeNames = [...]string{"delivered", "retry", "permanent", "unauthorized", "forbidden", "chat_gone", "duplicate"}
+var outcomeNames = [...]string{"delivered", "retry", "permanent", "unauthorized", "forbidden", "chat_gone", "duplicate", "partial"}
 
 func (o Outcome) String() string {
 	if o < 0 || int(o) >= len(outcomeNames) {
@@ -88,6 +92,7 @@ type Verdict struct {
 //
 //	nil, 2xx                 Delivered
 //	2xx, unreadable body     Delivered (the API took it; no chat id)
+//	2xx, cut off             Partial (the API took it; never resend)
 //	409                      Duplicate
 //	429                      Retry rate_limited, with RetryAfter
 //	401                      Unauthorized
@@ -98,7 +103,7 @@ type Verdict struct {
 //	5xx                      Retry server_error; Permanent permanent if the body says transient:false
 //	other status             the body's transient flag: true Retry transient, false Permanent permanent;
 //	                         without it Permanent permanent (4xx and anything else not 5xx)
-//	timeout / deadline       Retry timeout
+//	timeout / deadline       Retry timeout (silence or max_turn before any answer)
 //	other transport error    Retry network
 //
 // A cancellation of the caller's own context (shutdown) also comes out as
@@ -107,6 +112,10 @@ type Verdict struct {
 func Classify(err error, continued bool) Verdict {
 	if err == nil {
 		return Verdict{Outcome: Delivered}
+	}
+	var pe *PartialError
+	if errors.As(err, &pe) {
+		return Verdict{Outcome: Partial, Status: pe.Status, Message: pe.Error()}
 	}
 	var mal *MalformedResponseError
 	if errors.As(err, &mal) {
@@ -171,7 +180,7 @@ func classifyStatus(ae *APIError, continued bool) Verdict {
 func IsCanceled(err error) bool { return errors.Is(err, context.Canceled) }
 
 func isTimeout(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrSilence) || errors.Is(err, ErrTurnTooLong) {
 		return true
 	}
 	var ne net.Error

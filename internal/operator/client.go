@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -17,8 +18,11 @@ import (
 const (
 	// DefaultBaseURL is the Operator API's public address.
 	DefaultBaseURL = "https://operator.io"
-	// DefaultTimeout bounds one request, answer body included.
+	// DefaultTimeout is the longest silence allowed while waiting for an
+	// answer, and the bound on a whole Health call.
 	DefaultTimeout = 60 * time.Second
+	// DefaultMaxTurn caps a whole turn, however steadily it streams.
+	DefaultMaxTurn = 30 * time.Minute
 	// MaxResponseBytes caps how much of an answer is read, so a broken or
 	// hostile server cannot make relayd buffer without bound.
 	MaxResponseBytes = 4 << 20
@@ -26,14 +30,30 @@ const (
 	maxMessageLen = 1024
 )
 
+// Response formats for Options.Response.
+const (
+	// ResponseStream reads the answer as SSE, the API's default: a long
+	// turn shows progress, so only silence ends it.
+	ResponseStream = "stream"
+	// ResponseJSON sends x-response-format: json: nothing arrives until
+	// the turn ends, so Timeout bounds the whole turn.
+	ResponseJSON = "json"
+)
+
 // Options configures a Client. Only APIKey is required.
 type Options struct {
-	BaseURL    string        // default DefaultBaseURL
-	APIKey     string        // sent as Authorization: Bearer; never logged
-	Version    string        // sent as Operator-Version when not empty
-	Timeout    time.Duration // per request, answer included; default DefaultTimeout
-	HTTPClient *http.Client  // default: a pooled client sized for dispatch
-	UserAgent  string        // default "relayd"
+	BaseURL  string // default DefaultBaseURL
+	APIKey   string // sent as Authorization: Bearer; never logged
+	Version  string // sent as Operator-Version when not empty
+	Response string // ResponseStream (default) or ResponseJSON
+	// Timeout is the longest silence allowed in a Chat: no byte of the
+	// answer (status line included) for that long ends the attempt. It
+	// also bounds a whole Health call. Default DefaultTimeout.
+	Timeout time.Duration
+	// MaxTurn caps a whole Chat, answer included. Default DefaultMaxTurn.
+	MaxTurn    time.Duration
+	HTTPClient *http.Client // default: a pooled client sized for dispatch
+	UserAgent  string       // default "relayd"
 }
 
 // Client calls the Operator API. It is safe for concurrent use; the key and
@@ -41,6 +61,8 @@ type Options struct {
 type Client struct {
 	base    string
 	timeout time.Duration
+	maxTurn time.Duration
+	json    bool
 	hc      *http.Client
 	ua      string
 	key     atomic.Pointer[string]
@@ -53,6 +75,8 @@ func New(o Options) *Client {
 	c := &Client{
 		base:    strings.TrimRight(o.BaseURL, "/"),
 		timeout: o.Timeout,
+		maxTurn: o.MaxTurn,
+		json:    o.Response == ResponseJSON,
 		hc:      o.HTTPClient,
 		ua:      o.UserAgent,
 		now:     time.Now,
@@ -62,6 +86,9 @@ func New(o Options) *Client {
 	}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
+	}
+	if c.maxTurn <= 0 {
+		c.maxTurn = DefaultMaxTurn
 	}
 	if c.ua == "" {
 		c.ua = "relayd"
@@ -105,12 +132,23 @@ type chatPart struct {
 // Chat sends one user message. r.ChatID "" starts a new conversation; the
 // answer's ChatID continues it. Failures are *APIError for non-2xx answers,
 // *MalformedResponseError for a 2xx whose body could not be read as an
-// answer, and wrapped transport errors otherwise; pass any of them to
-// Classify. The answer body is read within the request timeout.
+// answer, *PartialError for a 2xx answer cut off before its end, and
+// wrapped transport errors otherwise; pass any of them to Classify.
+//
+// The response carries the chat id whenever the API named one: in a 2xx
+// answer, in the part of a cut answer that arrived (then Partial is set),
+// or in a 409's error body (data.chatId), the chat an earlier attempt with
+// the same key went to.
+//
+// An attempt ends when the answer is silent for the client's Timeout
+// (before the status line too) or the whole turn outlasts MaxTurn. Once a
+// 2xx status line has arrived the turn is never to be sent again: a failure
+// after it is a *PartialError, never a transport error.
 //
 // With an IdempotencyKey set, net/http may itself resend the request once
-// when a reused keep-alive connection turns out to be closed by the server;
-// the key is what makes that (and every retry by the caller) safe.
+// when a reused keep-alive connection turns out to be closed by the server
+// before any answer; the key is what makes that (and every retry by the
+// caller) safe.
 func (c *Client) Chat(ctx context.Context, r ChatRequest) (ChatResponse, error) {
 	body, err := json.Marshal(chatBody{
 		ID: r.ChatID,
@@ -122,29 +160,115 @@ func (c *Client) Chat(ctx context.Context, r ChatRequest) (ChatResponse, error) 
 	if err != nil {
 		return ChatResponse{}, fmt.Errorf("operator: encode chat request: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
+	ctx, cancelTurn := context.WithTimeoutCause(ctx, c.maxTurn, ErrTurnTooLong)
+	defer cancelTurn()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	quiet := newSilence(c.timeout, func() { cancel(ErrSilence) })
+	defer quiet.stop()
+	// The silence is the server's: it counts from when the request is out.
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { quiet.poke() }})
+
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/api/chat", bytes.NewReader(body))
 	if err != nil {
 		return ChatResponse{}, fmt.Errorf("operator: build chat request: %w", err)
 	}
 	key := c.setHeaders(req)
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("x-response-format", "json")
+	if c.json {
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("x-response-format", "json")
+	} else {
+		req.Header.Set("Accept", "text/event-stream, application/json")
+	}
 	if r.IdempotencyKey != "" {
 		req.Header.Set("Idempotency-Key", r.IdempotencyKey)
 	}
 
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return ChatResponse{}, fmt.Errorf("operator: POST /api/chat: %w", scrub(err, key))
+		return ChatResponse{}, fmt.Errorf("operator: POST /api/chat: %w", ended(ctx, err, key))
 	}
+	quiet.poke()
+	resp.Body = &pokeReader{ReadCloser: resp.Body, s: quiet}
 	defer closeBody(resp.Body)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return ChatResponse{}, c.apiError(resp, key)
+		ae := c.apiError(resp, key)
+		return ChatResponse{Status: resp.StatusCode, ChatID: ae.ChatID}, ae
 	}
-	return readChat(resp, key)
+	out, err := readChat(resp)
+	if err != nil {
+		var mal *MalformedResponseError
+		if errors.As(err, &mal) {
+			return out, err
+		}
+		// The answer has begun: the API took the message.
+		out.Partial = true
+		return out, &PartialError{Status: resp.StatusCode, ChatID: out.ChatID, Err: ended(ctx, err, key)}
+	}
+	return out, nil
+}
+
+// ErrSilence ends an attempt whose answer was silent for longer than the
+// client's Timeout; ErrTurnTooLong one that outlasted MaxTurn. Classify
+// counts both as timeouts.
+var (
+	ErrSilence     = errors.New("no answer for longer than the timeout")
+	ErrTurnTooLong = errors.New("turn longer than max_turn")
+)
+
+// ended explains a transport or read error: the client's own silence or
+// turn limit when that is what cut it, else the error itself (scrubbed).
+// Only the caller's own cancellation keeps context.Canceled in the chain.
+func ended(ctx context.Context, err error, key string) error {
+	if cause := context.Cause(ctx); errors.Is(cause, ErrSilence) || errors.Is(cause, ErrTurnTooLong) {
+		return fmt.Errorf("%w (%v)", cause, scrub(err, key))
+	}
+	return scrub(err, key)
+}
+
+// PartialError is a 2xx answer cut off before its end: the stream broke,
+// went silent, or outlasted MaxTurn after the status line. The API took
+// the message and the agent is working on it, so it must not be sent
+// again; Classify says Partial. The ChatResponse returned with it holds
+// the text received so far and the chat id when it was seen.
+type PartialError struct {
+	Status int
+	ChatID string
+	Err    error
+}
+
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("operator: HTTP %d answer cut off: %v", e.Status, e.Err)
+}
+
+func (e *PartialError) Unwrap() error { return e.Err }
+
+// silence ends an attempt when poke has not been called for d.
+type silence struct {
+	d time.Duration
+	t *time.Timer
+}
+
+func newSilence(d time.Duration, fire func()) *silence {
+	return &silence{d: d, t: time.AfterFunc(d, fire)}
+}
+
+func (s *silence) poke() { s.t.Reset(s.d) }
+func (s *silence) stop() { s.t.Stop() }
+
+// pokeReader counts every byte of the answer body as a sign of life.
+type pokeReader struct {
+	io.ReadCloser
+	s *silence
+}
+
+func (p *pokeReader) Read(b []byte) (int, error) {
+	n, err := p.ReadCloser.Read(b)
+	if n > 0 {
+		p.s.poke()
+	}
+	return n, err
 }
 
 // Health calls GET /api/cli/health, the cheap way to check a key. A key the
@@ -190,21 +314,19 @@ func (c *Client) setHeaders(req *http.Request) string {
 	return key
 }
 
-// readChat turns a 2xx answer into a ChatResponse: JSON, SSE (a server that
-// ignored x-response-format), or no body at all (202).
-func readChat(resp *http.Response, key string) (ChatResponse, error) {
+// readChat turns a 2xx answer into a ChatResponse: SSE, JSON, or no body
+// at all (202). A read error returns what arrived so far.
+func readChat(resp *http.Response) (ChatResponse, error) {
 	out := ChatResponse{Status: resp.StatusCode, ChatID: resp.Header.Get("X-Chat-Id")}
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if mt == "text/event-stream" {
-		ev, err := parseSSE(io.LimitReader(resp.Body, MaxResponseBytes))
+		ev, err := parseSSE(resp.Body)
 		if ev.ChatID != "" {
 			out.ChatID = ev.ChatID
 		}
 		out.Text = ev.Text
 		if err != nil {
-			// The stream was cut: the API may or may not have taken the
-			// message, so the caller retries (with the same idempotency key).
-			return out, fmt.Errorf("operator: read chat stream: %w", scrub(err, key))
+			return out, fmt.Errorf("read chat stream: %w", err)
 		}
 		return out, nil
 	}
@@ -213,25 +335,23 @@ func readChat(resp *http.Response, key string) (ChatResponse, error) {
 		return out, &MalformedResponseError{Status: resp.StatusCode, Err: err}
 	}
 	if err != nil {
-		return out, fmt.Errorf("operator: read chat answer: %w", scrub(err, key))
+		return out, fmt.Errorf("read chat answer: %w", err)
 	}
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return out, nil // 202 Accepted (or any 2xx) without a body
 	}
 	var ans struct {
-		ChatID  string `json:"chatId"`
-		ChatID2 string `json:"chat_id"`
-		ID      string `json:"id"`
-		Text    string `json:"text"`
+		Text string `json:"text"`
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return out, &MalformedResponseError{Status: resp.StatusCode, Err: err}
 	}
 	if err := json.Unmarshal(raw, &ans); err != nil {
 		return out, &MalformedResponseError{Status: resp.StatusCode, Err: err}
 	}
-	for _, id := range []string{ans.ChatID, ans.ChatID2, ans.ID} {
-		if id != "" {
-			out.ChatID = id
-			break
-		}
+	if id := chatIDOf(obj, "id"); id != "" {
+		out.ChatID = id
 	}
 	out.Text = ans.Text
 	return out, nil
@@ -250,6 +370,7 @@ func (c *Client) apiError(resp *http.Response, key string) *APIError {
 	e.Message = truncate(redact(e.Message, key), maxMessageLen)
 	if e.Data != nil {
 		e.Data = redactValue(e.Data, key).(map[string]any)
+		e.ChatID = chatIDIn(e.Data)
 	}
 	return e
 }

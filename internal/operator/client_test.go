@@ -75,7 +75,7 @@ func (e *env) chat(r operator.ChatRequest) (operator.ChatResponse, error) {
 }
 
 func TestChatRequestShape(t *testing.T) {
-	e := newEnv(t, fake.Options{Keys: []string{key}}, operator.Options{Version: "2025-06-19", UserAgent: "relayd/test"})
+	e := newEnv(t, fake.Options{Keys: []string{key}}, operator.Options{Version: "2025-06-19", UserAgent: "relayd/test", Response: operator.ResponseJSON})
 	first, err := e.chat(operator.ChatRequest{Text: "CI failed on acme/api", IdempotencyKey: "msg_1"})
 	if err != nil {
 		t.Fatal(err)
@@ -289,8 +289,8 @@ func TestTimeout(t *testing.T) {
 	e := newEnv(t, fake.Options{}, operator.Options{Timeout: 200 * time.Millisecond})
 	e.fake.SetLatency(time.Hour, time.Hour)
 	_, err := e.chat(operator.ChatRequest{Text: "hi"})
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err %v does not wrap context.DeadlineExceeded", err)
+	if !errors.Is(err, operator.ErrSilence) {
+		t.Fatalf("err %v does not wrap ErrSilence", err)
 	}
 	if operator.IsCanceled(err) {
 		t.Fatal("a client timeout reported as the caller's cancellation")
@@ -336,8 +336,8 @@ func TestConnectionRefused(t *testing.T) {
 
 func TestSSEAnswerParsed(t *testing.T) {
 	reply := "Found it: the flaky test is TestUpload. Proposing a retry wrapper."
-	e := newEnv(t, fake.Options{Reply: func(string, string) string { return reply }}, operator.Options{})
-	e.tap.forceSSE = true
+	e := newEnv(t, fake.Options{Reply: func(string, string) string { return reply }}, operator.Options{Response: operator.ResponseJSON})
+	e.tap.forceSSE = true // with Response json, a server that streams anyway
 	resp, err := e.chat(operator.ChatRequest{Text: "hi"})
 	if err != nil {
 		t.Fatal(err)
@@ -531,6 +531,11 @@ func TestClassifyTable(t *testing.T) {
 		{nil, false, operator.Delivered, ""},
 		{&operator.APIError{Status: 200}, false, operator.Delivered, ""},
 		{&operator.MalformedResponseError{Status: 200, Err: errors.New("x")}, false, operator.Delivered, ""},
+		{&operator.PartialError{Status: 200, Err: io.ErrUnexpectedEOF}, true, operator.Partial, ""},
+		{fmt.Errorf("x: %w", &operator.PartialError{Status: 200, Err: context.Canceled}), false, operator.Partial, ""},
+		{&operator.APIError{Status: 429, Transient: fa}, false, operator.Retry, "rate_limited"},
+		{fmt.Errorf("operator: %w", operator.ErrSilence), false, operator.Retry, "timeout"},
+		{fmt.Errorf("operator: %w", operator.ErrTurnTooLong), false, operator.Retry, "timeout"},
 		{&operator.APIError{Status: 400, Transient: tr}, false, operator.Permanent, "bad_request"},
 		{&operator.APIError{Status: 401}, true, operator.Unauthorized, "unauthorized"},
 		{&operator.APIError{Status: 403}, false, operator.Forbidden, "forbidden"},
@@ -580,7 +585,8 @@ func TestOutcomeString(t *testing.T) {
 	want := map[operator.Outcome]string{
 		operator.Delivered: "delivered", operator.Retry: "retry", operator.Permanent: "permanent",
 		operator.Unauthorized: "unauthorized", operator.Forbidden: "forbidden",
-		operator.ChatGone: "chat_gone", operator.Duplicate: "duplicate", operator.Outcome(99): "unknown",
+		operator.ChatGone: "chat_gone", operator.Duplicate: "duplicate", operator.Partial: "partial",
+		operator.Outcome(99): "unknown",
 	}
 	for o, s := range want {
 		if o.String() != s {

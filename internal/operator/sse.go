@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 )
 
@@ -16,9 +17,14 @@ type sseResult struct {
 // parseSSE reads a text/event-stream answer (the API's default when
 // x-response-format is missing) and collects the chat id and the reply.
 //
+// A long turn may stream for minutes, so the stream is read to its end
+// (Chat's max_turn bounds how long) while what is kept stays bounded: a
+// line or an event's data longer than MaxResponseBytes is an error, and
+// deltas past MaxResponseBytes of text are dropped.
+//
 // It follows the SSE framing rules (data lines joined per event, blank line
 // ends an event, ":" comments, CR/LF/CRLF line ends) and is tolerant about
-// the payloads, since relayd only asked for JSON and got a stream anyway:
+// the payloads:
 //
 //   - data: [DONE] ends the stream;
 //   - JSON events give the chat id from "chatId", "chat_id",
@@ -68,15 +74,15 @@ func parseSSE(r io.Reader) (sseResult, error) {
 		switch {
 		case typ == "text-delta":
 			if d, ok := strOK(obj["delta"]); ok {
-				deltas.WriteString(d)
+				addDelta(&deltas, d)
 			} else {
-				deltas.WriteString(str(obj["textDelta"]))
+				addDelta(&deltas, str(obj["textDelta"]))
 			}
 		case typ == "text" || typ == "":
 			if t, ok := strOK(obj["text"]); ok {
 				full, haveFull = t, true
 			} else if d, ok := strOK(obj["delta"]); ok && typ == "" {
-				deltas.WriteString(d)
+				addDelta(&deltas, d)
 			}
 		}
 		return false
@@ -104,6 +110,9 @@ func parseSSE(r io.Reader) (sseResult, error) {
 		}
 		switch string(field) {
 		case "data":
+			if data.Len()+len(value) >= MaxResponseBytes {
+				return finish(res, &deltas, full, haveFull), errEventTooLarge
+			}
 			data.Write(value)
 			data.WriteByte('\n')
 			hasData = true
@@ -118,6 +127,16 @@ func parseSSE(r io.Reader) (sseResult, error) {
 	return finish(res, &deltas, full, haveFull), err
 }
 
+var errEventTooLarge = fmt.Errorf("stream event larger than %d bytes", MaxResponseBytes)
+
+// addDelta appends whole deltas while the text stays within
+// MaxResponseBytes, so a cap never splits a character.
+func addDelta(b *bytes.Buffer, d string) {
+	if b.Len()+len(d) <= MaxResponseBytes {
+		b.WriteString(d)
+	}
+}
+
 func finish(res sseResult, deltas *bytes.Buffer, full string, haveFull bool) sseResult {
 	if deltas.Len() > 0 || !haveFull {
 		res.Text = deltas.String()
@@ -125,23 +144,6 @@ func finish(res sseResult, deltas *bytes.Buffer, full string, haveFull bool) sse
 		res.Text = full
 	}
 	return res
-}
-
-func chatIDOf(obj map[string]json.RawMessage) string {
-	for _, k := range []string{"chatId", "chat_id", "chatID"} {
-		if s := str(obj[k]); s != "" {
-			return s
-		}
-	}
-	for _, k := range []string{"messageMetadata", "data"} {
-		var inner map[string]json.RawMessage
-		if json.Unmarshal(obj[k], &inner) == nil {
-			if s := str(inner["chatId"]); s != "" {
-				return s
-			}
-		}
-	}
-	return ""
 }
 
 func str(raw json.RawMessage) string { s, _ := strOK(raw); return s }

@@ -2,7 +2,9 @@
 //
 // Client posts prompts to /api/chat and checks keys with /api/cli/health;
 // Classify turns any answer or error into one Verdict, so the rules of the
-// API's status table live in one place.
+// API's status table live in one place. The client reads the answer as a
+// stream by default and times out on silence, not on length, so a long
+// turn is not cut and sent twice; an answer cut after it began is Partial.
 package operator
 
 import (
@@ -17,11 +19,16 @@ type ChatRequest struct {
 	IdempotencyKey string
 }
 
-// ChatResponse is a successful answer. ChatID may be "" (202 has no body).
+// ChatResponse is what an answer said. ChatID is the chat the API named,
+// "" when it named none (202 has no body); Chat also fills it from a cut
+// answer and from a 409's error body.
 type ChatResponse struct {
 	Status int
 	ChatID string
-	Text   string
+	Text   string // the agent's reply; what arrived of it when Partial
+	// Partial: the answer began (a 2xx status line) and was cut off before
+	// its end. The API took the message; it must not be sent again.
+	Partial bool
 }
 
 // Health is GET /api/cli/health's answer.
@@ -40,6 +47,7 @@ type APIError struct {
 	Transient  *bool          // the body's transient flag; nil when absent
 	Message    string         // human text; never branch on it
 	Data       map[string]any // optional extra context
+	ChatID     string         // data.chatId (or chat_id) when the body names a chat, as a 409 does
 	RetryAfter time.Duration  // from Retry-After; 0 when absent
 }
 

@@ -88,6 +88,13 @@ func (s *Server) handleControl(w http.ResponseWriter, r *http.Request) {
 		}
 		s.SetLatency(lo, hi)
 		w.WriteHeader(http.StatusNoContent)
+	case route{http.MethodPost, "/_fake/turn"}:
+		var in Turn
+		if !decode(w, r, &in) {
+			return
+		}
+		s.SetTurn(in)
+		w.WriteHeader(http.StatusNoContent)
 	case route{http.MethodPost, "/_fake/keys"}:
 		var in struct {
 			Keys []string `json:"keys"`

@@ -19,14 +19,23 @@
 //	DELETE /_fake/faults     clears both
 //	POST   /_fake/down       {"down":true,"mode":"unavailable"|"drop"}
 //	POST   /_fake/latency    {"min":"50ms","max":"2s"}
+//	POST   /_fake/turn       {"wait":"2s","steps":5,"every":"3s","cut_after":0}; see Turn
 //	POST   /_fake/keys       {"keys":["ck_…"]}; an empty list accepts any ck_ key
 //	POST   /_fake/forget     {"chatId":"chat_…"}
 //	POST   /_fake/reset      back to the state New returned
 //
 // A fault is {"status":429,"code":"rate_limited","transient":true,
 // "retry_after":"2","body":"raw override","no_body":false,"drop":false,
-// "process":false}; see Fault. The control surface has no authentication:
-// serve it on loopback only.
+// "process":false,"turn":{…}}; see Fault. The control surface has no
+// authentication: serve it on loopback only.
+//
+// Long turns: the agent can work for minutes on one message, and the API
+// has taken the message as soon as it starts. A Turn (SetTurn for every
+// answer, or Fault.Turn for one) models that: silence after taking the
+// message and before the status line (Wait), progress events at a pace
+// (Steps, Every) while the agent works, and a connection cut in the middle
+// of the answer (CutAfter). A JSON answer (x-response-format: json) shows
+// nothing until the turn ends, so it is silent for all of Wait+Steps×Every.
 package fake
 
 import (
@@ -37,6 +46,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -67,6 +77,8 @@ type Options struct {
 	// MaxRequests bounds the recorded requests (oldest dropped first);
 	// 0 keeps all, which tests want and a long-running server does not.
 	MaxRequests int
+	// Turn shapes every answer (see Turn); the zero Turn answers at once.
+	Turn Turn
 }
 
 // Request is one recorded /api/chat request.
@@ -117,6 +129,65 @@ type Fault struct {
 	// idempotency key) before giving the forced answer: the server crashed
 	// or failed after accepting. A 2xx fault always processes.
 	Process bool `json:"process,omitempty"`
+	// Turn, when set, takes the message and answers it as usual, shaped
+	// by Turn instead of the server's own (SetTurn); the fields above are
+	// then ignored.
+	Turn *Turn `json:"turn,omitempty"`
+}
+
+// Turn shapes how long the agent works on a message and how its answer
+// arrives. The zero Turn answers at once.
+type Turn struct {
+	// Wait is silence after the message was taken, before the status line.
+	Wait time.Duration
+	// Steps progress events (the agent's tool calls) come before the reply
+	// text, each after a pause of Every: a stream that is slow but alive.
+	Steps int
+	Every time.Duration
+	// CutAfter closes the connection after that many events of a stream
+	// (counting the first, which carries the chat id), or halfway through
+	// a JSON answer when > 0. 0 never cuts.
+	CutAfter int
+}
+
+// turnJSON is Turn on the control surface, with durations as "3s".
+type turnJSON struct {
+	Wait     string `json:"wait,omitempty"`
+	Steps    int    `json:"steps,omitempty"`
+	Every    string `json:"every,omitempty"`
+	CutAfter int    `json:"cut_after,omitempty"`
+}
+
+// MarshalJSON writes durations as strings such as "3s".
+func (t Turn) MarshalJSON() ([]byte, error) {
+	j := turnJSON{Steps: t.Steps, CutAfter: t.CutAfter}
+	if t.Wait > 0 {
+		j.Wait = t.Wait.String()
+	}
+	if t.Every > 0 {
+		j.Every = t.Every.String()
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads durations as strings such as "3s".
+func (t *Turn) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var j turnJSON
+	if err := dec.Decode(&j); err != nil {
+		return err
+	}
+	wait, err1 := parseDur(j.Wait)
+	every, err2 := parseDur(j.Every)
+	if err := errors.Join(err1, err2); err != nil {
+		return err
+	}
+	if wait < 0 || every < 0 || j.Steps < 0 || j.CutAfter < 0 {
+		return errors.New("turn: durations and counts must not be negative")
+	}
+	*t = Turn{Wait: wait, Steps: j.Steps, Every: every, CutAfter: j.CutAfter}
+	return nil
 }
 
 // Server is the fake Operator API. It implements http.Handler and is safe
@@ -141,6 +212,7 @@ type Server struct {
 	downMode  DownMode
 	latMin    time.Duration
 	latMax    time.Duration
+	turn      Turn
 }
 
 type conversation struct {
@@ -178,6 +250,7 @@ func (s *Server) resetLocked() {
 	s.failP, s.failWith = 0, nil
 	s.down, s.downMode = false, DownUnavailable
 	s.latMin, s.latMax = 0, 0
+	s.turn = s.opts.Turn
 }
 
 // ServeHTTP routes /api/chat, /api/cli/health and the /_fake/ control surface.
@@ -213,6 +286,10 @@ func (s *Server) SetLatency(minD, maxD time.Duration) {
 	s.latMin, s.latMax = minD, maxD
 	s.mu.Unlock()
 }
+
+// SetTurn shapes every answer that no fault overrides, until Reset
+// returns to Options.Turn; Turn{} answers at once.
+func (s *Server) SetTurn(t Turn) { s.mu.Lock(); s.turn = t; s.mu.Unlock() }
 
 // SetKeys replaces the accepted keys (a rotated or revoked key). Empty
 // accepts any key starting "ck_".
@@ -251,7 +328,7 @@ func (s *Server) ClearFaults() {
 func (s *Server) ForgetChat(id string) { s.mu.Lock(); delete(s.chats, id); s.mu.Unlock() }
 
 // Reset returns to the state New gave: no chats, records, faults or latency,
-// and the keys from Options.
+// and the keys and turn from Options.
 func (s *Server) Reset() { s.mu.Lock(); s.resetLocked(); s.mu.Unlock() }
 
 // Requests returns a copy of the recorded /api/chat requests in arrival
@@ -336,7 +413,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fault, forced := s.nextFault()
-	if forced && !fault.Process && !(fault.Status >= 200 && fault.Status <= 299) {
+	if forced && fault.Turn == nil && !fault.Process && !(fault.Status >= 200 && fault.Status <= 299) {
 		s.writeFault(sw, rec, fault)
 		return
 	}
@@ -351,15 +428,62 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.log.Info("operator reply", "chat_id", a.chatID, "new_chat", a.newChat,
 		"prompt", clip(parsed.text, 300), "reply", a.reply)
-	if forced {
+	if forced && fault.Turn == nil {
 		s.writeFault(sw, rec, fault)
 		return
 	}
+	s.mu.Lock()
+	turn := s.turn
+	s.mu.Unlock()
+	if forced {
+		turn = *fault.Turn
+	}
+	// From here the message is the agent's: a client that leaves only
+	// stops the answer, not the work.
+	ctx := r.Context()
+	if !pause(ctx, turn.Wait) {
+		return
+	}
 	if strings.EqualFold(r.Header.Get("x-response-format"), "json") {
+		if !pause(ctx, time.Duration(turn.Steps)*turn.Every) {
+			return
+		}
+		b, _ := json.Marshal(map[string]string{"chatId": a.chatID, "text": a.reply})
+		if turn.CutAfter > 0 {
+			sw.Header().Set("Content-Type", "application/json")
+			sw.WriteHeader(a.status)
+			_, _ = sw.Write(b[:len(b)/2])
+			_ = http.NewResponseController(sw).Flush()
+			s.cut(sw, rec)
+			return
+		}
 		writeJSON(sw, a.status, map[string]string{"chatId": a.chatID, "text": a.reply})
 		return
 	}
-	writeSSE(sw, a.chatID, a.reply)
+	if !writeSSE(ctx, sw, a.chatID, a.reply, turn) {
+		s.cut(sw, rec)
+	}
+}
+
+// cut drops the connection in the middle of an answer.
+func (s *Server) cut(w *statusWriter, rec *Request) {
+	s.log.Info("operator turn: answer cut off", "chat_id", rec.AssignedChatID)
+	w.drop, w.code = true, "cut"
+}
+
+// pause waits d; false when the client went away first.
+func pause(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // process validates and, when valid, takes the message. It holds the lock
@@ -530,17 +654,7 @@ func (s *Server) sleep(ctx context.Context) bool {
 	if hi > lo {
 		d += time.Duration(randv2.Int64N(int64(hi-lo) + 1))
 	}
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return pause(ctx, d)
 }
 
 func (s *Server) begin(rec *Request, trackID string) {
@@ -737,8 +851,37 @@ func writeError(w http.ResponseWriter, status int, code string, transient bool, 
 }
 
 // writeSSE streams the reply the way a UI message stream does: start,
-// text deltas, finish, then [DONE]. The chat id rides on start and finish.
-func writeSSE(w http.ResponseWriter, chatID, reply string) {
+// the turn's progress steps (tool results, each after turn.Every), text
+// deltas, finish, then [DONE]. The chat id rides on start and finish. It
+// reports false when turn.CutAfter says to cut the stream there; it stops
+// early, reporting true, when the client goes away.
+func writeSSE(ctx context.Context, w http.ResponseWriter, chatID, reply string, turn Turn) bool {
+	type event struct {
+		wait time.Duration
+		data string
+	}
+	var evs []event
+	add := func(wait time.Duration, v any) {
+		b, _ := json.Marshal(v)
+		evs = append(evs, event{wait, string(b)})
+	}
+	add(0, map[string]any{"type": "start", "messageId": newID("msg_"), "chatId": chatID})
+	add(0, map[string]any{"type": "start-step"})
+	for i := range turn.Steps {
+		add(turn.Every, map[string]any{"type": "tool-output-available", "toolCallId": fmt.Sprintf("call_%d", i+1),
+			"output": map[string]any{"step": i + 1, "of": turn.Steps, "status": "done"}})
+	}
+	add(0, map[string]any{"type": "text-start", "id": "txt_0"})
+	for _, piece := range strings.SplitAfter(reply, " ") {
+		if piece != "" {
+			add(0, map[string]any{"type": "text-delta", "id": "txt_0", "delta": piece})
+		}
+	}
+	add(0, map[string]any{"type": "text-end", "id": "txt_0"})
+	add(0, map[string]any{"type": "finish-step"})
+	add(0, map[string]any{"type": "finish", "chatId": chatID})
+	evs = append(evs, event{0, "[DONE]"})
+
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -746,25 +889,17 @@ func writeSSE(w http.ResponseWriter, chatID, reply string) {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
-	send := func(v any) {
-		b, _ := json.Marshal(v)
-		_, _ = fmt.Fprintf(w, "data: %s\n\n", b)
+	for i, ev := range evs {
+		if turn.CutAfter > 0 && i == turn.CutAfter {
+			return false
+		}
+		if !pause(ctx, ev.wait) {
+			return true
+		}
+		_, _ = fmt.Fprintf(w, "data: %s\n\n", ev.data)
 		_ = rc.Flush()
 	}
-	msgID := newID("msg_")
-	send(map[string]any{"type": "start", "messageId": msgID, "chatId": chatID})
-	send(map[string]any{"type": "start-step"})
-	send(map[string]any{"type": "text-start", "id": "txt_0"})
-	for _, piece := range strings.SplitAfter(reply, " ") {
-		if piece != "" {
-			send(map[string]any{"type": "text-delta", "id": "txt_0", "delta": piece})
-		}
-	}
-	send(map[string]any{"type": "text-end", "id": "txt_0"})
-	send(map[string]any{"type": "finish-step"})
-	send(map[string]any{"type": "finish", "chatId": chatID})
-	_, _ = io.WriteString(w, "data: [DONE]\n\n")
-	_ = rc.Flush()
+	return true
 }
 
 // dropConn closes the connection without an answer, as a crashed server or
