@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/internal/config"
+	"github.com/relayd/relayd/internal/daemon"
 	"github.com/relayd/relayd/internal/samples"
 	"github.com/relayd/relayd/internal/verify"
 )
@@ -59,7 +60,7 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	delivery := newUUID()
-	hdr, err := verify.Sign(*src.Verify, body, time.Now(), delivery)
+	hdr, err := verify.Sign(daemon.VerifySpec(src.Verify), body, time.Now(), delivery)
 	if err != nil {
 		return fmt.Errorf("sign as %s: %w", src.Name, err)
 	}

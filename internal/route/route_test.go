@@ -57,7 +57,7 @@ func githubEnv(t testing.TB, ghEvent, action string, edit func(body map[string]a
 			"user-agent":        "GitHub-Hookshot/044aadd",
 		},
 		Body:       body,
-		Raw:        raw,
+		Raw:        string(raw),
 		ReceivedAt: time.Date(2020, 10, 5, 16, 34, 0, 0, time.UTC),
 	}
 	return ev.Env()
@@ -69,7 +69,7 @@ func failed(body map[string]any) {
 }
 
 func textEnv(text string) map[string]any {
-	ev := event.Event{Source: "ci", Headers: map[string]string{}, Body: text, Raw: []byte(text)}
+	ev := event.Event{Source: "ci", Headers: map[string]string{}, Body: text, Raw: text}
 	return ev.Env()
 }
 
