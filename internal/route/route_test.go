@@ -345,7 +345,6 @@ func TestCompileErrors(t *testing.T) {
 		{"conversation syntax", Spec{Conversation: `body.`}, "conversation", "conversation: …"},
 		{"template syntax", Spec{Template: "Hello\n{{ .body.x | nope }}"}, "template", `template: line 2, col 1: function "nope" not defined`},
 		{"template unclosed", Spec{Template: "{{ if .x }}y"}, "template", "template: line 1, col 1: unexpected EOF"},
-		{"template missing", Spec{Template: " \n"}, "template", "template: required: the prompt to send"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
