@@ -134,7 +134,7 @@ func mustJSON(t *testing.T, v any) string {
 // TestHiddenHeaders: routes see every header but the verifier's own
 // credential headers and the generic credentials.
 func TestHiddenHeaders(t *testing.T) {
-	generic := []string{"authorization", "cookie", "proxy-authorization"}
+	generic := []string{"authorization", "cookie", "proxy-authorization", "x-buildkite-token", "x-gitlab-token"}
 	for _, tc := range []struct {
 		v    verify.Spec
 		want []string // besides generic

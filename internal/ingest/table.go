@@ -155,8 +155,10 @@ var senders = map[string]sender{
 	"circleci":          {event: "Circleci-Event-Type"},
 }
 
-// genericCredentials are hidden from routes whatever the verifier reads.
-var genericCredentials = []string{"Authorization", "Proxy-Authorization", "Cookie"}
+// genericCredentials are hidden from routes whatever the verifier reads:
+// HTTP's own, and the senders' tokens that carry a secret as is, which a
+// source that does not check them (type none) may still receive.
+var genericCredentials = []string{"Authorization", "Proxy-Authorization", "Cookie", "X-Gitlab-Token", "X-Buildkite-Token"}
 
 func compileSource(sc *SourceSpec) (*Source, error) {
 	v, err := verify.New(sc.Verify)
