@@ -213,7 +213,17 @@ func (h *Handler) handle(c echo.Context, t *Table, src *Source) (reply, *httpErr
 	}
 
 	batch := queue.Batch{DedupeKey: dedupeKey, DedupeTTL: src.dedupeTTL}
-	headers := flattenHeaders(req.Header, src.hidden)
+	routes := h.routeAll(src, &batch, items, flattenHeaders(req.Header, src.hidden), text, delivery, now)
+	if len(batch.Messages) == 0 {
+		return ok(http.StatusOK, delivery, nil), nil
+	}
+	return h.enqueue(req.Context(), src, batch, delivery, routes)
+}
+
+// routeAll is the routing stage: each item becomes an event, and each
+// route that takes it a message in batch. It returns the routes' names.
+func (h *Handler) routeAll(src *Source, batch *queue.Batch, items []payload.Item, headers map[string]string,
+	text, delivery string, now time.Time) []string {
 	var routes []string
 	for i, it := range items {
 		ev := event.Event{
@@ -230,10 +240,7 @@ func (h *Handler) handle(c echo.Context, t *Table, src *Source) (reply, *httpErr
 		batch.Messages = append(batch.Messages, msgs...)
 		routes = appendUnique(routes, names...)
 	}
-	if len(batch.Messages) == 0 {
-		return ok(http.StatusOK, delivery, nil), nil
-	}
-	return h.enqueue(req.Context(), src, batch, delivery, routes)
+	return routes
 }
 
 // read is the body stage: the body, inflated, within the size limits.
