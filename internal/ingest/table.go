@@ -16,7 +16,7 @@ import (
 // Spec is what ingest serves, as the config loader checked it.
 type Spec struct {
 	MaxBody     int64 // bytes on the wire
-	MaxInflated int64 // bytes after gzip; raised to MaxBody when lower
+	MaxInflated int64 // bytes after gzip; at least MaxBody
 	TrustProxy  bool  // take the peer from X-Forwarded-For
 	DedupeTTL   time.Duration
 	Sources     []SourceSpec
@@ -87,7 +87,7 @@ func Compile(spec Spec) (*Table, error) {
 	t := &Table{
 		byPath:      make(map[string]*Source, len(spec.Sources)),
 		maxBody:     spec.MaxBody,
-		maxInflated: max(spec.MaxInflated, spec.MaxBody),
+		maxInflated: spec.MaxInflated,
 		trustProxy:  spec.TrustProxy,
 	}
 	var errs []error
