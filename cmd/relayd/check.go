@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/internal/config"
-	"github.com/relayd/relayd/internal/ingest"
+	"github.com/relayd/relayd/internal/daemon"
 	"github.com/relayd/relayd/internal/operator"
 )
 
@@ -25,7 +25,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	table, err := ingest.Compile(cfg)
+	table, err := daemon.CompileIngest(cfg)
 	if err != nil {
 		return err
 	}

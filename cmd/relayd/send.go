@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/internal/config"
+	"github.com/relayd/relayd/internal/daemon"
 	"github.com/relayd/relayd/internal/verify"
 )
 
@@ -64,7 +65,7 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	hdr, err := verify.Sign(*src.Verify, smp.body, now, id)
+	hdr, err := verify.Sign(daemon.VerifySpec(src.Verify), smp.body, now, id)
 	if err != nil {
 		return fmt.Errorf("sign as %s: %w", src.Name, err)
 	}

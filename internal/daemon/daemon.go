@@ -79,7 +79,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 	if d.reg == nil {
 		d.reg = prometheus.NewRegistry()
 	}
-	table, err := ingest.Compile(cfg)
+	table, err := CompileIngest(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -327,7 +327,7 @@ func (d *Daemon) reload() error {
 	if err != nil {
 		return err
 	}
-	table, err := ingest.Compile(cfg)
+	table, err := CompileIngest(cfg)
 	if err != nil {
 		return err
 	}

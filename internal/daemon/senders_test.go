@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/internal/config"
+	"github.com/relayd/relayd/internal/daemon"
 	"github.com/relayd/relayd/internal/operator/fake"
 	"github.com/relayd/relayd/internal/verify"
 )
@@ -92,7 +93,7 @@ func TestEverySenderEndToEnd(t *testing.T) {
 			t.Fatalf("no source %s", tc.source)
 		}
 		body := []byte(tc.body)
-		hdr, err := verify.Sign(*src.Verify, body, time.Now(), "sw-"+tc.source)
+		hdr, err := verify.Sign(daemon.VerifySpec(src.Verify), body, time.Now(), "sw-"+tc.source)
 		if err != nil {
 			t.Fatalf("%s: sign: %v", tc.source, err)
 		}

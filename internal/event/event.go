@@ -11,7 +11,7 @@ type Event struct {
 	Delivery   string            // the sender's delivery id, or a generated one
 	Headers    map[string]string // lower-case header name to its first value
 	Body       any               // parsed JSON, decoded form payload, or the text
-	Raw        []byte            // the body as received (after transfer decoding)
+	Raw        string            // the body as received (after transfer decoding); Body's strings may share it
 	ReceivedAt time.Time
 
 	// Extra holds source-specific attributes exposed at the top level of the
@@ -32,7 +32,7 @@ func (e *Event) Env() map[string]any {
 	env["delivery"] = e.Delivery
 	env["headers"] = e.Headers
 	env["body"] = e.Body
-	env["raw"] = string(e.Raw)
+	env["raw"] = e.Raw
 	env["received_at"] = e.ReceivedAt
 	for _, k := range ExtraKeys {
 		env[k] = e.Extra[k]

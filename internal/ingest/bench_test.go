@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/relayd/relayd/internal/config"
+	"github.com/relayd/relayd/internal/daemon"
 	"github.com/relayd/relayd/internal/ingest"
 	"github.com/relayd/relayd/internal/metrics"
 	"github.com/relayd/relayd/internal/queue"
@@ -60,7 +61,7 @@ func benchHandler(b *testing.B, store ingest.Store) *echo.Echo {
 	if err != nil {
 		b.Fatal(err)
 	}
-	table, err := ingest.Compile(cfg)
+	table, err := daemon.CompileIngest(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/relayd/relayd/internal/config"
+	"github.com/relayd/relayd/internal/daemon"
 	"github.com/relayd/relayd/internal/ingest"
 	"github.com/relayd/relayd/internal/queue/boltq"
 )
@@ -44,7 +45,7 @@ func FuzzIngest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	table, err := ingest.Compile(cfg)
+	table, err := daemon.CompileIngest(cfg)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -1,5 +1,8 @@
-// Package ingest accepts webhooks: it verifies, parses, routes and durably
-// queues each one before answering.
+// Package ingest is the HTTP edge: it runs each webhook through its source's compiled pipeline and answers.
+//
+// A request is admitted, read, verified, parsed, routed and durably queued
+// before it is answered; each stage that refuses it returns an httpError,
+// and serve answers and counts in one place.
 package ingest
 
 import (
@@ -25,6 +28,7 @@ import (
 
 	"github.com/relayd/relayd/internal/event"
 	"github.com/relayd/relayd/internal/metrics"
+	"github.com/relayd/relayd/internal/payload"
 	"github.com/relayd/relayd/internal/queue"
 	"github.com/relayd/relayd/internal/verify"
 )
@@ -108,12 +112,55 @@ type errorDetail struct {
 	Message string `json:"message"`
 }
 
-func (h *Handler) fail(c echo.Context, source string, status int, code, msg string) error {
-	h.count(source, status)
-	if status == http.StatusServiceUnavailable {
+// reply is a successful answer; a nil body answers with no content.
+type reply struct {
+	status int
+	body   any
+}
+
+func ok(status int, delivery string, routes []string) reply {
+	if routes == nil {
+		routes = []string{}
+	}
+	return reply{status, answerWithRoutes{Delivery: delivery, Routes: routes}}
+}
+
+// unknownSource labels requests for paths that match no source; request
+// data never becomes a label value.
+const unknownSource = "unknown"
+
+// serve answers and counts every request, in this one place; handle and
+// its stages decide what the answer is.
+func (h *Handler) serve(c echo.Context) error {
+	t := h.table.Load()
+	src := t.byPath[c.Request().URL.Path]
+	name := unknownSource
+	if src != nil {
+		name = src.Name
+	}
+	rep, herr := h.handle(c, t, src)
+	if herr != nil {
+		return h.fail(c, name, herr)
+	}
+	h.count(name, rep.status)
+	if rep.body == nil {
+		return c.NoContent(rep.status)
+	}
+	return c.JSON(rep.status, rep.body)
+}
+
+func (h *Handler) fail(c echo.Context, source string, e *httpError) error {
+	h.count(source, e.status)
+	if e.reason != "" && h.o.Metrics != nil {
+		h.o.Metrics.VerificationFailures.WithLabelValues(source, e.reason).Inc()
+	}
+	switch e.status {
+	case http.StatusMethodNotAllowed:
+		c.Response().Header().Set("Allow", allow)
+	case http.StatusServiceUnavailable:
 		c.Response().Header().Set("Retry-After", strconv.Itoa(int(h.o.RetryAfter/time.Second)))
 	}
-	return c.JSON(status, errorBody{errorDetail{Code: code, Message: msg}})
+	return c.JSON(e.status, errorBody{errorDetail{Code: e.code, Message: e.msg}})
 }
 
 func (h *Handler) count(source string, status int) {
@@ -122,92 +169,69 @@ func (h *Handler) count(source string, status int) {
 	}
 }
 
-// unknownSource labels requests for paths that match no source; request
-// data never becomes a label value.
-const unknownSource = "unknown"
+const allow = "POST, OPTIONS"
 
-func (h *Handler) serve(c echo.Context) error {
+// handle runs one request through its source's compiled pipeline: admit,
+// read, verify, parse, route, enqueue. src is nil when no source has the
+// path.
+func (h *Handler) handle(c echo.Context, t *Table, src *Source) (reply, *httpError) {
 	req := c.Request()
-	t := h.table.Load()
-	src, ok := t.byPath[req.URL.Path]
-	if !ok {
-		return h.fail(c, unknownSource, http.StatusNotFound, "not_found", "no source at this path")
-	}
-	if req.Method == http.MethodOptions {
-		return h.handshake(c, src)
-	}
-	if req.Method != http.MethodPost {
-		c.Response().Header().Set("Allow", "POST, OPTIONS")
-		return h.fail(c, src.Name, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
-	}
-	if h.draining.Load() {
-		return h.fail(c, src.Name, http.StatusServiceUnavailable, "shutting_down", "relayd is shutting down; retry later")
-	}
-	if len(src.AllowNets) > 0 && !allowed(src.AllowNets, peerIP(req, t.trustProxy)) {
-		h.verifyFailed(src, "forbidden_ip")
+	switch {
+	case src == nil:
+		return reply{}, errNotFound
+	case req.Method == http.MethodOptions:
+		return handshake(c.Response().Header(), req.Header), nil
+	case req.Method != http.MethodPost:
+		return reply{}, errMethod
+	case h.draining.Load():
+		return reply{}, errDraining
+	case len(src.allowNets) > 0 && !allowed(src.allowNets, peerIP(req, t.trustProxy)):
 		h.o.Logger.Info("webhook rejected", "source", src.Name, "reason", "forbidden_ip", "remote", req.RemoteAddr)
-		return h.fail(c, src.Name, http.StatusForbidden, "forbidden", "sender address not allowed")
+		return reply{}, errForbidden
 	}
 
 	buf := h.bufs.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer h.bufs.Put(buf)
-	if err := readBody(buf, c.Response(), req, t.maxBody, t.maxInflated); err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) || errors.Is(err, errInflatedTooLarge) {
-			return h.fail(c, src.Name, http.StatusRequestEntityTooLarge, "body_too_large", err.Error())
-		}
-		return h.fail(c, src.Name, http.StatusBadRequest, "invalid_body", "could not read body: "+err.Error())
+	if herr := read(buf, c.Response(), req, t); herr != nil {
+		return reply{}, herr
 	}
-	raw := buf.Bytes()
-
 	now := h.o.Now()
-	res, err := src.Verifier.Verify(&verify.Request{Header: req.Header, Body: raw, Now: now})
-	if err != nil {
-		reason, code := "mismatch", "signature_mismatch"
-		var ve *verify.Error
-		if errors.As(err, &ve) {
-			reason = ve.Reason
-			code = verifyCodes[ve.Reason]
-		}
-		h.verifyFailed(src, reason)
-		h.o.Logger.Info("webhook rejected", "source", src.Name, "reason", reason,
-			"delivery", req.Header.Get(src.DeliveryHeader), "remote", req.RemoteAddr)
-		return h.fail(c, src.Name, http.StatusUnauthorized, code, verifyMessages[reason])
+	res, herr := h.verify(src, req, buf.Bytes(), now)
+	if herr != nil {
+		return reply{}, herr
 	}
 
 	// The one copy of the body: it outlives the pooled buffer, and the
 	// parsed body's strings and the event's raw share it.
-	text := string(raw)
-	items, err := h.parse(src, req.Header, text)
+	text := buf.String()
+	items, err := src.parser.Parse(req.Header, text)
 	if err != nil {
 		h.o.Logger.Debug("webhook body not parseable", "source", src.Name, "remote", req.RemoteAddr, "err", err)
-		return h.fail(c, src.Name, http.StatusBadRequest, "invalid_body", err.Error())
+		return reply{}, badBody(err.Error())
+	}
+	delivery, dedupeKey := src.delivery(req.Header, items, res)
+	if src.pingEvent != "" && len(items) == 1 && items[0].Event == src.pingEvent {
+		return ok(http.StatusOK, delivery, nil), nil
 	}
 
-	delivery := requestDelivery(src, req.Header, items)
-	dedupeKey := ""
-	if delivery != "" {
-		dedupeKey = src.Name + "\x00" + delivery
-	} else if res.ReplayKey != "" {
-		dedupeKey = src.Name + "\x00sig:" + res.ReplayKey
+	batch := queue.Batch{DedupeKey: dedupeKey, DedupeTTL: src.dedupeTTL}
+	routes := h.routeAll(src, &batch, items, flattenHeaders(req.Header, src.hidden), text, delivery, now)
+	if len(batch.Messages) == 0 {
+		return ok(http.StatusOK, delivery, nil), nil
 	}
-	if delivery == "" {
-		delivery = newID()
-	}
-	headers := flattenHeaders(req.Header, src.hidden)
+	return h.enqueue(req.Context(), src, batch, delivery, routes)
+}
 
-	if src.VerifyType == "github" && len(items) == 1 && items[0].event == "ping" {
-		h.count(src.Name, http.StatusOK)
-		return c.JSON(http.StatusOK, answerWithRoutes{Delivery: delivery, Routes: []string{}})
-	}
-
-	batch := queue.Batch{DedupeKey: dedupeKey, DedupeTTL: src.DedupeTTL}
+// routeAll is the routing stage: each item becomes an event, and each
+// route that takes it a message in batch. It returns the routes' names.
+func (h *Handler) routeAll(src *Source, batch *queue.Batch, items []payload.Item, headers map[string]string,
+	text, delivery string, now time.Time) []string {
 	var routes []string
 	for i, it := range items {
 		ev := event.Event{
-			Source: src.Name, Event: it.event, Delivery: it.delivery, Headers: headers,
-			Body: it.body, ReceivedAt: now, Extra: it.extra,
+			Source: src.Name, Event: it.Event, Delivery: it.Delivery, Headers: headers,
+			Body: it.Body, Raw: text, ReceivedAt: now, Extra: it.Extra,
 		}
 		if ev.Delivery == "" {
 			ev.Delivery = delivery
@@ -215,34 +239,62 @@ func (h *Handler) serve(c echo.Context) error {
 				ev.Delivery = delivery + "/" + strconv.Itoa(i)
 			}
 		}
-		msgs, names := h.route(src, &ev, text, now)
+		msgs, names := h.route(src, &ev, now)
 		batch.Messages = append(batch.Messages, msgs...)
 		routes = appendUnique(routes, names...)
 	}
-	if len(batch.Messages) == 0 {
-		h.o.Logger.Debug("event matched no route", "source", src.Name, "delivery", delivery)
-		h.count(src.Name, http.StatusOK)
-		return c.JSON(http.StatusOK, answerWithRoutes{Delivery: delivery, Routes: []string{}})
-	}
+	return routes
+}
 
+// read is the body stage: the body, inflated, within the size limits.
+func read(buf *bytes.Buffer, w http.ResponseWriter, req *http.Request, t *Table) *httpError {
+	err := readBody(buf, w, req, t.maxBody, t.maxInflated)
+	if err == nil {
+		return nil
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) || errors.Is(err, errInflatedTooLarge) {
+		return &httpError{status: http.StatusRequestEntityTooLarge, code: "body_too_large", msg: err.Error()}
+	}
+	return badBody("could not read body: " + err.Error())
+}
+
+// verify is the proof-of-sender stage.
+func (h *Handler) verify(src *Source, req *http.Request, raw []byte, now time.Time) (verify.Result, *httpError) {
+	hdr := req.Header
+	res, err := src.verifier.Verify(&verify.Request{Header: hdr, Body: raw, Now: now})
+	if err == nil {
+		return res, nil
+	}
+	reason := verify.ReasonMismatch
+	var ve *verify.Error
+	if errors.As(err, &ve) {
+		reason = ve.Reason
+	}
+	h.o.Logger.Info("webhook rejected", "source", src.Name, "reason", reason,
+		"delivery", src.headerDelivery(hdr), "remote", req.RemoteAddr)
+	return res, verifyError(reason)
+}
+
+// enqueue is the durable-write stage.
+func (h *Handler) enqueue(ctx context.Context, src *Source, batch queue.Batch, delivery string, routes []string) (reply, *httpError) {
 	// A client that hangs up must not cancel a write that may already be
 	// committed: the answer would lie about what was stored.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), h.o.EnqueueTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.o.EnqueueTimeout)
 	defer cancel()
 	dup, err := h.o.Store.Enqueue(ctx, batch)
 	switch {
 	case errors.Is(err, queue.ErrFull):
-		return h.fail(c, src.Name, http.StatusServiceUnavailable, "queue_full", "too many messages pending; retry later")
+		return reply{}, errQueueFull
 	case err != nil:
 		h.o.Logger.Error("enqueue failed", "source", src.Name, "delivery", delivery, "err", err)
-		return h.fail(c, src.Name, http.StatusServiceUnavailable, "storage_unavailable", "storage unavailable; retry later")
+		return reply{}, errStorage
 	case dup:
 		h.o.Logger.Info("duplicate delivery", "source", src.Name, "delivery", delivery)
 		if h.o.Metrics != nil {
 			h.o.Metrics.Duplicates.WithLabelValues(src.Name).Inc()
 		}
-		h.count(src.Name, http.StatusOK)
-		return c.JSON(http.StatusOK, answer{Delivery: delivery, Duplicate: true})
+		return reply{http.StatusOK, answer{Delivery: delivery, Duplicate: true}}, nil
 	}
 	for _, m := range batch.Messages {
 		if h.o.Metrics != nil {
@@ -253,38 +305,12 @@ func (h *Handler) serve(c echo.Context) error {
 		h.o.Logger.Debug("message queued", "source", src.Name, "delivery", m.Delivery,
 			"route", m.Route, "message_id", m.ID, "event", m.Event)
 	}
-	h.count(src.Name, http.StatusAccepted)
-	return c.JSON(http.StatusAccepted, answerWithRoutes{Delivery: delivery, Routes: routes})
+	return ok(http.StatusAccepted, delivery, routes), nil
 }
 
-var verifyCodes = map[string]string{
-	"missing":   "signature_missing",
-	"mismatch":  "signature_mismatch",
-	"stale":     "timestamp_stale",
-	"malformed": "signature_malformed",
-}
-
-// Fixed texts: a message never echoes a secret or a signature.
-var verifyMessages = map[string]string{
-	"missing":   "signature or token missing",
-	"mismatch":  "signature or token does not match",
-	"stale":     "timestamp outside the allowed tolerance",
-	"malformed": "signature header malformed",
-}
-
-func (h *Handler) verifyFailed(src *Source, reason string) {
-	if h.o.Metrics != nil {
-		h.o.Metrics.VerificationFailures.WithLabelValues(src.Name, reason).Inc()
-	}
-}
-
-// route evaluates every route of src against ev, whose raw body is text,
-// and renders the messages.
-func (h *Handler) route(src *Source, ev *event.Event, text string, now time.Time) ([]queue.Message, []string) {
-	// ev carries no Raw: Env would copy it into a new string; the env gets
-	// the text the body was parsed from instead.
+// route evaluates every route of src against ev and renders the messages.
+func (h *Handler) route(src *Source, ev *event.Event, now time.Time) ([]queue.Message, []string) {
 	env := ev.Env()
-	env["raw"] = text
 	var msgs []queue.Message
 	var names []string
 	for _, r := range src.Routes {
@@ -321,134 +347,66 @@ func (h *Handler) route(src *Source, ev *event.Event, text string, now time.Time
 	return msgs, names
 }
 
-// parse turns the verified body into one or more events.
-func (h *Handler) parse(src *Source, hdr http.Header, raw string) ([]item, error) {
-	ct := hdr.Get("Content-Type")
-	base := item{event: hdr.Get(src.EventHeader)}
-	if src.EventHeader == "" {
-		base.event = ""
+// headerDelivery is the delivery id the sender put in a header, or "".
+func (s *Source) headerDelivery(hdr http.Header) string {
+	for _, name := range s.deliveryHeaders {
+		if v := hdr[name]; len(v) > 0 && v[0] != "" {
+			return v[0]
+		}
 	}
-
-	// CloudEvents binary mode: attributes in ce- headers, data in the body.
-	if hdr.Get("Ce-Specversion") != "" {
-		attrs, err := cloudEventBinary(hdr)
-		if err != nil {
-			return nil, err
-		}
-		body, err := parseBody(src.BodyMode, ct, raw)
-		if err != nil && isJSONType(ct) {
-			return nil, fmt.Errorf("CloudEvent data: %w", err)
-		}
-		if err != nil {
-			body = raw
-		}
-		return []item{{event: attrs["type"].(string), delivery: attrs["id"].(string), body: body,
-			extra: map[string]any{"ce": attrs}}}, nil
-	}
-	switch mediaType(ct) {
-	case "application/cloudevents+json":
-		v, err := parseJSONText(raw)
-		if err != nil {
-			return nil, fmt.Errorf("CloudEvent: %w", err)
-		}
-		it, err := cloudEventStructured(v)
-		if err != nil {
-			return nil, err
-		}
-		return []item{it}, nil
-	case "application/cloudevents-batch+json":
-		v, err := parseJSONText(raw)
-		if err != nil {
-			return nil, fmt.Errorf("CloudEvents batch: %w", err)
-		}
-		list, ok := v.([]any)
-		if !ok {
-			return nil, fmt.Errorf("%w: CloudEvents batch is not an array", errBadEnvelope)
-		}
-		items := make([]item, 0, len(list))
-		for _, e := range list {
-			it, err := cloudEventStructured(e)
-			if err != nil {
-				return nil, err
-			}
-			items = append(items, it)
-		}
-		return items, nil
-	}
-
-	mode := src.BodyMode
-	if src.Unwrap != "" {
-		mode = "json"
-	}
-	body, err := parseBody(mode, ct, raw)
-	if err != nil {
-		return nil, fmt.Errorf("body is not valid JSON: %w", err)
-	}
-	switch src.Unwrap {
-	case "s3":
-		return unwrapS3(body)
-	case "pubsub":
-		return unwrapPubSub(body)
-	case "cloudevents":
-		it, err := cloudEventStructured(body)
-		if err != nil {
-			return nil, err
-		}
-		return []item{it}, nil
-	}
-	base.body = body
-	return []item{base}, nil
+	return ""
 }
 
-func isJSONType(ct string) bool {
-	mt := mediaType(ct)
-	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+// delivery returns the id of the whole request (generated when the sender
+// gave none) and the key it is deduplicated by ("" for none): the sender's
+// delivery id, else the signature's replay key.
+func (s *Source) delivery(hdr http.Header, items []payload.Item, res verify.Result) (delivery, dedupeKey string) {
+	delivery = s.headerDelivery(hdr)
+	if delivery == "" {
+		delivery = itemsDelivery(items)
+	}
+	switch {
+	case delivery != "":
+		dedupeKey = s.Name + "\x00" + delivery
+	case res.ReplayKey != "":
+		dedupeKey = s.Name + "\x00sig:" + res.ReplayKey
+	}
+	if delivery == "" {
+		delivery = newID()
+	}
+	return delivery, dedupeKey
 }
 
-// requestDelivery is the sender's id for the whole request: a delivery
-// header, GitLab's Idempotency-Key, or the id of a single enveloped event.
-func requestDelivery(src *Source, hdr http.Header, items []item) string {
-	if src.DeliveryHeader != "" {
-		if d := hdr.Get(src.DeliveryHeader); d != "" {
-			return d
-		}
-	}
-	if src.VerifyType == "gitlab" {
-		if d := hdr.Get("Idempotency-Key"); d != "" {
-			return d
-		}
-	}
+// itemsDelivery is the id of a single enveloped event, or one made of
+// several events' ids together; "" when an event has none.
+func itemsDelivery(items []payload.Item) string {
 	if len(items) == 1 {
-		return items[0].delivery
-	}
-	// Several enveloped events: their ids together identify the request.
-	hash := sha256.New()
-	for _, it := range items {
-		if it.delivery == "" {
-			return ""
-		}
-		io.WriteString(hash, it.delivery)
-		hash.Write([]byte{0})
+		return items[0].Delivery
 	}
 	if len(items) == 0 {
 		return ""
+	}
+	hash := sha256.New()
+	for _, it := range items {
+		if it.Delivery == "" {
+			return ""
+		}
+		io.WriteString(hash, it.Delivery)
+		hash.Write([]byte{0})
 	}
 	return "batch-" + hex.EncodeToString(hash.Sum(nil)[:12])
 }
 
 // handshake answers the CloudEvents/Event Grid webhook validation request.
-func (h *Handler) handshake(c echo.Context, src *Source) error {
-	origin := c.Request().Header.Get("WebHook-Request-Origin")
+func handshake(w, req http.Header) reply {
+	w.Set("Allow", allow)
+	origin := req.Get("WebHook-Request-Origin")
 	if origin == "" {
-		c.Response().Header().Set("Allow", "POST, OPTIONS")
-		h.count(src.Name, http.StatusNoContent)
-		return c.NoContent(http.StatusNoContent)
+		return reply{status: http.StatusNoContent}
 	}
-	c.Response().Header().Set("WebHook-Allowed-Origin", origin)
-	c.Response().Header().Set("WebHook-Allowed-Rate", "*")
-	c.Response().Header().Set("Allow", "POST, OPTIONS")
-	h.count(src.Name, http.StatusOK)
-	return c.NoContent(http.StatusOK)
+	w.Set("WebHook-Allowed-Origin", origin)
+	w.Set("WebHook-Allowed-Rate", "*")
+	return reply{status: http.StatusOK}
 }
 
 var errInflatedTooLarge = errors.New("inflated body exceeds the limit")

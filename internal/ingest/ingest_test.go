@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/relayd/relayd/internal/config"
+	"github.com/relayd/relayd/internal/daemon"
 	"github.com/relayd/relayd/internal/ingest"
 	"github.com/relayd/relayd/internal/metrics"
 	"github.com/relayd/relayd/internal/queue"
@@ -140,7 +141,7 @@ func newRig(t *testing.T, maxPending string) *rig {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	table, err := ingest.Compile(cfg)
+	table, err := daemon.CompileIngest(cfg)
 	if err != nil {
 		t.Fatalf("compile: %v", err)
 	}
@@ -188,7 +189,7 @@ func (r *rig) do(t *testing.T, method, path string, hdr http.Header, body io.Rea
 
 func signed(t *testing.T, typ string, secrets []string, body []byte, id string) http.Header {
 	t.Helper()
-	h, err := verify.Sign(config.Verify{Type: typ, Secrets: secrets}, body, time.Now(), id)
+	h, err := verify.Sign(verify.Spec{Type: typ, Secrets: secrets}, body, time.Now(), id)
 	if err != nil {
 		t.Fatal(err)
 	}

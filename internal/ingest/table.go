@@ -3,86 +3,118 @@ package ingest
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"strings"
 	"time"
 
-	"github.com/relayd/relayd/internal/config"
+	"github.com/relayd/relayd/internal/payload"
 	"github.com/relayd/relayd/internal/route"
 	"github.com/relayd/relayd/internal/verify"
 )
 
+// Spec is what ingest serves, as the config loader checked it.
+type Spec struct {
+	MaxBody     int64 // bytes on the wire
+	MaxInflated int64 // bytes after gzip; at least MaxBody
+	TrustProxy  bool  // take the peer from X-Forwarded-For
+	DedupeTTL   time.Duration
+	Sources     []SourceSpec
+	Routes      []route.Spec
+}
+
+// SourceSpec is one endpoint.
+type SourceSpec struct {
+	Name           string
+	Path           string
+	Verify         verify.Spec
+	EventHeader    string // "" for the sender's default
+	DeliveryHeader string // "" for the sender's default
+	Body           payload.Mode
+	Envelope       payload.Envelope
+	DedupeTTL      time.Duration // 0 for Spec.DedupeTTL
+	AllowNets      []netip.Prefix
+}
+
+// FieldError is a part of the Spec that does not compile. Field is its path
+// in the config ("sources[1].verify", "routes[2].filter").
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
 // Table is everything ingest needs from one config, compiled. It is
 // swapped whole on reload, so a request sees one consistent config.
 type Table struct {
-	byPath           map[string]*Source
-	sources          []*Source
-	maxBody          int64
-	maxInflated      int64
-	trustProxy       bool
-	defaultDedupeTTL time.Duration
+	byPath      map[string]*Source
+	sources     []*Source
+	maxBody     int64
+	maxInflated int64
+	trustProxy  bool
 }
 
-// Source is one compiled endpoint with the routes that read from it.
+// Source is one compiled endpoint: everything its requests need, decided
+// at load, so that serving one only executes.
 type Source struct {
-	Name           string
-	Path           string
-	VerifyType     string
-	Verifier       verify.Verifier
-	EventHeader    string // canonical header names
-	DeliveryHeader string
-	BodyMode       string
-	Unwrap         string
-	DedupeTTL      time.Duration
-	AllowNets      []netip.Prefix // validated by config
-	Routes         []*route.Route
-	hidden         map[string]bool // lower-case headers never shown to routes
+	Name       string
+	Path       string
+	VerifyType string // for display; requests never branch on it
+	Routes     []*route.Route
+
+	verifier verify.Verifier
+	parser   *payload.Parser
+	// deliveryHeaders name the request's delivery id, first found wins
+	// (canonical): the source's delivery header, then the sender's
+	// fallback (GitLab's Idempotency-Key).
+	deliveryHeaders []string
+	// pingEvent is the sender's connectivity check, answered 200 without
+	// routing (GitHub's ping); "" when the sender has none.
+	pingEvent string
+	dedupeTTL time.Duration
+	allowNets []netip.Prefix
+	hidden    map[string]bool // lower-case headers never shown to routes
 }
 
 // Sources returns the compiled sources in config order.
 func (t *Table) Sources() []*Source { return t.sources }
 
-// Compile builds a Table from a loaded config: verifiers, filters,
-// conversation expressions and templates. Every error names its field.
-func Compile(cfg *config.Config) (*Table, error) {
+// Compile builds a Table: verifiers, body parsers, filters, conversation
+// expressions and templates. Each error is a *FieldError; all are joined.
+func Compile(spec Spec) (*Table, error) {
 	t := &Table{
-		byPath:           make(map[string]*Source, len(cfg.Sources)),
-		maxBody:          cfg.Server.MaxBodyBytes,
-		maxInflated:      cfg.Server.MaxInflatedBytes,
-		trustProxy:       cfg.Server.TrustProxy,
-		defaultDedupeTTL: cfg.Storage.DedupeTTL.D(),
-	}
-	if t.maxInflated < t.maxBody {
-		t.maxInflated = t.maxBody
+		byPath:      make(map[string]*Source, len(spec.Sources)),
+		maxBody:     spec.MaxBody,
+		maxInflated: spec.MaxInflated,
+		trustProxy:  spec.TrustProxy,
 	}
 	var errs []error
-	byName := make(map[string]*Source, len(cfg.Sources))
-	for i := range cfg.Sources {
-		s, err := compileSource(&cfg.Sources[i])
+	byName := make(map[string]*Source, len(spec.Sources))
+	for i := range spec.Sources {
+		s, err := compileSource(&spec.Sources[i])
 		if err != nil {
-			errs = append(errs, fmt.Errorf("sources[%d].%w", i, err))
+			errs = append(errs, &FieldError{Field: fmt.Sprintf("sources[%d].verify", i), Err: err})
 			continue
 		}
-		if s.DedupeTTL == 0 {
-			s.DedupeTTL = t.defaultDedupeTTL
+		if s.dedupeTTL == 0 {
+			s.dedupeTTL = spec.DedupeTTL
 		}
 		t.byPath[s.Path] = s
 		t.sources = append(t.sources, s)
 		byName[s.Name] = s
 	}
-	for i, rc := range cfg.Routes {
-		r, err := route.Compile(route.Spec{
-			Name: rc.Name, Source: rc.Source, Filter: rc.Filter,
-			Conversation: rc.Conversation, Template: rc.Template,
-		})
+	for i, rs := range spec.Routes {
+		r, err := route.Compile(rs)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("routes[%d].%w", i, err))
+			errs = append(errs, routeError(i, err))
 			continue
 		}
-		if s, ok := byName[rc.Source]; ok {
+		// The loader checked that the source exists; a source that did not
+		// compile has its own error above.
+		if s, ok := byName[rs.Source]; ok {
 			s.Routes = append(s.Routes, r)
-		} else {
-			errs = append(errs, fmt.Errorf("routes[%d].source: unknown source %q", i, rc.Source))
 		}
 	}
 	if len(errs) > 0 {
@@ -91,79 +123,86 @@ func Compile(cfg *config.Config) (*Table, error) {
 	return t, nil
 }
 
-// fieldError prefixes an error with the field it is about.
-type fieldError struct {
-	field string
-	err   error
+// routeError puts routes[i] in front of route's own field ("filter").
+func routeError(i int, err error) error {
+	var fe *route.FieldError
+	if errors.As(err, &fe) {
+		return &FieldError{Field: fmt.Sprintf("routes[%d].%s", i, fe.Field), Err: routeCause{fe}}
+	}
+	return &FieldError{Field: fmt.Sprintf("routes[%d]", i), Err: err}
 }
 
-func (e *fieldError) Error() string { return e.field + ": " + e.err.Error() }
-func (e *fieldError) Unwrap() error { return e.err }
+// routeCause is a route.FieldError's cause as route words it (on one line),
+// without the field its own Error puts in front.
+type routeCause struct{ fe *route.FieldError }
 
-func compileSource(sc *config.Source) (*Source, error) {
-	if sc.Verify == nil {
-		return nil, &fieldError{"verify", errors.New("required (write type: none to accept unsigned webhooks)")}
-	}
-	v, err := verify.New(*sc.Verify)
+func (c routeCause) Error() string { return strings.TrimPrefix(c.fe.Error(), c.fe.Field+": ") }
+func (c routeCause) Unwrap() error { return c.fe }
+
+// sender is what a well-known sender's requests look like beyond their
+// signature, keyed by verify type.
+type sender struct {
+	event, delivery  string // default headers for the event type and delivery id
+	deliveryFallback string // header tried when the delivery header is absent
+	ping             string // event answered without routing
+}
+
+var senders = map[string]sender{
+	"github":            {event: "X-Github-Event", delivery: "X-Github-Delivery", ping: "ping"},
+	"gitlab":            {event: "X-Gitlab-Event", delivery: "X-Gitlab-Event-Uuid", deliveryFallback: "Idempotency-Key"},
+	"standard-webhooks": {delivery: "Webhook-Id"},
+	"buildkite":         {event: "X-Buildkite-Event"},
+	"circleci":          {event: "Circleci-Event-Type"},
+}
+
+// genericCredentials are hidden from routes whatever the verifier reads:
+// HTTP's own, and the senders' tokens that carry a secret as is, which a
+// source that does not check them (type none) may still receive.
+var genericCredentials = []string{"Authorization", "Proxy-Authorization", "Cookie", "X-Gitlab-Token", "X-Buildkite-Token"}
+
+func compileSource(sc *SourceSpec) (*Source, error) {
+	v, err := verify.New(sc.Verify)
 	if err != nil {
-		return nil, &fieldError{"verify", err}
+		return nil, err
 	}
-	s := &Source{
-		Name:           sc.Name,
-		Path:           sc.Path,
-		VerifyType:     sc.Verify.Type,
-		Verifier:       v,
-		EventHeader:    sc.EventHeader,
-		DeliveryHeader: sc.DeliveryHeader,
-		BodyMode:       sc.Body,
-		Unwrap:         sc.Unwrap,
-		DedupeTTL:      sc.DedupeTTL.D(),
-		AllowNets:      sc.AllowedPrefixes(),
-		hidden:         hiddenHeaders(sc.Verify),
+	snd := senders[sc.Verify.Type]
+	eventHeader := orDefault(sc.EventHeader, snd.event)
+	var deliveryHeaders []string
+	for _, h := range []string{orDefault(sc.DeliveryHeader, snd.delivery), snd.deliveryFallback} {
+		if h != "" {
+			deliveryHeaders = append(deliveryHeaders, http.CanonicalHeaderKey(h))
+		}
 	}
-	if s.BodyMode == "" {
-		s.BodyMode = "json"
-	}
-	defEvent, defDelivery := senderHeaders(sc.Verify.Type)
-	if s.EventHeader == "" {
-		s.EventHeader = defEvent
-	}
-	if s.DeliveryHeader == "" {
-		s.DeliveryHeader = defDelivery
-	}
-	return s, nil
+	return &Source{
+		Name:            sc.Name,
+		Path:            sc.Path,
+		VerifyType:      sc.Verify.Type,
+		verifier:        v,
+		parser:          payload.New(sc.Body, sc.Envelope, eventHeader),
+		deliveryHeaders: deliveryHeaders,
+		pingEvent:       snd.ping,
+		dedupeTTL:       sc.DedupeTTL,
+		allowNets:       sc.AllowNets,
+		hidden:          hiddenHeaders(v),
+	}, nil
 }
 
-// senderHeaders names where well-known senders put the event type and the
-// delivery id. GitLab's delivery falls back to Idempotency-Key in code.
-func senderHeaders(verifyType string) (event, delivery string) {
-	switch verifyType {
-	case "github":
-		return "X-Github-Event", "X-Github-Delivery"
-	case "gitlab":
-		return "X-Gitlab-Event", "X-Gitlab-Event-Uuid"
-	case "standard-webhooks":
-		return "", "Webhook-Id"
-	case "buildkite":
-		return "X-Buildkite-Event", ""
-	case "circleci":
-		return "Circleci-Event-Type", ""
+// orDefault returns a, or def when a is empty.
+func orDefault(a, def string) string {
+	if a != "" {
+		return a
 	}
-	return "", ""
+	return def
 }
 
-// hiddenHeaders are the credentials a sender proves itself with. They are
-// removed from what routes see, so no template can copy a secret into a
-// prompt (prompts are stored, sent and shown by the admin API).
-func hiddenHeaders(v *config.Verify) map[string]bool {
-	h := map[string]bool{
-		"authorization": true, "proxy-authorization": true, "cookie": true,
-		"x-hub-signature": true, "x-hub-signature-256": true, "x-gitlab-token": true,
-		"webhook-signature": true, "stripe-signature": true, "x-buildkite-signature": true,
-		"x-buildkite-token": true, "circleci-signature": true, "x-signature": true,
-	}
-	if v != nil && v.Header != "" {
-		h[strings.ToLower(v.Header)] = true
+// hiddenHeaders are the credentials a sender proves itself with: the ones
+// v checks and the generic ones. They are removed from what routes see, so
+// no template can copy a secret into a prompt (prompts are stored, sent and
+// shown by the admin API).
+func hiddenHeaders(v verify.Verifier) map[string]bool {
+	h := make(map[string]bool)
+	for _, name := range append(v.Headers(), genericCredentials...) {
+		h[strings.ToLower(name)] = true
 	}
 	return h
 }

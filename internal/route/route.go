@@ -95,9 +95,6 @@ func Compile(s Spec) (*Route, error) {
 			return nil, &FieldError{Field: "conversation", Err: err}
 		}
 	}
-	if strings.TrimSpace(s.Template) == "" {
-		return nil, &FieldError{Field: "template", Err: errors.New("required: the prompt to send")}
-	}
 	if r.prompt, err = templates.Compile(s.Name, s.Template); err != nil {
 		return nil, &FieldError{Field: "template", Err: err}
 	}

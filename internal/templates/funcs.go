@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"math"
 	"reflect"
 	"strconv"
@@ -15,7 +14,28 @@ import (
 	"unicode/utf8"
 )
 
-// builtinFuncs are the helpers, built once; Funcs hands out copies.
+// builtinFuncs are the helpers templates may call, built once, in sprig's argument order
+// (the value last, so they work in pipelines: {{ .body.title | truncate 80 }}):
+//
+//	json v, toJson v          compact JSON, HTML characters not escaped
+//	prettyjson v, toPrettyJson v  JSON indented by two spaces
+//	truncate n s              first n runes of s, then "…" if s was longer
+//	default d v               v, or d when v is empty (nil, "", 0, false, empty map/slice)
+//	empty v                   whether v is empty in that sense
+//	join sep list             list's elements as strings, nils dropped, joined by sep
+//	trim s, lower s, upper s, title s
+//	indent n s, nindent n s   every line of s indented by n spaces (nindent adds a leading newline)
+//	lines n s                 the first n lines of s
+//	replace old new s         every old in s replaced by new
+//	contains sub s, hasPrefix p s, hasSuffix p s
+//	split sep s               s split around sep into a list (empty s: empty list)
+//	quote s...                each argument as a Go double-quoted string, space separated
+//	first list, last list     the first or last element, nil when empty
+//	toString v                v as text: nil is "", numbers without exponent
+//	now                       the current time
+//	date layout t             t (a time, RFC 3339 text, or Unix seconds) in Go layout
+//	index v keys...           like the builtin, but nil for a missing key or index
+//	len v                     like the builtin, but 0 for nil
 var builtinFuncs = template.FuncMap{
 	"json":         toJSON,
 	"toJson":       toJSON,
@@ -47,32 +67,6 @@ var builtinFuncs = template.FuncMap{
 	// nil (or 0) rather than an error, since payloads vary.
 	"index": index,
 	"len":   length,
-}
-
-// Funcs returns the helpers templates may call, in sprig's argument order
-// (the value last, so they work in pipelines: {{ .body.title | truncate 80 }}):
-//
-//	json v, toJson v          compact JSON, HTML characters not escaped
-//	prettyjson v, toPrettyJson v  JSON indented by two spaces
-//	truncate n s              first n runes of s, then "…" if s was longer
-//	default d v               v, or d when v is empty (nil, "", 0, false, empty map/slice)
-//	empty v                   whether v is empty in that sense
-//	join sep list             list's elements as strings, nils dropped, joined by sep
-//	trim s, lower s, upper s, title s
-//	indent n s, nindent n s   every line of s indented by n spaces (nindent adds a leading newline)
-//	lines n s                 the first n lines of s
-//	replace old new s         every old in s replaced by new
-//	contains sub s, hasPrefix p s, hasSuffix p s
-//	split sep s               s split around sep into a list (empty s: empty list)
-//	quote s...                each argument as a Go double-quoted string, space separated
-//	first list, last list     the first or last element, nil when empty
-//	toString v                v as text: nil is "", numbers without exponent
-//	now                       the current time
-//	date layout t             t (a time, RFC 3339 text, or Unix seconds) in Go layout
-//	index v keys...           like the builtin, but nil for a missing key or index
-//	len v                     like the builtin, but 0 for nil
-func Funcs() template.FuncMap {
-	return maps.Clone(builtinFuncs)
 }
 
 func toJSON(v any) (string, error) { return encodeJSON(v, "") }

@@ -1,6 +1,6 @@
 // Package templates renders event data into prompts.
 //
-// Templates are Go text/template with a small set of helpers (see Funcs).
+// Templates are Go text/template with a small set of helpers (see builtinFuncs).
 // Event data is dynamic, so a template must never fail or print "<no value>"
 // because a payload lacks a key: a missing key, or any field reached through
 // a missing or null value ({{ .body.missing.deeper }}), renders empty and is
@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -95,15 +94,6 @@ func (t *Template) Render(data map[string]any) (string, error) {
 		return "", t.execError(err)
 	}
 	return buf.String(), nil
-}
-
-// RenderTo executes the template into w. On error, w may hold part of the
-// output.
-func (t *Template) RenderTo(w io.Writer, data map[string]any) error {
-	if err := t.tmpl.Execute(w, data); err != nil {
-		return t.execError(err)
-	}
-	return nil
 }
 
 // renderError is an execution error whose message shows the template as

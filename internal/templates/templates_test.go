@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -30,7 +31,7 @@ func githubEnv(t testing.TB) map[string]any {
 		Delivery:   "72d3162e-cc78-11e3-81ab-4c9367dc0958",
 		Headers:    map[string]string{"x-github-event": "workflow_run", "content-type": "application/json"},
 		Body:       decode(t, raw),
-		Raw:        raw,
+		Raw:        string(raw),
 		ReceivedAt: time.Date(2020, 10, 5, 16, 33, 50, 0, time.UTC),
 	}
 	return ev.Env()
@@ -297,7 +298,7 @@ func TestRenderTo(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	buf.WriteString(">")
-	if err := tm.RenderTo(&buf, githubEnv(t)); err != nil {
+	if err := tm.renderTo(&buf, githubEnv(t)); err != nil {
 		t.Fatal(err)
 	}
 	if got := buf.String(); got != ">octo-org/octo-repo/" {
@@ -310,8 +311,8 @@ func TestRenderTo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := bad.RenderTo(&buf, githubEnv(t)); err == nil || !strings.Contains(err.Error(), "not a number") {
-		t.Errorf("RenderTo error = %v", err)
+	if err := bad.renderTo(&buf, githubEnv(t)); err == nil || !strings.Contains(err.Error(), "not a number") {
+		t.Errorf("renderTo error = %v", err)
 	}
 }
 
@@ -372,7 +373,7 @@ func BenchmarkRenderToContractExample(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf.Reset()
-		if err := tm.RenderTo(&buf, env); err != nil {
+		if err := tm.renderTo(&buf, env); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -422,7 +423,7 @@ func FuzzCompile(f *testing.F) {
 			data = small
 		}
 		var buf bytes.Buffer
-		_ = tm.RenderTo(&limitWriter{w: &buf, n: 1 << 16}, data)
+		_ = tm.renderTo(&limitWriter{w: &buf, n: 1 << 16}, data)
 	})
 }
 
@@ -440,4 +441,13 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	}
 	l.n -= len(p)
 	return l.w.Write(p)
+}
+
+// renderTo executes the template into w, streaming. On error, w may hold
+// part of the output.
+func (t *Template) renderTo(w io.Writer, data map[string]any) error {
+	if err := t.tmpl.Execute(w, data); err != nil {
+		return t.execError(err)
+	}
+	return nil
 }

@@ -2,12 +2,10 @@ package verify
 
 import (
 	"testing"
-
-	"github.com/relayd/relayd/internal/config"
 )
 
 // benchVerify measures one verifier on the 7.3 KB GitHub push sample.
-func benchVerify(b *testing.B, c config.Verify, signer config.Verify) {
+func benchVerify(b *testing.B, c Spec, signer Spec) {
 	body := pushBody(b)
 	v := mustNew(b, c)
 	h := mustSign(b, signer, body, clock)
@@ -26,18 +24,18 @@ func benchVerify(b *testing.B, c config.Verify, signer config.Verify) {
 }
 
 func BenchmarkGitHubVerify(b *testing.B) {
-	c := config.Verify{Type: "github", Secrets: []string{"bench-secret"}}
+	c := Spec{Type: "github", Secrets: []string{"bench-secret"}}
 	benchVerify(b, c, c)
 }
 
 // Rotation costs one HMAC per secret: every secret is always tried.
 func BenchmarkGitHubVerifyTwoSecrets(b *testing.B) {
-	benchVerify(b, config.Verify{Type: "github", Secrets: []string{"old-secret", "bench-secret"}},
-		config.Verify{Type: "github", Secrets: []string{"bench-secret"}})
+	benchVerify(b, Spec{Type: "github", Secrets: []string{"old-secret", "bench-secret"}},
+		Spec{Type: "github", Secrets: []string{"bench-secret"}})
 }
 
 func BenchmarkGitHubVerifyParallel(b *testing.B) {
-	c := config.Verify{Type: "github", Secrets: []string{"bench-secret"}}
+	c := Spec{Type: "github", Secrets: []string{"bench-secret"}}
 	body := pushBody(b)
 	v := mustNew(b, c)
 	h := mustSign(b, c, body, clock)
@@ -56,8 +54,8 @@ func BenchmarkGitHubVerifyParallel(b *testing.B) {
 
 func BenchmarkGitHubVerifyMismatch(b *testing.B) {
 	body := pushBody(b)
-	v := mustNew(b, config.Verify{Type: "github", Secrets: []string{"bench-secret"}})
-	h := mustSign(b, config.Verify{Type: "github", Secrets: []string{"wrong"}}, body, clock)
+	v := mustNew(b, Spec{Type: "github", Secrets: []string{"bench-secret"}})
+	h := mustSign(b, Spec{Type: "github", Secrets: []string{"wrong"}}, body, clock)
 	r := &Request{Header: h, Body: body, Now: clock}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -68,16 +66,16 @@ func BenchmarkGitHubVerifyMismatch(b *testing.B) {
 }
 
 func BenchmarkStandardWebhooksVerify(b *testing.B) {
-	c := config.Verify{Type: "standard-webhooks", Secrets: []string{whsec("bench key")}}
+	c := Spec{Type: "standard-webhooks", Secrets: []string{whsec("bench key")}}
 	benchVerify(b, c, c)
 }
 
 func BenchmarkStripeVerify(b *testing.B) {
-	c := config.Verify{Type: "stripe", Secrets: []string{"whsec_bench"}}
+	c := Spec{Type: "stripe", Secrets: []string{"whsec_bench"}}
 	benchVerify(b, c, c)
 }
 
 func BenchmarkBearerVerify(b *testing.B) {
-	c := config.Verify{Type: "bearer", Secrets: []string{"bench-token"}}
+	c := Spec{Type: "bearer", Secrets: []string{"bench-token"}}
 	benchVerify(b, c, c)
 }

@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/relayd/relayd/internal/config"
 )
 
 // checkOutcome holds for every verification: it either passes or fails with
@@ -38,7 +36,7 @@ func FuzzGitHub(f *testing.F) {
 	f.Add([]byte("Hello, World?"), ghSig)
 	f.Add([]byte(""), "sha256=")
 	f.Add([]byte("{}"), "sha1=0123")
-	c := config.Verify{Type: "github", Secrets: []string{"rotated-out", ghSecret}}
+	c := Spec{Type: "github", Secrets: []string{"rotated-out", ghSecret}}
 	v := mustNew(f, c)
 	signer := withSecrets(c, ghSecret)
 	f.Fuzz(func(t *testing.T, body []byte, sig string) {
@@ -64,7 +62,7 @@ func FuzzStandardWebhooks(f *testing.F) {
 	f.Add("", "", "", []byte(""))
 	f.Add("id", "-1", "v1,", []byte("x"))
 	f.Add("id", swTS, "v1,====", []byte("x"))
-	c := config.Verify{Type: "standard-webhooks", Secrets: []string{whsec("rotated out"), swSecret}}
+	c := Spec{Type: "standard-webhooks", Secrets: []string{whsec("rotated out"), swSecret}}
 	v := mustNew(f, c)
 	signer := withSecrets(c, swSecret)
 	f.Fuzz(func(t *testing.T, id, ts, sig string, body []byte) {
@@ -87,10 +85,10 @@ func FuzzStandardWebhooks(f *testing.F) {
 // FuzzHMACTimestamped drives the key=value signature header parser, through
 // parsePairs directly and through the Stripe and Buildkite verifiers.
 func FuzzHMACTimestamped(f *testing.F) {
-	stripe := config.Verify{Type: "stripe", Secrets: []string{"whsec_fuzz"}}
-	bk := config.Verify{Type: "buildkite", Secrets: []string{"bk-fuzz"}}
+	stripe := Spec{Type: "stripe", Secrets: []string{"whsec_fuzz"}}
+	bk := Spec{Type: "buildkite", Secrets: []string{"bk-fuzz"}}
 	body := []byte(`{"id":"evt_1"}`)
-	for _, c := range []config.Verify{stripe, bk} {
+	for _, c := range []Spec{stripe, bk} {
 		h := mustSign(f, c, body, clock)
 		for _, v := range h {
 			f.Add(v[0], body)
@@ -123,7 +121,7 @@ func FuzzHMACTimestamped(f *testing.F) {
 		checkOutcome(t, err, "whsec_fuzz")
 		_, err = vb.Verify(&Request{Header: http.Header{"X-Buildkite-Signature": {header}}, Body: body, Now: clock})
 		checkOutcome(t, err, "bk-fuzz")
-		for _, c := range []config.Verify{stripe, bk} {
+		for _, c := range []Spec{stripe, bk} {
 			h := mustSign(t, c, body, clock)
 			res, err := mustNew(t, c).Verify(&Request{Header: h, Body: body, Now: clock})
 			if err != nil || res.ReplayKey == "" {
@@ -139,7 +137,7 @@ func FuzzCircleCI(f *testing.F) {
 	f.Add("v1="+ccSig2+",v2=abcd", []byte(ccBody2))
 	f.Add("v2="+ccSig2, []byte(ccBody2))
 	f.Add("v1", []byte(""))
-	c := config.Verify{Type: "circleci", Secrets: []string{"rotated-out", ccSecret}}
+	c := Spec{Type: "circleci", Secrets: []string{"rotated-out", ccSecret}}
 	v := mustNew(f, c)
 	signer := withSecrets(c, ccSecret)
 	f.Fuzz(func(t *testing.T, header string, body []byte) {

@@ -9,14 +9,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/relayd/relayd/internal/config"
 )
 
 // presets are the senders whose scheme is generic HMAC with fixed settings.
 // A preset fills what the config leaves empty, so any field can still be
 // overridden.
-var presets = map[string]config.Verify{
+var presets = map[string]Spec{
 	// GitHub: X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>.
 	"github": {Header: "X-Hub-Signature-256", Algorithm: "sha256", Encoding: "hex", Prefix: "sha256="},
 	// Buildkite: X-Buildkite-Signature: timestamp=<unix>,signature=<hex> over "timestamp.body".
@@ -33,7 +31,7 @@ var presets = map[string]config.Verify{
 
 func presetBuilder(name string) builder {
 	p := presets[name]
-	return func(c config.Verify) (compiled, error) {
+	return func(c Spec) (compiled, error) {
 		fill := func(dst *string, def string) {
 			if *dst == "" {
 				*dst = def
@@ -77,7 +75,7 @@ type hmacVerifier struct {
 
 var _ Verifier = (*hmacVerifier)(nil)
 
-func newHMAC(c config.Verify) (compiled, error) {
+func newHMAC(c Spec) (compiled, error) {
 	if c.Header == "" {
 		return nil, fmt.Errorf("header: required for type %s", c.Type)
 	}
@@ -153,6 +151,8 @@ func checkPairKey(field, k, sep string) error {
 	return nil
 }
 
+func (v *hmacVerifier) Headers() []string { return []string{v.header} }
+
 func (v *hmacVerifier) Verify(r *Request) (Result, error) {
 	val := r.Header.Get(v.header)
 	if val == "" {
@@ -216,7 +216,7 @@ func (v *hmacVerifier) encName() string {
 	return "hex"
 }
 
-// replayKey names a delivery by its signature header: a resend of the same
+// replayKeyOf names a delivery by its signature header: a resend of the same
 // signed request repeats it exactly, a fresh delivery never does.
 func replayKeyOf(headerValue []byte) string {
 	sum := sha256.Sum256(headerValue)

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/relayd/relayd/internal/config"
 )
 
 // Standard Webhooks (standardwebhooks.com): webhook-id, webhook-timestamp and
@@ -34,14 +32,14 @@ type swVerifier struct {
 
 var _ Verifier = (*swVerifier)(nil)
 
-func newStandardWebhooks(c config.Verify) (compiled, error) {
+func newStandardWebhooks(c Spec) (compiled, error) {
 	if err := onlyFields(c); err != nil {
 		return nil, err
 	}
 	return compileSW(c)
 }
 
-func compileSW(c config.Verify) (*swVerifier, error) {
+func compileSW(c Spec) (*swVerifier, error) {
 	keys := make([][]byte, len(c.Secrets))
 	for i, s := range c.Secrets {
 		k, err := swKey(s)
@@ -70,6 +68,10 @@ func swKey(s string) ([]byte, error) {
 	}
 	return k, nil
 }
+
+// Headers is only the signature: webhook-id and webhook-timestamp are no
+// credential, and routes may read them.
+func (v *swVerifier) Headers() []string { return []string{swSignature} }
 
 func (v *swVerifier) Verify(r *Request) (Result, error) {
 	id := r.Header.Get(swID)

@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-
-	"github.com/relayd/relayd/internal/config"
 )
 
 // tokenSet holds shared-secret tokens as SHA-256 digests, so comparing a
@@ -48,7 +46,7 @@ var _ Verifier = (*gitlabVerifier)(nil)
 
 const gitlabToken = "X-Gitlab-Token"
 
-func newGitLab(c config.Verify) (compiled, error) {
+func newGitLab(c Spec) (compiled, error) {
 	if err := onlyFields(c); err != nil {
 		return nil, err
 	}
@@ -63,6 +61,8 @@ func newGitLab(c config.Verify) (compiled, error) {
 		firstSW: strings.HasPrefix(c.Secrets[0], whsecPrefix),
 	}, nil
 }
+
+func (v *gitlabVerifier) Headers() []string { return []string{gitlabToken, swSignature} }
 
 func (v *gitlabVerifier) Verify(r *Request) (Result, error) {
 	if r.Header.Get(swSignature) != "" {
@@ -97,12 +97,14 @@ type bearerVerifier struct {
 
 var _ Verifier = (*bearerVerifier)(nil)
 
-func newBearer(c config.Verify) (compiled, error) {
+func newBearer(c Spec) (compiled, error) {
 	if err := onlyFields(c); err != nil {
 		return nil, err
 	}
 	return &bearerVerifier{tokens: newTokenSet(c.Secrets), first: c.Secrets[0]}, nil
 }
+
+func (v *bearerVerifier) Headers() []string { return []string{"Authorization"} }
 
 func (v *bearerVerifier) Verify(r *Request) (Result, error) {
 	val := r.Header.Get("Authorization")
@@ -131,7 +133,7 @@ type noneVerifier struct{}
 
 var _ Verifier = noneVerifier{}
 
-func newNone(c config.Verify) (compiled, error) {
+func newNone(c Spec) (compiled, error) {
 	if err := onlyFields(c); err != nil {
 		return nil, err
 	}
@@ -142,5 +144,7 @@ func newNone(c config.Verify) (compiled, error) {
 }
 
 func (noneVerifier) Verify(*Request) (Result, error) { return Result{}, nil }
+
+func (noneVerifier) Headers() []string { return nil }
 
 func (noneVerifier) sign([]byte, time.Time, string) (http.Header, error) { return http.Header{}, nil }

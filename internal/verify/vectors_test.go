@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/relayd/relayd/internal/config"
 )
 
 // Published vectors, as the senders document them.
@@ -37,7 +35,7 @@ func swHeader(sig string) http.Header {
 }
 
 func TestGitHubVector(t *testing.T) {
-	c := config.Verify{Type: "github", Secrets: []string{ghSecret}}
+	c := Spec{Type: "github", Secrets: []string{ghSecret}}
 	v := mustNew(t, c)
 	cases := []struct {
 		name, body, sig, reason string
@@ -65,7 +63,7 @@ func TestGitHubVector(t *testing.T) {
 		})
 	}
 	t.Run("wrong secret", func(t *testing.T) {
-		v := mustNew(t, config.Verify{Type: "github", Secrets: []string{"It's a Secret to Nobody"}})
+		v := mustNew(t, Spec{Type: "github", Secrets: []string{"It's a Secret to Nobody"}})
 		_, err := v.Verify(&Request{Header: http.Header{"X-Hub-Signature-256": {ghSig}}, Body: []byte(ghBody)})
 		if reasonOf(err) != ReasonMismatch {
 			t.Fatalf("got %v, want mismatch", err)
@@ -80,7 +78,7 @@ func TestGitHubVector(t *testing.T) {
 
 func TestStandardWebhooksVector(t *testing.T) {
 	for _, ty := range []string{"standard-webhooks", "gitlab"} {
-		c := config.Verify{Type: ty, Secrets: []string{swSecret}}
+		c := Spec{Type: ty, Secrets: []string{swSecret}}
 		v := mustNew(t, c)
 		cases := []struct {
 			name   string
@@ -113,7 +111,7 @@ func TestStandardWebhooksVector(t *testing.T) {
 	}
 	t.Run("the key is the base64-decoded whsec_", func(t *testing.T) {
 		raw, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(swSecret, whsecPrefix))
-		v := mustNew(t, config.Verify{Type: "standard-webhooks", Secrets: []string{string(raw)}})
+		v := mustNew(t, Spec{Type: "standard-webhooks", Secrets: []string{string(raw)}})
 		if _, err := v.Verify(&Request{Header: swHeader(swSig), Body: []byte(swBody), Now: swClock}); err != nil {
 			t.Fatalf("raw key bytes as the secret: %v", err)
 		}
@@ -121,7 +119,7 @@ func TestStandardWebhooksVector(t *testing.T) {
 }
 
 func TestCircleCIVectors(t *testing.T) {
-	c := config.Verify{Type: "circleci", Secrets: []string{ccSecret}}
+	c := Spec{Type: "circleci", Secrets: []string{ccSecret}}
 	v := mustNew(t, c)
 	cases := []struct {
 		name, body, header, reason string
@@ -149,11 +147,11 @@ func TestCircleCIVectors(t *testing.T) {
 // The same vectors through the generic form the presets stand for.
 func TestPresetsAreGenericHMAC(t *testing.T) {
 	body := []byte("generic")
-	cases := []struct{ preset, generic config.Verify }{
-		{config.Verify{Type: "github"}, config.Verify{Type: "hmac", Header: "X-Hub-Signature-256", Prefix: "sha256="}},
-		{config.Verify{Type: "circleci"}, config.Verify{Type: "hmac", Header: "circleci-signature", SignatureKey: "v1"}},
-		{config.Verify{Type: "stripe"}, config.Verify{Type: "hmac", Header: "Stripe-Signature", Timestamped: true}},
-		{config.Verify{Type: "buildkite"}, config.Verify{Type: "hmac", Header: "X-Buildkite-Signature", Timestamped: true, TimestampKey: "timestamp", SignatureKey: "signature"}},
+	cases := []struct{ preset, generic Spec }{
+		{Spec{Type: "github"}, Spec{Type: "hmac", Header: "X-Hub-Signature-256", Prefix: "sha256="}},
+		{Spec{Type: "circleci"}, Spec{Type: "hmac", Header: "circleci-signature", SignatureKey: "v1"}},
+		{Spec{Type: "stripe"}, Spec{Type: "hmac", Header: "Stripe-Signature", Timestamped: true}},
+		{Spec{Type: "buildkite"}, Spec{Type: "hmac", Header: "X-Buildkite-Signature", Timestamped: true, TimestampKey: "timestamp", SignatureKey: "signature"}},
 	}
 	for _, c := range cases {
 		p, g := withSecrets(c.preset, "k"), withSecrets(c.generic, "k")
@@ -223,7 +221,7 @@ func TestErrorsNeverLeak(t *testing.T) {
 		t.Fatalf("only %d failures checked", checked)
 	}
 	// Config errors about a secret do not quote it either.
-	for _, c := range []config.Verify{
+	for _, c := range []Spec{
 		{Type: "standard-webhooks", Secrets: []string{"whsec_sup3r*s3cret"}},
 		{Type: "gitlab", Secrets: []string{"tok", "whsec_sup3r*s3cret"}},
 	} {
@@ -251,7 +249,7 @@ func TestSignRoundTrip(t *testing.T) {
 		}
 		return "round-trip-secret"
 	}
-	configs := []config.Verify{
+	configs := []Spec{
 		{Type: "hmac", Header: "X-Sig", Algorithm: "sha1"},
 		{Type: "hmac", Header: "X-Sig", Algorithm: "sha512", Encoding: "base64", Prefix: "sha512="},
 		{Type: "hmac", Header: "X-Sig", Timestamped: true, Separator: " ", TimestampKey: "time", SignatureKey: "mac", Encoding: "base64"},
@@ -260,7 +258,7 @@ func TestSignRoundTrip(t *testing.T) {
 		{Type: "gitlab", Secrets: []string{whsec("signing token")}},
 	}
 	for _, ty := range Types {
-		c := config.Verify{Type: ty}
+		c := Spec{Type: ty}
 		if ty == "hmac" {
 			c.Header = "X-Signature"
 		}

@@ -1,6 +1,6 @@
 // Package verify proves a webhook came from its sender.
 //
-// Each verify.type of relay.yaml compiles, once at load, into a Verifier that
+// Each Spec (a source's verify block) compiles, once at load, into a Verifier that
 // checks one request's headers and raw body in constant time against the
 // source's secrets. Several secrets are accepted at once so a secret can be
 // rotated without dropping deliveries. Sign is the sender's side of the same
@@ -15,8 +15,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-
-	"github.com/relayd/relayd/internal/config"
 )
 
 // Request is what a verifier sees: headers, the raw body bytes exactly as
@@ -43,6 +41,32 @@ type Result struct {
 // Verifier checks one request. Implementations are safe for concurrent use.
 type Verifier interface {
 	Verify(r *Request) (Result, error)
+	// Headers lists, in canonical form, the headers that carry the
+	// sender's credential (a signature or a token), so they can be kept
+	// out of what else sees the request.
+	Headers() []string
+}
+
+// Spec is one source's proof-of-sender settings, as written in its verify
+// block; which fields apply depends on Type. Values are checked by the
+// config loader (required type, non-empty secrets, tolerance >= 0); New
+// checks what only a scheme knows.
+type Spec struct {
+	Type    string // one of Types
+	Secrets []string
+	Header  string
+	// Algorithm is sha1, sha256 or sha512; Encoding hex or base64.
+	Algorithm string
+	Encoding  string
+	Prefix    string
+	// Tolerance bounds a signed timestamp's distance from the clock;
+	// 0 means DefaultTolerance.
+	Tolerance time.Duration
+	// Timestamped hmac form: the header holds key=value pairs.
+	Timestamped  bool
+	TimestampKey string
+	SignatureKey string
+	Separator    string // between pairs; default ","
 }
 
 // Failure reasons, a fixed set usable as a metrics label.
@@ -101,7 +125,7 @@ type compiled interface {
 	sign(body []byte, now time.Time, id string) (http.Header, error)
 }
 
-type builder func(c config.Verify) (compiled, error)
+type builder func(c Spec) (compiled, error)
 
 var builders = map[string]builder{
 	"github":            presetBuilder("github"),
@@ -115,10 +139,10 @@ var builders = map[string]builder{
 	"none":              newNone,
 }
 
-// New compiles a verifier from config at load time. Errors name the
+// New compiles a verifier from s at load time. Errors name the
 // sub-field (`secrets: at least one secret is required`); the caller
 // prefixes the path of the verify block.
-func New(c config.Verify) (Verifier, error) {
+func New(c Spec) (Verifier, error) {
 	v, err := compile(c)
 	if err != nil {
 		return nil, err
@@ -126,21 +150,13 @@ func New(c config.Verify) (Verifier, error) {
 	return v, nil
 }
 
-func compile(c config.Verify) (compiled, error) {
-	if c.Type == "" {
-		return nil, fmt.Errorf("type: required, one of %s", strings.Join(Types, ", "))
-	}
+func compile(c Spec) (compiled, error) {
 	b, ok := builders[c.Type]
 	if !ok {
 		return nil, fmt.Errorf("type: %q is not one of %s", c.Type, strings.Join(Types, ", "))
 	}
-	if c.Type != "none" {
-		if err := checkSecrets(c.Secrets); err != nil {
-			return nil, err
-		}
-	}
-	if c.Tolerance < 0 {
-		return nil, fmt.Errorf("tolerance: must not be negative")
+	if c.Type != "none" && len(c.Secrets) == 0 {
+		return nil, fmt.Errorf("secrets: at least one secret is required")
 	}
 	return b(c)
 }
@@ -149,7 +165,7 @@ func compile(c config.Verify) (compiled, error) {
 // signature or token made with the first secret, and for Standard Webhooks
 // webhook-id (id, or a random one when empty) and webhook-timestamp. Event
 // and delivery headers are the caller's. Type none signs nothing.
-func Sign(c config.Verify, body []byte, now time.Time, id string) (http.Header, error) {
+func Sign(c Spec, body []byte, now time.Time, id string) (http.Header, error) {
 	v, err := compile(c)
 	if err != nil {
 		return nil, err
@@ -160,23 +176,11 @@ func Sign(c config.Verify, body []byte, now time.Time, id string) (http.Header, 
 	return v.sign(body, now, id)
 }
 
-func checkSecrets(secrets []string) error {
-	if len(secrets) == 0 {
-		return fmt.Errorf("secrets: at least one secret is required")
-	}
-	for i, s := range secrets {
-		if s == "" {
-			return fmt.Errorf("secrets[%d]: empty secret", i)
-		}
-	}
-	return nil
-}
-
 // onlyFields rejects the settings a type does not read, so a typo'd config
 // (say, an algorithm on a bearer source) fails at load instead of being
 // silently ignored. Tolerance is left out on purpose: untimed types ignore it,
 // so a default applied to every source never trips this check.
-func onlyFields(c config.Verify, allowed ...string) error {
+func onlyFields(c Spec, allowed ...string) error {
 	set := map[string]bool{
 		"header":        c.Header != "",
 		"algorithm":     c.Algorithm != "",
@@ -198,11 +202,11 @@ func onlyFields(c config.Verify, allowed ...string) error {
 	return nil
 }
 
-func tolerance(c config.Verify) time.Duration {
+func tolerance(c Spec) time.Duration {
 	if c.Tolerance == 0 {
 		return DefaultTolerance
 	}
-	return c.Tolerance.D()
+	return c.Tolerance
 }
 
 func now(r *Request) time.Time {

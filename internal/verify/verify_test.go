@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relayd/relayd/internal/config"
 	"github.com/relayd/relayd/internal/samples"
 )
 
@@ -32,7 +31,7 @@ func pushBody(t testing.TB) []byte {
 // look like.
 type scheme struct {
 	name          string
-	cfg           config.Verify // Secrets filled per case
+	cfg           Spec // Secrets filled per case
 	secret, wrong string
 	header        string            // the proof header, removed for "missing"
 	malformed     map[string]string // header values that cannot be parsed
@@ -46,47 +45,47 @@ func schemes() []scheme {
 		return map[string]string{h: prefix + "zz-not-hex"}
 	}
 	return []scheme{
-		{name: "github", cfg: config.Verify{Type: "github"}, secret: "gh-secret", wrong: "gh-wrong",
+		{name: "github", cfg: Spec{Type: "github"}, secret: "gh-secret", wrong: "gh-wrong",
 			header: "X-Hub-Signature-256", malformed: hexMalformed("X-Hub-Signature-256", "sha256="), bodyBound: true},
-		{name: "github/no-prefix", cfg: config.Verify{Type: "github"}, secret: "gh-secret", wrong: "gh-wrong",
+		{name: "github/no-prefix", cfg: Spec{Type: "github"}, secret: "gh-secret", wrong: "gh-wrong",
 			header: "X-Hub-Signature-256", malformed: map[string]string{"X-Hub-Signature-256": "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"}, bodyBound: true},
-		{name: "github/short", cfg: config.Verify{Type: "github"}, secret: "gh-secret", wrong: "gh-wrong",
+		{name: "github/short", cfg: Spec{Type: "github"}, secret: "gh-secret", wrong: "gh-wrong",
 			header: "X-Hub-Signature-256", malformed: map[string]string{"X-Hub-Signature-256": "sha256=757107ea"}, bodyBound: true},
-		{name: "gitlab/token", cfg: config.Verify{Type: "gitlab"}, secret: "gl-token", wrong: "gl-wrong",
+		{name: "gitlab/token", cfg: Spec{Type: "gitlab"}, secret: "gl-token", wrong: "gl-wrong",
 			header: "X-Gitlab-Token", malformed: nil},
-		{name: "gitlab/signing-token", cfg: config.Verify{Type: "gitlab"}, secret: whsec("gitlab signing key"), wrong: whsec("another key"),
+		{name: "gitlab/signing-token", cfg: Spec{Type: "gitlab"}, secret: whsec("gitlab signing key"), wrong: whsec("another key"),
 			header: "Webhook-Signature", malformed: map[string]string{"Webhook-Timestamp": "yesterday"}, bodyBound: true, timestamped: true},
-		{name: "standard-webhooks", cfg: config.Verify{Type: "standard-webhooks"}, secret: whsec("landing key bytes"), wrong: whsec("another key"),
+		{name: "standard-webhooks", cfg: Spec{Type: "standard-webhooks"}, secret: whsec("landing key bytes"), wrong: whsec("another key"),
 			header: "Webhook-Signature", malformed: map[string]string{"Webhook-Signature": "v1,%%%not-base64%%%"}, bodyBound: true, timestamped: true},
-		{name: "standard-webhooks/no-v1", cfg: config.Verify{Type: "standard-webhooks"}, secret: whsec("landing key bytes"), wrong: whsec("another key"),
+		{name: "standard-webhooks/no-v1", cfg: Spec{Type: "standard-webhooks"}, secret: whsec("landing key bytes"), wrong: whsec("another key"),
 			header: "Webhook-Signature", malformed: map[string]string{"Webhook-Signature": "v2,AAAA v1a,BBBB"}, bodyBound: true, timestamped: true},
-		{name: "standard-webhooks/raw-secret", cfg: config.Verify{Type: "standard-webhooks"}, secret: "plain secret bytes", wrong: "other bytes",
+		{name: "standard-webhooks/raw-secret", cfg: Spec{Type: "standard-webhooks"}, secret: "plain secret bytes", wrong: "other bytes",
 			header: "Webhook-Id", malformed: map[string]string{"Webhook-Timestamp": "1e9"}, bodyBound: true, timestamped: true},
-		{name: "hmac/sha256-hex-prefix", cfg: config.Verify{Type: "hmac", Header: "X-Signature", Prefix: "sha256="}, secret: "ci", wrong: "ic",
+		{name: "hmac/sha256-hex-prefix", cfg: Spec{Type: "hmac", Header: "X-Signature", Prefix: "sha256="}, secret: "ci", wrong: "ic",
 			header: "X-Signature", malformed: hexMalformed("X-Signature", "sha256="), bodyBound: true},
-		{name: "hmac/sha1-hex", cfg: config.Verify{Type: "hmac", Header: "X-Hub-Signature", Algorithm: "sha1", Prefix: "sha1="}, secret: "legacy", wrong: "legacy2",
+		{name: "hmac/sha1-hex", cfg: Spec{Type: "hmac", Header: "X-Hub-Signature", Algorithm: "sha1", Prefix: "sha1="}, secret: "legacy", wrong: "legacy2",
 			header: "X-Hub-Signature", malformed: map[string]string{"X-Hub-Signature": "sha1=" + strings.Repeat("ab", 32)}, bodyBound: true},
-		{name: "hmac/sha512-base64", cfg: config.Verify{Type: "hmac", Header: "X-Sig", Algorithm: "sha512", Encoding: "base64"}, secret: "k512", wrong: "k513",
+		{name: "hmac/sha512-base64", cfg: Spec{Type: "hmac", Header: "X-Sig", Algorithm: "sha512", Encoding: "base64"}, secret: "k512", wrong: "k513",
 			header: "X-Sig", malformed: map[string]string{"X-Sig": "!!!!"}, bodyBound: true},
-		{name: "hmac/timestamped-custom", cfg: config.Verify{Type: "hmac", Header: "X-Timed", Timestamped: true, TimestampKey: "ts", SignatureKey: "sig", Separator: ";"},
+		{name: "hmac/timestamped-custom", cfg: Spec{Type: "hmac", Header: "X-Timed", Timestamped: true, TimestampKey: "ts", SignatureKey: "sig", Separator: ";"},
 			secret: "timed", wrong: "timed2", header: "X-Timed", malformed: map[string]string{"X-Timed": "ts=1;garbage"}, bodyBound: true, timestamped: true, replayKey: true},
-		{name: "buildkite", cfg: config.Verify{Type: "buildkite"}, secret: "bk", wrong: "kb",
+		{name: "buildkite", cfg: Spec{Type: "buildkite"}, secret: "bk", wrong: "kb",
 			header: "X-Buildkite-Signature", malformed: map[string]string{"X-Buildkite-Signature": "signature=" + strings.Repeat("00", 32)}, bodyBound: true, timestamped: true, replayKey: true},
-		{name: "circleci", cfg: config.Verify{Type: "circleci"}, secret: "secret", wrong: "terces",
+		{name: "circleci", cfg: Spec{Type: "circleci"}, secret: "secret", wrong: "terces",
 			header: "Circleci-Signature", malformed: map[string]string{"Circleci-Signature": "v2=" + strings.Repeat("00", 32)}, bodyBound: true},
-		{name: "stripe", cfg: config.Verify{Type: "stripe"}, secret: "whsec_stripe_uses_this_string_verbatim", wrong: "whsec_other",
+		{name: "stripe", cfg: Spec{Type: "stripe"}, secret: "whsec_stripe_uses_this_string_verbatim", wrong: "whsec_other",
 			header: "Stripe-Signature", malformed: map[string]string{"Stripe-Signature": "t=notanumber,v1=" + strings.Repeat("00", 32)}, bodyBound: true, timestamped: true, replayKey: true},
-		{name: "bearer", cfg: config.Verify{Type: "bearer"}, secret: "bearer-token", wrong: "bearer-wrong",
+		{name: "bearer", cfg: Spec{Type: "bearer"}, secret: "bearer-token", wrong: "bearer-wrong",
 			header: "Authorization", malformed: map[string]string{"Authorization": "Basic dXNlcjpwYXNz"}},
 	}
 }
 
-func withSecrets(c config.Verify, s ...string) config.Verify {
+func withSecrets(c Spec, s ...string) Spec {
 	c.Secrets = s
 	return c
 }
 
-func mustSign(t testing.TB, c config.Verify, body []byte, at time.Time, id ...string) http.Header {
+func mustSign(t testing.TB, c Spec, body []byte, at time.Time, id ...string) http.Header {
 	t.Helper()
 	if len(id) == 0 {
 		id = []string{"msg_test_1"}
@@ -98,7 +97,7 @@ func mustSign(t testing.TB, c config.Verify, body []byte, at time.Time, id ...st
 	return h
 }
 
-func mustNew(t testing.TB, c config.Verify) Verifier {
+func mustNew(t testing.TB, c Spec) Verifier {
 	t.Helper()
 	v, err := New(c)
 	if err != nil {
@@ -213,13 +212,13 @@ func TestVerifyTable(t *testing.T) {
 }
 
 func TestNone(t *testing.T) {
-	v := mustNew(t, config.Verify{Type: "none"})
+	v := mustNew(t, Spec{Type: "none"})
 	for _, h := range []http.Header{nil, {}, {"X-Hub-Signature-256": {"sha256=00"}}} {
 		if _, err := v.Verify(&Request{Header: h, Body: []byte("anything")}); err != nil {
 			t.Errorf("none rejected %v: %v", h, err)
 		}
 	}
-	h := mustSign(t, config.Verify{Type: "none"}, []byte("x"), clock)
+	h := mustSign(t, Spec{Type: "none"}, []byte("x"), clock)
 	if len(h) != 0 {
 		t.Errorf("none signed headers %v, want none", h)
 	}
@@ -227,7 +226,7 @@ func TestNone(t *testing.T) {
 
 func TestReplayKeyIsHashOfHeader(t *testing.T) {
 	body := []byte(`{"event":"build.finished"}`)
-	c := config.Verify{Type: "buildkite", Secrets: []string{"bk"}}
+	c := Spec{Type: "buildkite", Secrets: []string{"bk"}}
 	h := mustSign(t, c, body, clock)
 	res, err := mustNew(t, c).Verify(&Request{Header: h, Body: body, Now: clock})
 	if err != nil {
@@ -252,8 +251,8 @@ func TestGitLabChoosesOnWebhookSignature(t *testing.T) {
 	body := []byte(`{"object_kind":"push"}`)
 	token := "gl-token"
 	signing := whsec("gitlab signing key")
-	v := mustNew(t, config.Verify{Type: "gitlab", Secrets: []string{token, signing}})
-	signed := mustSign(t, config.Verify{Type: "gitlab", Secrets: []string{signing}}, body, clock)
+	v := mustNew(t, Spec{Type: "gitlab", Secrets: []string{token, signing}})
+	signed := mustSign(t, Spec{Type: "gitlab", Secrets: []string{signing}}, body, clock)
 
 	cases := []struct {
 		name   string
@@ -299,7 +298,7 @@ func reasonOf(err error) string {
 }
 
 func TestBearerForms(t *testing.T) {
-	v := mustNew(t, config.Verify{Type: "bearer", Secrets: []string{"tok-a", "tok-b"}})
+	v := mustNew(t, Spec{Type: "bearer", Secrets: []string{"tok-a", "tok-b"}})
 	cases := []struct {
 		auth, reason string
 	}{
@@ -323,7 +322,7 @@ func TestBearerForms(t *testing.T) {
 
 func TestPairHeaderForms(t *testing.T) {
 	body := []byte("payload")
-	c := config.Verify{Type: "stripe", Secrets: []string{"whsec_abc"}}
+	c := Spec{Type: "stripe", Secrets: []string{"whsec_abc"}}
 	v := mustNew(t, c)
 	good := mustSign(t, c, body, clock).Get("Stripe-Signature")
 	ts, sig, _ := strings.Cut(good, ",")
@@ -362,7 +361,7 @@ func TestPairHeaderForms(t *testing.T) {
 
 func TestStandardWebhooksSignatureList(t *testing.T) {
 	body := []byte(`{"a":1}`)
-	c := config.Verify{Type: "standard-webhooks", Secrets: []string{whsec("k")}}
+	c := Spec{Type: "standard-webhooks", Secrets: []string{whsec("k")}}
 	v := mustNew(t, c)
 	h := mustSign(t, c, body, clock)
 	good := h.Get("Webhook-Signature")
@@ -398,7 +397,7 @@ func TestStandardWebhooksSignatureList(t *testing.T) {
 
 func TestZeroNowMeansTimeNow(t *testing.T) {
 	body := []byte("x")
-	c := config.Verify{Type: "stripe", Secrets: []string{"s"}}
+	c := Spec{Type: "stripe", Secrets: []string{"s"}}
 	h := mustSign(t, c, body, time.Time{})
 	if _, err := mustNew(t, c).Verify(&Request{Header: h, Body: body}); err != nil {
 		t.Fatalf("signed now, verified now: %v", err)
@@ -407,7 +406,7 @@ func TestZeroNowMeansTimeNow(t *testing.T) {
 
 func TestToleranceSetting(t *testing.T) {
 	body := []byte("x")
-	c := config.Verify{Type: "standard-webhooks", Secrets: []string{whsec("k")}, Tolerance: config.Duration(time.Hour)}
+	c := Spec{Type: "standard-webhooks", Secrets: []string{whsec("k")}, Tolerance: time.Hour}
 	h := mustSign(t, c, body, clock.Add(-50*time.Minute))
 	if _, err := mustNew(t, c).Verify(&Request{Header: h, Body: body, Now: clock}); err != nil {
 		t.Fatalf("50m old with 1h tolerance: %v", err)
@@ -466,35 +465,33 @@ func TestTypesAllHaveBuilders(t *testing.T) {
 func TestNewErrors(t *testing.T) {
 	cases := []struct {
 		name string
-		c    config.Verify
+		c    Spec
 		want string // the whole message
 	}{
-		{"no type", config.Verify{}, "type: required, one of github, gitlab, standard-webhooks, hmac, buildkite, circleci, stripe, bearer, none"},
-		{"unknown type", config.Verify{Type: "GitHub", Secrets: []string{"s"}}, `type: "GitHub" is not one of github, gitlab, standard-webhooks, hmac, buildkite, circleci, stripe, bearer, none`},
-		{"no secrets", config.Verify{Type: "github"}, "secrets: at least one secret is required"},
-		{"no secrets bearer", config.Verify{Type: "bearer", Secrets: []string{}}, "secrets: at least one secret is required"},
-		{"empty secret", config.Verify{Type: "gitlab", Secrets: []string{"a", ""}}, "secrets[1]: empty secret"},
-		{"bad algorithm", config.Verify{Type: "hmac", Header: "X-S", Algorithm: "md5", Secrets: []string{"s"}}, `algorithm: "md5" is not one of sha1, sha256, sha512`},
-		{"bad encoding", config.Verify{Type: "hmac", Header: "X-S", Encoding: "base32", Secrets: []string{"s"}}, `encoding: "base32" is not one of hex, base64`},
-		{"hmac without header", config.Verify{Type: "hmac", Secrets: []string{"s"}}, "header: required for type hmac"},
-		{"bad header name", config.Verify{Type: "hmac", Header: "X Sig:", Secrets: []string{"s"}}, `header: "X Sig:" is not a valid header name`},
-		{"preset header override checked", config.Verify{Type: "circleci", Header: "bad header", Secrets: []string{"s"}}, `header: "bad header" is not a valid header name`},
-		{"negative tolerance", config.Verify{Type: "stripe", Tolerance: config.Duration(-time.Second), Secrets: []string{"s"}}, "tolerance: must not be negative"},
-		{"bad whsec", config.Verify{Type: "standard-webhooks", Secrets: []string{"whsec_not*base64"}}, "secrets[0]: whsec_ secret is not valid base64"},
-		{"bad whsec in gitlab", config.Verify{Type: "gitlab", Secrets: []string{"tok", "whsec_***"}}, "secrets[1]: whsec_ secret is not valid base64"},
-		{"empty whsec", config.Verify{Type: "standard-webhooks", Secrets: []string{"whsec_"}}, "secrets[0]: whsec_ secret is empty"},
-		{"field not used by type", config.Verify{Type: "bearer", Algorithm: "sha256", Secrets: []string{"s"}}, "algorithm: not used by type bearer"},
-		{"header on standard-webhooks", config.Verify{Type: "standard-webhooks", Header: "X-S", Secrets: []string{"s"}}, "header: not used by type standard-webhooks"},
-		{"timestamped on gitlab", config.Verify{Type: "gitlab", Timestamped: true, Secrets: []string{"s"}}, "timestamped: not used by type gitlab"},
-		{"none with secrets", config.Verify{Type: "none", Secrets: []string{"s"}}, "secrets: not used by type none (nothing would be verified)"},
-		{"none with header", config.Verify{Type: "none", Header: "X-S"}, "header: not used by type none"},
-		{"prefix with pairs", config.Verify{Type: "hmac", Header: "X-S", Timestamped: true, Prefix: "p=", Secrets: []string{"s"}}, "prefix: not used when the header holds key=value pairs (timestamped or signature_key)"},
-		{"separator with =", config.Verify{Type: "hmac", Header: "X-S", Timestamped: true, Separator: "=", Secrets: []string{"s"}}, `separator: "=" must not contain "="`},
-		{"same keys", config.Verify{Type: "hmac", Header: "X-S", Timestamped: true, TimestampKey: "v1", Secrets: []string{"s"}}, `timestamp_key: "v1" is also the signature_key`},
-		{"key with separator", config.Verify{Type: "hmac", Header: "X-S", SignatureKey: "a,b", Secrets: []string{"s"}}, `signature_key: "a,b" must not contain "=", the separator, or surrounding spaces`},
-		{"timestamp_key untimed", config.Verify{Type: "hmac", Header: "X-S", TimestampKey: "t", Secrets: []string{"s"}}, "timestamp_key: only used when timestamped is true"},
-		{"timestamp_key with untimed pairs", config.Verify{Type: "circleci", TimestampKey: "t", Secrets: []string{"s"}}, "timestamp_key: only used when timestamped is true"},
-		{"separator untimed", config.Verify{Type: "hmac", Header: "X-S", Separator: ";", Secrets: []string{"s"}}, "separator: only used when timestamped is true or signature_key is set"},
+		{"no type", Spec{}, `type: "" is not one of github, gitlab, standard-webhooks, hmac, buildkite, circleci, stripe, bearer, none`},
+		{"unknown type", Spec{Type: "GitHub", Secrets: []string{"s"}}, `type: "GitHub" is not one of github, gitlab, standard-webhooks, hmac, buildkite, circleci, stripe, bearer, none`},
+		{"no secrets", Spec{Type: "github"}, "secrets: at least one secret is required"},
+		{"no secrets bearer", Spec{Type: "bearer", Secrets: []string{}}, "secrets: at least one secret is required"},
+		{"bad algorithm", Spec{Type: "hmac", Header: "X-S", Algorithm: "md5", Secrets: []string{"s"}}, `algorithm: "md5" is not one of sha1, sha256, sha512`},
+		{"bad encoding", Spec{Type: "hmac", Header: "X-S", Encoding: "base32", Secrets: []string{"s"}}, `encoding: "base32" is not one of hex, base64`},
+		{"hmac without header", Spec{Type: "hmac", Secrets: []string{"s"}}, "header: required for type hmac"},
+		{"bad header name", Spec{Type: "hmac", Header: "X Sig:", Secrets: []string{"s"}}, `header: "X Sig:" is not a valid header name`},
+		{"preset header override checked", Spec{Type: "circleci", Header: "bad header", Secrets: []string{"s"}}, `header: "bad header" is not a valid header name`},
+		{"bad whsec", Spec{Type: "standard-webhooks", Secrets: []string{"whsec_not*base64"}}, "secrets[0]: whsec_ secret is not valid base64"},
+		{"bad whsec in gitlab", Spec{Type: "gitlab", Secrets: []string{"tok", "whsec_***"}}, "secrets[1]: whsec_ secret is not valid base64"},
+		{"empty whsec", Spec{Type: "standard-webhooks", Secrets: []string{"whsec_"}}, "secrets[0]: whsec_ secret is empty"},
+		{"field not used by type", Spec{Type: "bearer", Algorithm: "sha256", Secrets: []string{"s"}}, "algorithm: not used by type bearer"},
+		{"header on standard-webhooks", Spec{Type: "standard-webhooks", Header: "X-S", Secrets: []string{"s"}}, "header: not used by type standard-webhooks"},
+		{"timestamped on gitlab", Spec{Type: "gitlab", Timestamped: true, Secrets: []string{"s"}}, "timestamped: not used by type gitlab"},
+		{"none with secrets", Spec{Type: "none", Secrets: []string{"s"}}, "secrets: not used by type none (nothing would be verified)"},
+		{"none with header", Spec{Type: "none", Header: "X-S"}, "header: not used by type none"},
+		{"prefix with pairs", Spec{Type: "hmac", Header: "X-S", Timestamped: true, Prefix: "p=", Secrets: []string{"s"}}, "prefix: not used when the header holds key=value pairs (timestamped or signature_key)"},
+		{"separator with =", Spec{Type: "hmac", Header: "X-S", Timestamped: true, Separator: "=", Secrets: []string{"s"}}, `separator: "=" must not contain "="`},
+		{"same keys", Spec{Type: "hmac", Header: "X-S", Timestamped: true, TimestampKey: "v1", Secrets: []string{"s"}}, `timestamp_key: "v1" is also the signature_key`},
+		{"key with separator", Spec{Type: "hmac", Header: "X-S", SignatureKey: "a,b", Secrets: []string{"s"}}, `signature_key: "a,b" must not contain "=", the separator, or surrounding spaces`},
+		{"timestamp_key untimed", Spec{Type: "hmac", Header: "X-S", TimestampKey: "t", Secrets: []string{"s"}}, "timestamp_key: only used when timestamped is true"},
+		{"timestamp_key with untimed pairs", Spec{Type: "circleci", TimestampKey: "t", Secrets: []string{"s"}}, "timestamp_key: only used when timestamped is true"},
+		{"separator untimed", Spec{Type: "hmac", Header: "X-S", Separator: ";", Secrets: []string{"s"}}, "separator: only used when timestamped is true or signature_key is set"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -513,19 +510,44 @@ func TestNewErrors(t *testing.T) {
 }
 
 func TestNewAccepts(t *testing.T) {
-	for _, c := range []config.Verify{
+	for _, c := range []Spec{
 		{Type: "github", Secrets: []string{"s"}},
-		{Type: "github", Secrets: []string{"s"}, Tolerance: config.Duration(time.Minute)}, // a shared default is harmless
+		{Type: "github", Secrets: []string{"s"}, Tolerance: time.Minute}, // a shared default is harmless
 		{Type: "github", Header: "X-Hub-Signature", Algorithm: "sha1", Prefix: "sha1=", Secrets: []string{"s"}},
 		{Type: "hmac", Header: "x-signature", Secrets: []string{"s"}},
 		{Type: "hmac", Header: "X-S", SignatureKey: "v1", Secrets: []string{"s"}},
-		{Type: "stripe", Tolerance: config.Duration(10 * time.Minute), Secrets: []string{"s"}},
+		{Type: "stripe", Tolerance: 10 * time.Minute, Secrets: []string{"s"}},
 		{Type: "buildkite", Separator: ";", Secrets: []string{"s"}},
 		{Type: "none"},
 		{Type: "gitlab", Secrets: []string{"plain", whsec("signing")}},
 	} {
 		if _, err := New(c); err != nil {
 			t.Errorf("New(%+v): %v", c, err)
+		}
+	}
+}
+
+// TestHeaders: each verifier names the headers its credential arrives in,
+// the ones ingest hides from routes.
+func TestHeaders(t *testing.T) {
+	for _, tc := range []struct {
+		c    Spec
+		want []string
+	}{
+		{Spec{Type: "github", Secrets: []string{"s"}}, []string{"X-Hub-Signature-256"}},
+		{Spec{Type: "github", Header: "x-hub-signature", Algorithm: "sha1", Prefix: "sha1=", Secrets: []string{"s"}}, []string{"X-Hub-Signature"}},
+		{Spec{Type: "gitlab", Secrets: []string{"s"}}, []string{"X-Gitlab-Token", "Webhook-Signature"}},
+		{Spec{Type: "standard-webhooks", Secrets: []string{"s"}}, []string{"Webhook-Signature"}},
+		{Spec{Type: "hmac", Header: "x-my-sig", Secrets: []string{"s"}}, []string{"X-My-Sig"}},
+		{Spec{Type: "buildkite", Secrets: []string{"s"}}, []string{"X-Buildkite-Signature"}},
+		{Spec{Type: "circleci", Secrets: []string{"s"}}, []string{"Circleci-Signature"}},
+		{Spec{Type: "stripe", Secrets: []string{"s"}}, []string{"Stripe-Signature"}},
+		{Spec{Type: "bearer", Secrets: []string{"s"}}, []string{"Authorization"}},
+		{Spec{Type: "none"}, nil},
+	} {
+		v := mustNew(t, tc.c)
+		if got := v.Headers(); !slices.Equal(got, tc.want) {
+			t.Errorf("%s %s: Headers() = %q, want %q", tc.c.Type, tc.c.Header, got, tc.want)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package ingest
+package payload
 
 import (
 	"bytes"
@@ -182,7 +182,7 @@ func BenchmarkParseBody(b *testing.B) {
 		b.SetBytes(int64(len(raw)))
 		for b.Loop() {
 			// As ingest does: one copy of the body, then the parse.
-			if _, err := parseBody("json", "application/json", string(raw)); err != nil {
+			if _, err := parseBody(JSON, "application/json", string(raw)); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -1,4 +1,4 @@
-package ingest
+package payload
 
 import (
 	"encoding/base64"
@@ -11,24 +11,15 @@ import (
 	"unicode/utf8"
 )
 
-// item is one event found in a request: most requests carry one, an S3
-// notification or a CloudEvents batch may carry several.
-type item struct {
-	event    string
-	delivery string // "" when the envelope has no id of its own
-	body     any
-	extra    map[string]any
-}
-
 var errBadEnvelope = errors.New("malformed envelope")
 
-// ceHeaderAttrs lists the binary-mode attributes that are not extensions.
+// cePrefix starts the headers that carry a binary-mode CloudEvent's attributes.
 const cePrefix = "ce-"
 
 // cloudEventBinary reads a binary-mode CloudEvent's attributes from headers.
 // Values are percent-decoded once, as the HTTP binding says; invalid UTF-8
-// is rejected.
-func cloudEventBinary(h http.Header) (map[string]any, error) {
+// is rejected. ct is the request's Content-Type, the event's datacontenttype.
+func cloudEventBinary(h http.Header, ct string) (map[string]any, error) {
 	attrs := make(map[string]any)
 	for name, vals := range h {
 		lower := strings.ToLower(name)
@@ -49,17 +40,17 @@ func cloudEventBinary(h http.Header) (map[string]any, error) {
 			return nil, fmt.Errorf("missing ce-%s header", req)
 		}
 	}
-	if ct := h.Get("Content-Type"); ct != "" {
+	if ct != "" {
 		attrs["datacontenttype"] = ct
 	}
 	return attrs, nil
 }
 
 // cloudEventStructured splits a structured-mode event into attributes and data.
-func cloudEventStructured(v any) (item, error) {
+func cloudEventStructured(v any) (Item, error) {
 	m, ok := v.(map[string]any)
 	if !ok {
-		return item{}, fmt.Errorf("%w: CloudEvent is not a JSON object", errBadEnvelope)
+		return Item{}, fmt.Errorf("%w: CloudEvent is not a JSON object", errBadEnvelope)
 	}
 	attrs := make(map[string]any, len(m))
 	var data any
@@ -71,7 +62,7 @@ func cloudEventStructured(v any) (item, error) {
 			s, _ := val.(string)
 			b, err := base64.StdEncoding.DecodeString(s)
 			if err != nil {
-				return item{}, fmt.Errorf("%w: data_base64: %v", errBadEnvelope, err)
+				return Item{}, fmt.Errorf("%w: data_base64: %v", errBadEnvelope, err)
 			}
 			data = decodeMaybeJSON(b)
 		default:
@@ -80,14 +71,14 @@ func cloudEventStructured(v any) (item, error) {
 	}
 	for _, req := range []string{"specversion", "id", "source", "type"} {
 		if s, _ := attrs[req].(string); s == "" {
-			return item{}, fmt.Errorf("%w: CloudEvent has no %q attribute", errBadEnvelope, req)
+			return Item{}, fmt.Errorf("%w: CloudEvent has no %q attribute", errBadEnvelope, req)
 		}
 	}
-	return item{
-		event:    attrs["type"].(string),
-		delivery: attrs["id"].(string),
-		body:     data,
-		extra:    map[string]any{"ce": attrs},
+	return Item{
+		Event:    attrs["type"].(string),
+		Delivery: attrs["id"].(string),
+		Body:     data,
+		Extra:    map[string]any{"ce": attrs},
 	}, nil
 }
 
@@ -101,7 +92,7 @@ func decodeMaybeJSON(b []byte) any {
 
 // unwrapS3 handles an S3 event notification, also inside an SNS envelope,
 // and an EventBridge "Object Created"-style event: one item per record.
-func unwrapS3(v any) ([]item, error) {
+func unwrapS3(v any) ([]Item, error) {
 	m, ok := v.(map[string]any)
 	if !ok {
 		return nil, fmt.Errorf("%w: not a JSON object", errBadEnvelope)
@@ -118,8 +109,8 @@ func unwrapS3(v any) ([]item, error) {
 			items, err := unwrapS3(inner)
 			if id, _ := m["MessageId"].(string); id != "" {
 				for i := range items {
-					if items[i].delivery == "" {
-						items[i].delivery = id + "/" + strconv.Itoa(i)
+					if items[i].Delivery == "" {
+						items[i].Delivery = id + "/" + strconv.Itoa(i)
 					}
 				}
 			}
@@ -127,7 +118,7 @@ func unwrapS3(v any) ([]item, error) {
 		case "SubscriptionConfirmation", "UnsubscribeConfirmation":
 			// Confirming needs a request to the SubscribeURL, which an
 			// operator should do knowingly; pass it to routes as an event.
-			return []item{{event: "sns:" + t, body: m}}, nil
+			return []Item{{Event: "sns:" + t, Body: m}}, nil
 		}
 	}
 	if detail, ok := m["detail"].(map[string]any); ok { // EventBridge
@@ -135,18 +126,18 @@ func unwrapS3(v any) ([]item, error) {
 		object, _ := detail["object"].(map[string]any)
 		event, _ := m["detail-type"].(string)
 		id, _ := m["id"].(string)
-		return []item{{
-			event:    event,
-			delivery: id,
-			body:     m,
-			extra:    map[string]any{"object": objectInfo(bucket["name"], object["key"], object["size"], event)},
+		return []Item{{
+			Event:    event,
+			Delivery: id,
+			Body:     m,
+			Extra:    map[string]any{"object": objectInfo(bucket["name"], object["key"], object["size"], event)},
 		}}, nil
 	}
 	records, ok := m["Records"].([]any)
 	if !ok {
 		return nil, fmt.Errorf("%w: no Records array", errBadEnvelope)
 	}
-	items := make([]item, 0, len(records))
+	items := make([]Item, 0, len(records))
 	for i, r := range records {
 		rec, ok := r.(map[string]any)
 		if !ok {
@@ -165,11 +156,11 @@ func unwrapS3(v any) ([]item, error) {
 		if seq, _ := object["sequencer"].(string); seq != "" {
 			delivery = fmt.Sprint(bucket["name"], "/", key, "@", seq)
 		}
-		items = append(items, item{
-			event:    event,
-			delivery: delivery,
-			body:     rec,
-			extra:    map[string]any{"object": objectInfo(bucket["name"], key, object["size"], event)},
+		items = append(items, Item{
+			Event:    event,
+			Delivery: delivery,
+			Body:     rec,
+			Extra:    map[string]any{"object": objectInfo(bucket["name"], key, object["size"], event)},
 		})
 	}
 	return items, nil
@@ -180,7 +171,7 @@ func objectInfo(bucket, key, size any, event string) map[string]any {
 }
 
 // unwrapPubSub handles a Pub/Sub push envelope: message.data is base64.
-func unwrapPubSub(v any) ([]item, error) {
+func unwrapPubSub(v any) ([]Item, error) {
 	m, ok := v.(map[string]any)
 	if !ok {
 		return nil, fmt.Errorf("%w: not a JSON object", errBadEnvelope)
@@ -210,5 +201,5 @@ func unwrapPubSub(v any) ([]item, error) {
 	if b, ok := attrs["bucketId"]; ok {
 		extra["object"] = objectInfo(b, attrs["objectId"], nil, event)
 	}
-	return []item{{event: event, delivery: id, body: body, extra: extra}}, nil
+	return []Item{{Event: event, Delivery: id, Body: body, Extra: extra}}, nil
 }

@@ -1,0 +1,76 @@
+package daemon
+
+import (
+	"github.com/relayd/relayd/internal/config"
+	"github.com/relayd/relayd/internal/ingest"
+	"github.com/relayd/relayd/internal/payload"
+	"github.com/relayd/relayd/internal/route"
+	"github.com/relayd/relayd/internal/verify"
+)
+
+// CompileIngest compiles what ingest serves from a loaded (validated)
+// config. Errors are *ingest.FieldError, named by their config path.
+func CompileIngest(cfg *config.Config) (*ingest.Table, error) {
+	return ingest.Compile(IngestSpec(cfg))
+}
+
+// IngestSpec maps a loaded config to ingest's own spec.
+func IngestSpec(cfg *config.Config) ingest.Spec {
+	spec := ingest.Spec{
+		MaxBody:     cfg.Server.MaxBodyBytes,
+		MaxInflated: cfg.Server.MaxInflatedBytes,
+		TrustProxy:  cfg.Server.TrustProxy,
+		DedupeTTL:   cfg.Storage.DedupeTTL.D(),
+		Sources:     make([]ingest.SourceSpec, len(cfg.Sources)),
+		Routes:      make([]route.Spec, len(cfg.Routes)),
+	}
+	for i := range cfg.Sources {
+		sc := &cfg.Sources[i]
+		spec.Sources[i] = ingest.SourceSpec{
+			Name:           sc.Name,
+			Path:           sc.Path,
+			Verify:         VerifySpec(sc.Verify),
+			EventHeader:    sc.EventHeader,
+			DeliveryHeader: sc.DeliveryHeader,
+			Body:           bodyModes[sc.Body],
+			Envelope:       envelopes[sc.Unwrap],
+			DedupeTTL:      sc.DedupeTTL.D(),
+			AllowNets:      sc.AllowedPrefixes(),
+		}
+	}
+	for i, rc := range cfg.Routes {
+		spec.Routes[i] = route.Spec{
+			Name: rc.Name, Source: rc.Source, Filter: rc.Filter,
+			Conversation: rc.Conversation, Template: rc.Template,
+		}
+	}
+	return spec
+}
+
+// bodyModes and envelopes map the values config accepts for body and
+// unwrap; config rejects any other, and "" is the default.
+var (
+	bodyModes = map[string]payload.Mode{"": payload.JSON, "json": payload.JSON, "text": payload.Text, "auto": payload.Auto}
+	envelopes = map[string]payload.Envelope{"": payload.Bare, "s3": payload.S3, "pubsub": payload.PubSub, "cloudevents": payload.CloudEvents}
+)
+
+// VerifySpec maps a source's verify block to verify's spec; nil (which
+// config rejects) maps to the zero Spec, which verify.New rejects.
+func VerifySpec(v *config.Verify) verify.Spec {
+	if v == nil {
+		return verify.Spec{}
+	}
+	return verify.Spec{
+		Type:         v.Type,
+		Secrets:      v.Secrets,
+		Header:       v.Header,
+		Algorithm:    v.Algorithm,
+		Encoding:     v.Encoding,
+		Prefix:       v.Prefix,
+		Tolerance:    v.Tolerance.D(),
+		Timestamped:  v.Timestamped,
+		TimestampKey: v.TimestampKey,
+		SignatureKey: v.SignatureKey,
+		Separator:    v.Separator,
+	}
+}
