@@ -24,10 +24,11 @@ var ErrEmptyMatch = errors.New("matches the empty string")
 // Redactor replaces credentials in a turn's text by [REDACTED]. It is built
 // once at load and safe for concurrent use.
 //
-// Each kind starts with a literal (ghp_, AKIA, -----BEGIN …) and the scan
-// looks for those literals first: a regexp runs only where one occurs, and
-// only from there. A turn without any of them costs a few substring
-// searches, not a regexp pass per kind.
+// Each built-in kind starts with a literal (ghp_, AKIA, -----BEGIN …). One
+// scan finds which literals occur; a kind's regexp runs only where its
+// literal occurs, only from there and over a bounded window. A turn without
+// any costs a few byte searches, not a regexp pass per kind. User patterns
+// run over the whole text, when their literal prefix (if any) occurs.
 type Redactor struct {
 	rules   []*rule
 	builtin bool // rules starts with builtinRules
@@ -39,6 +40,7 @@ type rule struct {
 	// lits are the literals a match starts with (for built-ins) or that
 	// must occur in the text (user patterns); none: always run.
 	lits []string
+	sets []litSet // for built-ins, lits grouped by their probed byte (see probe)
 	// re matches at a literal's position (anchored) for built-ins, or
 	// anywhere (user patterns, anchored false).
 	re       *regexp.Regexp
@@ -53,8 +55,9 @@ type rule struct {
 	// state in proportion to its input, so a try at each literal must not
 	// cost the length of the rest of the text.
 	window int
-	// quick, when set, rejects most candidates before the regexp runs.
-	quick func(s string, i int) bool
+	// locate, when set, finds the next place at or after pos where a match
+	// may start, instead of the literals (which then serve the scan only).
+	locate func(s string, pos int) int
 }
 
 // builtin describes a built-in kind: its literals and the regexp that
@@ -68,7 +71,7 @@ type builtin struct {
 	atStart bool
 	groups  bool
 	window  int // default tokenWindow
-	quick   func(s string, i int) bool
+	locate  func(s string, pos int) int
 	Ref     string
 }
 
@@ -123,7 +126,7 @@ var builtins = []builtin{
 	{
 		// Slack: xoxb-, xoxp- … then a numeric id, so "xoxo-hugs" is not one.
 		Name: "slack",
-		lits: []string{"xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-"},
+		lits: []string{"xox"},
 		expr: `xox[abposr]-[0-9]+-[A-Za-z0-9-]{8,}`,
 		Ref:  `xox[abposr]-[0-9]+-[A-Za-z0-9-]{8,}`,
 	},
@@ -161,7 +164,7 @@ var builtins = []builtin{
 		// it, so JSON around a URL is not taken for one.
 		Name:   "userinfo",
 		lits:   []string{"://"},
-		quick:  hasUserinfo,
+		locate: nextUserinfo,
 		expr:   `://[^\s:/?#@\[\]"'<>\\` + "`" + `{}|^]*:([^\s/?#\[\]"'<>\\` + "`" + `{}|^]+)@`,
 		before: isSchemeChar,
 		groups: true,
@@ -184,8 +187,9 @@ var builtinRules = func() []*rule {
 	for i, b := range builtins {
 		rules[i] = &rule{
 			name: b.Name, lits: b.lits, re: regexp.MustCompile(`^(?:` + b.expr + `)`), anchored: true,
-			before: b.before, atStart: b.atStart, groups: b.groups, window: b.window, quick: b.quick,
+			before: b.before, atStart: b.atStart, groups: b.groups, window: b.window, locate: b.locate,
 		}
+		rules[i].sets = litSets(b.lits)
 		if rules[i].window == 0 {
 			rules[i].window = tokenWindow
 		}
@@ -271,19 +275,23 @@ func (ru *rule) apply(s string) (string, int) {
 	}
 	var b strings.Builder
 	last, n := 0, 0
-	next := make([]int, len(ru.lits)) // next occurrence of each literal at or after pos; -1: none
+	next := make([]int, len(ru.sets)) // next occurrence of each set at or after pos; -1: none
 	for k := range next {
 		next[k] = -2
 	}
 	for pos := 0; pos < len(s); {
 		i := -1
-		for k, lit := range ru.lits {
+		if ru.locate != nil {
+			if i = ru.locate(s, pos); i < 0 {
+				break
+			}
+		}
+		for k, set := range ru.sets {
+			if ru.locate != nil {
+				break
+			}
 			if next[k] == -2 || (next[k] >= 0 && next[k] < pos) {
-				if j := strings.Index(s[pos:], lit); j >= 0 {
-					next[k] = pos + j
-				} else {
-					next[k] = -1
-				}
+				next[k] = set.index(s, pos)
 			}
 			if next[k] >= 0 && (i < 0 || next[k] < i) {
 				i = next[k]
@@ -297,9 +305,6 @@ func (ru *rule) apply(s string) (string, int) {
 			if i == 0 && !ru.atStart || i > 0 && !ru.before(s[i-1]) {
 				continue
 			}
-		}
-		if ru.quick != nil && !ru.quick(s, i) {
-			continue
 		}
 		m := ru.re.FindStringSubmatchIndex(s[i:min(len(s), i+ru.window)])
 		if m == nil || m[1] == 0 {
@@ -373,10 +378,9 @@ func replaceSpans(b *strings.Builder, s string, last, base int, m []int, groups 
 	return last, replaced
 }
 
-// The scan finds which built-in kinds have a literal in the text, in one
-// pass over it: most turns have none of most, and a single loop over the
-// bytes beats a substring search per literal (many literals start with
-// bytes that are frequent in text). It looks at one byte of each literal,
+// The scan finds which built-in kinds have a literal in the text: most
+// turns have none of most. A substring search per literal would cost more
+// (many literals start with bytes that are frequent in text). It looks at one byte of each literal,
 // picked to be rare in payloads (an underscore in "ghp_", the J in "eyJ"),
 // and checks the literal around each occurrence. Removing a credential
 // never creates a literal (every literal lacks the brackets of
@@ -390,20 +394,68 @@ type probe struct {
 var probeIndex [256]uint8 // byte -> index into probes; 0: none
 var probes = [][]probe{nil}
 
-func init() {
-	// rarest lists bytes in the order they are preferred as the probe.
+// probeOffset picks the byte of lit to look for: the first of a few bytes
+// that are rare in payloads, else the first.
+func probeOffset(lit string) int {
 	const rarest = "J_I:-Bb"
-	for k, b := range builtins {
-		for _, lit := range b.lits {
-			off := -1
-			for _, c := range []byte(rarest) {
-				if off = strings.IndexByte(lit, c); off >= 0 {
-					break
+	for _, c := range []byte(rarest) {
+		if off := strings.IndexByte(lit, c); off >= 0 {
+			return off
+		}
+	}
+	return 0
+}
+
+// A litSet is literals that have the same probed byte at the same offset
+// ("ghp_", "gho_" … all have '_' at 3): one search finds them all.
+type litSet struct {
+	c    byte
+	off  int
+	lits []string
+}
+
+func litSets(lits []string) []litSet {
+	var sets []litSet
+next:
+	for _, lit := range lits {
+		off := probeOffset(lit)
+		for k := range sets {
+			if sets[k].c == lit[off] && sets[k].off == off {
+				sets[k].lits = append(sets[k].lits, lit)
+				continue next
+			}
+		}
+		sets = append(sets, litSet{c: lit[off], off: off, lits: []string{lit}})
+	}
+	return sets
+}
+
+// index returns the first index >= pos where one of the set's literals
+// occurs in s, or -1. It looks for the probed byte (strings.Index would
+// start from the first byte, a frequent letter in "eyJ" or "ghp_").
+func (ls *litSet) index(s string, pos int) int {
+	for from := pos + ls.off; from < len(s); {
+		j := strings.IndexByte(s[from:], ls.c)
+		if j < 0 {
+			return -1
+		}
+		i := from + j - ls.off
+		if s[i] == ls.lits[0][0] || len(ls.lits) > 1 {
+			for _, lit := range ls.lits {
+				if strings.HasPrefix(s[i:], lit) {
+					return i
 				}
 			}
-			if off < 0 {
-				off = 0
-			}
+		}
+		from += j + 1
+	}
+	return -1
+}
+
+func init() {
+	for k, b := range builtins {
+		for _, lit := range b.lits {
+			off := probeOffset(lit)
 			c := lit[off]
 			if probeIndex[c] == 0 {
 				probeIndex[c] = uint8(len(probes))
@@ -415,35 +467,58 @@ func init() {
 }
 
 // scan returns the bits of the built-in rules whose literals occur in s.
+// It jumps from one occurrence of a probed byte to the next (IndexByte is
+// vectorised), and stops looking for a byte once every rule it serves has
+// been seen: "://" is in most payloads, and found once is enough.
 func scan(s string) uint64 {
 	var seen uint64
-	for i := 0; i < len(s); i++ {
-		x := probeIndex[s[i]]
-		if x == 0 {
-			continue
+	for x := 1; x < len(probes); x++ {
+		ps := probes[x]
+		c := ps[0].lit[ps[0].off]
+		var all uint64
+		for _, p := range ps {
+			all |= p.bit
 		}
-		for _, p := range probes[x] {
-			if seen&p.bit == 0 && i >= p.off && strings.HasPrefix(s[i-p.off:], p.lit) {
-				seen |= p.bit
+		for i := 0; seen&all != all; i++ {
+			j := strings.IndexByte(s[i:], c)
+			if j < 0 {
+				break
+			}
+			i += j
+			for _, p := range ps {
+				if seen&p.bit == 0 && i >= p.off && s[i-p.off] == p.lit[0] && strings.HasPrefix(s[i-p.off:], p.lit) {
+					seen |= p.bit
+				}
 			}
 		}
 	}
 	return seen
 }
 
-// hasUserinfo reports whether the URL whose "://" is at i has an @ before
-// its path, query, fragment or the first character that ends a URL in text:
-// most URLs do not, and need no regexp.
-func hasUserinfo(s string, i int) bool {
-	for _, c := range []byte(s[i+3 : min(len(s), i+3+tokenWindow)]) {
-		switch c {
-		case '@':
-			return true
-		case '/', '?', '#', ' ', '\t', '\n', '\r', '"', '\'', '<', '>', '\\':
-			return false
+// nextUserinfo returns where the next "://" at or after pos is followed
+// by an @ before anything that ends a URL's authority, or -1. It goes from
+// @ to @ (rare in payloads) rather than from URL to URL (many).
+func nextUserinfo(s string, pos int) int {
+	for {
+		j := strings.IndexByte(s[pos:], '@')
+		if j < 0 {
+			return -1
 		}
+		at := pos + j
+		for k := at - 1; k >= max(pos+2, at-tokenWindow); k-- {
+			switch s[k] {
+			case '/':
+				if s[k-2:k+1] == "://" {
+					return k - 2
+				}
+			case '?', '#', ' ', '\t', '\n', '\r', '"', '\'', '<', '>', '\\':
+			default:
+				continue
+			}
+			break
+		}
+		pos = at + 1
 	}
-	return false
 }
 
 // notWord reports whether c cannot be part of a word (as \b sees words).
