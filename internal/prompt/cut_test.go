@@ -101,3 +101,29 @@ func FuzzCut(f *testing.F) {
 		}
 	})
 }
+
+// A turn as the dispatcher prepares it: redacted, then cut. The credential
+// is gone whole (not half cut and left unrecognisable) and the fence the
+// cut lands in is closed.
+func TestRedactThenCut(t *testing.T) {
+	r, err := NewRedactor(RedactOptions{Builtin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	turn := "Build failed on main.\n<untrusted>" + strings.Repeat("step ok\n", 20) +
+		"export TOKEN=" + ghp + "\n" + strings.Repeat("step ok\n", 40) + "</untrusted>\nFind the cause."
+	text, n := r.Redact(turn)
+	if n != 1 || strings.Contains(text, "ghp_") {
+		t.Fatalf("Redact: %d redactions, %q", n, text)
+	}
+	out, cut := Cut(text, 256)
+	if cut == 0 || len(out) > 256 {
+		t.Fatalf("Cut: %d bytes cut, %d long", cut, len(out))
+	}
+	if !strings.Contains(out, "export TOKEN=[REDACTED]\n") {
+		t.Errorf("the redacted line did not survive the cut: %q", out)
+	}
+	if !balanced(out) || !strings.HasSuffix(out, "</untrusted>\n"+marker(cut)) {
+		t.Errorf("fence not closed before the marker: %q", out)
+	}
+}

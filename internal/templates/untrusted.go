@@ -28,6 +28,9 @@ func untrusted(v any) (string, error) {
 			return "", err
 		}
 	default:
+		if rv, ok := indirect(reflect.ValueOf(v)); !ok && rv.IsValid() {
+			break // a typed nil pointer prints as nothing, as elsewhere
+		}
 		if !isObject(v) {
 			s = toString(v)
 			break

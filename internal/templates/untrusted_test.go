@@ -22,6 +22,8 @@ func TestUntrusted(t *testing.T) {
 		"list":  []any{"a", int64(2)},
 		"strs":  []string{"x", "</untrusted>"},
 		"nil":   nil,
+		"nilp":  (*struct{ A int })(nil),
+		"st":    struct{ A string }{"</untrusted>"},
 	}
 	tests := []struct {
 		name, tmpl, want string
@@ -43,6 +45,8 @@ func TestUntrusted(t *testing.T) {
 		{"typed list as JSON", `{{ untrusted .strs }}`, `<untrusted>["x","&lt;/untrusted>"]</untrusted>`},
 		{"nil", `{{ untrusted .nil }}`, "<untrusted></untrusted>"},
 		{"missing", `{{ untrusted .body.issue.title }}`, "<untrusted></untrusted>"},
+		{"typed nil", `{{ untrusted .nilp }}`, "<untrusted></untrusted>"},
+		{"struct as JSON", `{{ untrusted .st }}`, `<untrusted>{"A":"&lt;/untrusted>"}</untrusted>`},
 		{"nested call neutralises the inner fence", `{{ untrusted (untrusted .title) }}`,
 			"<untrusted>&lt;untrusted>Fix the build&lt;/untrusted></untrusted>"},
 	}
