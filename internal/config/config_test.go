@@ -166,14 +166,16 @@ func TestDefaults(t *testing.T) {
 			BaseURL: "https://operator.io", APIKey: "op-key", Timeout: Duration(60 * time.Second),
 			Response: "stream", MaxTurn: Duration(30 * time.Minute),
 			Concurrency: 8, RateLimit: RateLimit{PerSecond: 2, Burst: 5},
-			Retry: Retry{Initial: Duration(time.Second), Max: Duration(10 * time.Minute), MaxAttempts: 20},
+			Retry:    Retry{Initial: Duration(time.Second), Max: Duration(10 * time.Minute), MaxAttempts: 20},
+			Preamble: &defaultPreamble,
 		},
 		Log: Log{Level: "info", Format: "json"},
 		Sources: []Source{{
 			Name: "gh", Path: "/hooks/gh", Body: "json", DedupeTTL: Duration(24 * time.Hour),
 			Verify: &Verify{Type: "github", Secrets: []string{"s1"}, Tolerance: Duration(5 * time.Minute)},
 		}},
-		Routes: []Route{{Name: "r1", Source: "gh", Template: "hello"}},
+		Routes: []Route{{Name: "r1", Source: "gh", Template: "hello", MaxPromptBytes: 32768}},
+		Redact: Redact{Builtin: &builtinOn},
 	}
 	got := *c
 	got.lines = nil

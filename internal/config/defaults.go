@@ -1,6 +1,10 @@
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/relayd/relayd/internal/prompt"
+)
 
 // Defaults, as documented on the fields in types.go.
 const (
@@ -34,6 +38,10 @@ const (
 	DefaultWriteTimeout      = 30 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultShutdownTimeout   = 30 * time.Second
+	DefaultMaxPromptBytes    = 32 << 10
+	// MaxMaxPromptBytes is the largest max_prompt_bytes: far beyond what
+	// an agent reads in one turn, it catches a misplaced digit.
+	MaxMaxPromptBytes = 16 << 20
 )
 
 // defaults fills the fields the file left out. A field written with a zero
@@ -96,6 +104,14 @@ func (l *loader) defaults() {
 	dur("operator.retry.initial", &op.Retry.Initial, DefaultRetryInitial)
 	dur("operator.retry.max", &op.Retry.Max, DefaultRetryMax)
 	num("operator.retry.max_attempts", &op.Retry.MaxAttempts, DefaultRetryMaxAttempts)
+	if op.Preamble == nil && !l.written("operator.preamble") {
+		p := prompt.DefaultPreamble
+		op.Preamble = &p
+	}
+	if c.Redact.Builtin == nil {
+		on := true
+		c.Redact.Builtin = &on
+	}
 
 	str("log.level", &c.Log.Level, DefaultLogLevel)
 	logFormat := DefaultLogFormat
@@ -123,5 +139,6 @@ func (l *loader) defaults() {
 		if rl := c.Routes[i].RateLimit; rl != nil {
 			num(index("routes", i)+".rate_limit.burst", &rl.Burst, 1)
 		}
+		num(index("routes", i)+".max_prompt_bytes", &c.Routes[i].MaxPromptBytes, DefaultMaxPromptBytes)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/relayd/relayd/internal/prompt"
 )
 
 // Config is relay.yaml after loading. Durations are parsed, defaults applied,
@@ -28,6 +30,9 @@ type Config struct {
 	Log      Log      `yaml:"log"`
 	Sources  []Source `yaml:"sources"` // at least one
 	Routes   []Route  `yaml:"routes"`
+	// Redact configures what is redacted from every turn's text; a route's
+	// redact adds to it (see RedactFor).
+	Redact Redact `yaml:"redact"`
 
 	// Path is the file the config was read from ("" when from bytes).
 	Path string `yaml:"-"`
@@ -128,6 +133,22 @@ type Operator struct {
 	// then the longest silence of an answer, and MaxTurn caps a whole turn.
 	Response string   `yaml:"response"`
 	MaxTurn  Duration `yaml:"max_turn"` // default 30m
+
+	// Preamble starts the first turn of every new chat. Left out it is
+	// prompt.DefaultPreamble; written as "" there is none. A route's
+	// preamble overrides it (see PreambleFor).
+	Preamble *string `yaml:"preamble"`
+}
+
+// Redact is redact: {patterns, builtin}: credentials replaced by
+// [REDACTED] in every turn's text.
+type Redact struct {
+	// Patterns are Go regular expressions (RE2); when one has capturing
+	// groups, only what they capture is replaced. Compiled at load.
+	Patterns []string `yaml:"patterns"`
+	// Builtin turns the built-in kinds on or off; default true at the top
+	// level, and on a route what the top level says.
+	Builtin *bool `yaml:"builtin"`
 }
 
 // RateLimit is a token bucket.
@@ -209,6 +230,15 @@ type Route struct {
 	Template          string             `yaml:"template"`
 	TemplateFile      string             `yaml:"template_file"`
 	ConversationReset *ConversationReset `yaml:"conversation_reset"`
+	// Preamble overrides operator.preamble for this route's new chats;
+	// "" for none, left out for operator.preamble.
+	Preamble *string `yaml:"preamble"`
+	// Redact adds patterns to the top-level redact, and its builtin, when
+	// written, overrides the top-level one.
+	Redact *Redact `yaml:"redact"`
+	// MaxPromptBytes bounds the text of one turn (a preamble comes on
+	// top); default 32768.
+	MaxPromptBytes int `yaml:"max_prompt_bytes"`
 }
 
 // ConversationReset starts a fresh chat once the current one is older than
@@ -216,6 +246,34 @@ type Route struct {
 type ConversationReset struct {
 	After    Duration `yaml:"after"`
 	Messages int      `yaml:"messages"`
+}
+
+// PreambleFor returns the preamble for new chats of route r: the route's
+// when it has one, else operator.preamble ("" for none).
+func (c *Config) PreambleFor(r *Route) string {
+	if r != nil && r.Preamble != nil {
+		return *r.Preamble
+	}
+	if c.Operator.Preamble != nil {
+		return *c.Operator.Preamble
+	}
+	return prompt.DefaultPreamble
+}
+
+// RedactFor returns the redaction options for route r: the top-level
+// patterns then the route's, and the route's builtin when written, else
+// the top level's (default true). Load has compiled every pattern, so
+// prompt.NewRedactor does not fail on them.
+func (c *Config) RedactFor(r *Route) prompt.RedactOptions {
+	opts := prompt.RedactOptions{Builtin: c.Redact.Builtin == nil || *c.Redact.Builtin}
+	opts.Patterns = append(opts.Patterns, c.Redact.Patterns...)
+	if r != nil && r.Redact != nil {
+		opts.Patterns = append(opts.Patterns, r.Redact.Patterns...)
+		if r.Redact.Builtin != nil {
+			opts.Builtin = *r.Redact.Builtin
+		}
+	}
+	return opts
 }
 
 // Duration is a time.Duration written as "1s", "10m", "24h" in YAML, or as

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/relayd/relayd/internal/prompt"
 )
 
 // nameRE is what source and route names may be: they become metrics labels
@@ -27,6 +29,17 @@ func (l *loader) validate() {
 	l.validateLog()
 	l.validateSources()
 	l.validateRoutes()
+	l.validateRedact("redact", &l.c.Redact)
+}
+
+// validateRedact compiles each pattern as the turn's Redactor will, so a
+// bad one is a load error rather than a surprise on the first turn.
+func (l *loader) validateRedact(p string, r *Redact) {
+	for i, pat := range r.Patterns {
+		if _, err := prompt.CompilePattern(pat); err != nil {
+			l.errorf(index(p+".patterns", i), "%w", err)
+		}
+	}
 }
 
 func (l *loader) validateServer() {
@@ -321,6 +334,12 @@ func (l *loader) validateRoutes() {
 		}
 		if r.RateLimit != nil {
 			l.rateLimit(p+".rate_limit", r.RateLimit)
+		}
+		if r.Redact != nil {
+			l.validateRedact(p+".redact", r.Redact)
+		}
+		if r.MaxPromptBytes < prompt.MinBudget || r.MaxPromptBytes > MaxMaxPromptBytes {
+			l.errorf(p+".max_prompt_bytes", "must be between %d and %d, got %d", prompt.MinBudget, MaxMaxPromptBytes, r.MaxPromptBytes)
 		}
 		if cr := r.ConversationReset; cr != nil {
 			if cr.After < 0 {

@@ -34,6 +34,8 @@ import (
 //	toString v                v as text: nil is "", numbers without exponent
 //	now                       the current time
 //	date layout t             t (a time, RFC 3339 text, or Unix seconds) in Go layout
+//	untrusted v               v fenced: <untrusted>v</untrusted>, markers inside neutralised
+//	                          (objects and lists as JSON); for anything a sender wrote
 //	index v keys...           like the builtin, but nil for a missing key or index
 //	len v                     like the builtin, but 0 for nil
 var builtinFuncs = template.FuncMap{
@@ -63,6 +65,7 @@ var builtinFuncs = template.FuncMap{
 	"toString":     toString,
 	"now":          time.Now,
 	"date":         date,
+	"untrusted":    untrusted,
 	// Lenient versions of the builtins: nil and a missing key or index give
 	// nil (or 0) rather than an error, since payloads vary.
 	"index": index,
