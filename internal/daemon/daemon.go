@@ -34,6 +34,7 @@ type Backend interface {
 	admin.DeadLetters
 	admin.Chats
 	Stats(ctx context.Context) (queue.Stats, error)
+	ChatCounts(ctx context.Context) (map[string]int, error)
 	Ping(ctx context.Context) error
 	Close() error
 }
@@ -126,21 +127,6 @@ func (d *Daemon) initLabels(cfg *config.Config) {
 		routes = append(routes, r.Name)
 	}
 	d.metrics.InitLabels(sources, routes)
-}
-
-// settings derives the dispatcher's settings from a config.
-func settings(cfg *config.Config) dispatch.Settings {
-	s := dispatch.Settings{
-		Concurrency:  cfg.Operator.Concurrency,
-		RateLimit:    cfg.Operator.RateLimit,
-		Retry:        cfg.Operator.Retry,
-		Routes:       make(map[string]dispatch.RouteSettings, len(cfg.Routes)),
-		DrainTimeout: cfg.Server.ShutdownTimeout.D(),
-	}
-	for _, r := range cfg.Routes {
-		s.Routes[r.Name] = dispatch.RouteSettings{RateLimit: r.RateLimit, Reset: r.ConversationReset}
-	}
-	return s
 }
 
 // Registry returns the daemon's metrics registry.

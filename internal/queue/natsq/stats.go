@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,6 +36,21 @@ func (s *Store) Stats(ctx context.Context) (queue.Stats, error) {
 	s.stats, s.statsErr, s.statsAt = st, err, time.Now()
 	s.cacheMu.Unlock()
 	return st, err
+}
+
+// ChatCounts returns the number of chats by route (routes with none are
+// absent), from counts a watcher over the chats bucket keeps current with
+// every replica's writes (see chatCounts), so no chat is listed. Until the
+// watcher has read the bucket once it returns queue.ErrUnavailable.
+func (s *Store) ChatCounts(_ context.Context) (map[string]int, error) {
+	if s.isClosed() {
+		return nil, fmt.Errorf("natsq: chat counts: %w", queue.ErrClosed)
+	}
+	c := s.chatCounts.snapshot()
+	if c == nil {
+		return nil, fmt.Errorf("natsq: chat counts: %w: not read yet", queue.ErrUnavailable)
+	}
+	return c, nil
 }
 
 func (s *Store) readStats(ctx context.Context) (queue.Stats, error) {
