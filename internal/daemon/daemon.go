@@ -129,12 +129,6 @@ func (d *Daemon) initLabels(cfg *config.Config) {
 	d.metrics.InitLabels(sources, routes)
 }
 
-// Registry returns the daemon's metrics registry.
-func (d *Daemon) Registry() *prometheus.Registry { return d.reg }
-
-// Metrics returns the daemon's metrics.
-func (d *Daemon) Metrics() *metrics.Metrics { return d.metrics }
-
 // Store returns the storage backend.
 func (d *Daemon) Store() Backend { return d.store }
 

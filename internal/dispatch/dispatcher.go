@@ -167,7 +167,7 @@ func New(q Queue, chats ChatStore, api Chatter, s Settings, o Options) *Dispatch
 	if d.probeMax < d.probeInitial {
 		d.probeMax = max(time.Minute, d.probeInitial)
 	}
-	d.SetChatter(api)
+	d.setChatter(api)
 	s = cloneSettings(s)
 	d.settings.Store(&s)
 	d.lim = newLimits(s, d.m)
@@ -214,10 +214,9 @@ func (d *Dispatcher) Apply(s Settings) {
 	}
 }
 
-// SetChatter swaps the Operator client, for a reload that builds a new one.
-// A client whose key changes in place needs no call; either way call Resume
-// afterwards so a pause is re-probed at once.
-func (d *Dispatcher) SetChatter(api Chatter) { d.api.Store(&chatterBox{api}) }
+// setChatter swaps the Operator client. A reload changes the client's key
+// in place; tests swap the client whole.
+func (d *Dispatcher) setChatter(api Chatter) { d.api.Store(&chatterBox{api}) }
 
 func (d *Dispatcher) chatter() Chatter { return d.api.Load().Chatter }
 

@@ -28,7 +28,6 @@ var (
 	DispatchOutcomes    = []string{"delivered", "retry", "dead", "paused", "chat_gone", "conflict"}
 	RetryReasons        = slices.Clone(operator.RetryReasons)
 	DeadReasons         = append(slices.Clone(operator.PermanentReasons), ReasonMaxAttempts)
-	QueueStates         = []string{"ready", "delayed", "inflight", "dead"}
 	RateLimitScopes     = []string{"account", "route"}
 )
 
@@ -106,8 +105,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	m.RateLimitWait.WithLabelValues("account")
-	m.RateLimitWait.WithLabelValues("route")
+	for _, s := range RateLimitScopes {
+		m.RateLimitWait.WithLabelValues(s)
+	}
 	return m
 }
 
