@@ -117,19 +117,20 @@ func (s *Store) ListChats(ctx context.Context) ([]queue.Chat, error) {
 // over the bucket keeps them current with every replica's writes, so no
 // scrape lists the chats; it reads values' headers only.
 type chatCounts struct {
+	ready     chan struct{} // closed once the bucket's initial keys are counted
+	readyOnce sync.Once
+
 	mu     sync.Mutex
-	ready  bool              // the bucket's initial keys are counted
 	keys   map[string]string // KV key → route
 	routes map[string]int
 }
 
-// snapshot copies the counts; nil until the initial keys are counted.
+func newChatCounts() *chatCounts { return &chatCounts{ready: make(chan struct{})} }
+
+// snapshot copies the counts.
 func (c *chatCounts) snapshot() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.ready {
-		return nil
-	}
 	return maps.Clone(c.routes)
 }
 
@@ -140,8 +141,9 @@ func (c *chatCounts) reset(keys map[string]string) {
 		routes[r]++
 	}
 	c.mu.Lock()
-	c.keys, c.routes, c.ready = keys, routes, true
+	c.keys, c.routes = keys, routes
 	c.mu.Unlock()
+	c.readyOnce.Do(func() { close(c.ready) })
 }
 
 // set records that key (of route) exists or not.

@@ -181,7 +181,7 @@ type Store struct {
 	statsErr  error
 	statsLock sync.Mutex // one refresh at a time
 
-	chatCounts chatCounts
+	chatCounts *chatCounts
 }
 
 var _ queue.Lease = (*lease)(nil)
@@ -203,6 +203,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		leases:    map[*lease]struct{}{},
 		parts:     map[int]jetstream.Consumer{},
 	}
+	s.chatCounts = newChatCounts()
 	close(s.demandOff) // demand starts off
 	nc, err := s.connect()
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,17 +39,19 @@ func (s *Store) Stats(ctx context.Context) (queue.Stats, error) {
 
 // ChatCounts returns the number of chats by route (routes with none are
 // absent), from counts a watcher over the chats bucket keeps current with
-// every replica's writes (see chatCounts), so no chat is listed. Until the
-// watcher has read the bucket once it returns queue.ErrUnavailable.
-func (s *Store) ChatCounts(_ context.Context) (map[string]int, error) {
+// every replica's writes (see chatCounts), so no chat is listed. Right
+// after Open it waits for the watcher's first read of the bucket, or ctx.
+func (s *Store) ChatCounts(ctx context.Context) (map[string]int, error) {
+	select {
+	case <-s.chatCounts.ready:
+	case <-ctx.Done():
+		return nil, s.fail("chat counts", ctx.Err())
+	case <-s.ctx.Done():
+	}
 	if s.isClosed() {
-		return nil, fmt.Errorf("natsq: chat counts: %w", queue.ErrClosed)
+		return nil, s.fail("chat counts", queue.ErrClosed)
 	}
-	c := s.chatCounts.snapshot()
-	if c == nil {
-		return nil, fmt.Errorf("natsq: chat counts: %w: not read yet", queue.ErrUnavailable)
-	}
-	return c, nil
+	return s.chatCounts.snapshot(), nil
 }
 
 func (s *Store) readStats(ctx context.Context) (queue.Stats, error) {
