@@ -10,10 +10,10 @@ import (
 // another 429), but a nonsensical value must not stall the account forever.
 const maxRetryAfter = 24 * time.Hour
 
-// backoff returns the full-jitter delay before the next try after the
+// Backoff returns the full-jitter delay before the next try after the
 // attempt-th failed attempt (attempt >= 1): rnd × min(max, initial·2^(attempt-1)),
 // where rnd is uniform in [0, 1). A zero max means no ceiling.
-func backoff(p Retry, attempt int, rnd float64) time.Duration {
+func Backoff(p Retry, attempt int, rnd float64) time.Duration {
 	initial, ceiling := p.Initial, p.Max
 	if initial <= 0 {
 		initial = time.Second
@@ -37,13 +37,13 @@ func backoff(p Retry, attempt int, rnd float64) time.Duration {
 	return time.Duration(rnd * window)
 }
 
-// retryDelay is how long to wait before retrying after the attempt-th failed
+// RetryDelay is how long to wait before retrying after the attempt-th failed
 // attempt. A positive retryAfter (the API's Retry-After) wins over the
 // backoff and over retry.max: the retry is never sooner than the API asked,
 // up to maxRetryAfter.
-func retryDelay(p Retry, attempt int, retryAfter time.Duration, rnd float64) time.Duration {
+func RetryDelay(p Retry, attempt int, retryAfter time.Duration, rnd float64) time.Duration {
 	if retryAfter > 0 {
 		return min(retryAfter, maxRetryAfter)
 	}
-	return backoff(p, attempt, rnd)
+	return Backoff(p, attempt, rnd)
 }

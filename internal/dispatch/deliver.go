@@ -337,7 +337,7 @@ func (j *job) retry(p Retry, err error, v operator.Verdict) {
 	f := failureOf(v, now)
 	f.Reason = reasonOr(v.Reason, operator.ReasonTransient)
 	attempts := m.Attempts + 1
-	delay := retryDelay(p, attempts, v.RetryAfter, d.rand())
+	delay := RetryDelay(p, attempts, v.RetryAfter, d.rand())
 	if f.Status == 429 || f.Reason == operator.ReasonRateLimited {
 		// Slow the whole account, not only this conversation, even when
 		// this message has had its last attempt.

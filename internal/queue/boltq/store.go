@@ -125,7 +125,7 @@ type Store struct {
 	scheduled bool          // a head was scheduled since wake was last closed
 	closing   chan struct{} // closed by Close
 
-	chats map[string]int // chat records by route, for Stats; guarded by mu
+	chats map[string]int // chat records by route, for ChatCounts; guarded by mu
 
 	// The write-ahead log (see wal.go). logged and unapplied are guarded by mu.
 	enqueues    *requests[*enqueueOp]

@@ -113,9 +113,10 @@ func (s *Store) ListChats(ctx context.Context) ([]queue.Chat, error) {
 	}
 }
 
-// chatCounts counts the chats bucket's keys by route for Stats. A watcher
-// over the bucket keeps them current with every replica's writes, so no
-// scrape lists the chats; it reads values' headers only.
+// chatCounts counts the chats bucket's keys by route for ChatCounts. A
+// watcher over the bucket keeps them current with every replica's writes,
+// so no scrape lists the chats; it reads headers only, and holds one key
+// per chat.
 type chatCounts struct {
 	ready     chan struct{} // closed once the bucket's initial keys are counted
 	readyOnce sync.Once
