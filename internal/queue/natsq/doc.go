@@ -30,7 +30,9 @@
 //   - KV bucket S_chats: chat state per (route, conversation key). PutChat
 //     is a compare-and-set on the KV revision (Create for revision 0,
 //     Update with the revision otherwise), so two replicas never both start
-//     a chat for one conversation: the loser gets queue.ErrConflict.
+//     a chat for one conversation: the loser gets queue.ErrConflict. Each
+//     Store watches the bucket's headers to count chats by route
+//     (ChatCounts), so counting lists nothing.
 //   - KV bucket S_dedupe: delivery dedupe marks. Enqueue creates the mark
 //     first (a second Create of the key fails: duplicate), then publishes;
 //     the two are not atomic, so when publishing fails the mark is deleted
