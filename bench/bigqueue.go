@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"github.com/relayd/relayd/internal/xtime"
 )
 
 // modeBigQueue runs relayd as a child process (so its memory is its own)
@@ -70,7 +72,7 @@ func modeBigQueue(ctx context.Context, o options, rep *report) error {
 			}
 			startTime := time.Since(st)
 			watch := watchMem(c.cmd.Process.Pid)
-			sleep(ctx, time.Second)
+			_ = xtime.Sleep(ctx, time.Second)
 			idle, _ := readMem(c.cmd.Process.Pid)
 			r, err := runLoad(ctx, loadSpec{URL: c.URL, Conns: conns, Duration: o.duration, Warmup: o.warmup, Payloads: p,
 				Prefix: fmt.Sprintf("big-%s-%d-%d-", t.name, round, time.Now().UnixNano())})
@@ -104,7 +106,7 @@ func modeBigQueue(ctx context.Context, o options, rep *report) error {
 	dStart := time.Now()
 	watch := watchMem(c.cmd.Process.Pid)
 	for ctx.Err() == nil {
-		sleep(ctx, time.Second)
+		_ = xtime.Sleep(ctx, time.Second)
 		n, err := queueDepth(c.Admin)
 		if err != nil {
 			c.Stop()
@@ -134,7 +136,7 @@ func modeBigQueue(ctx context.Context, o options, rep *report) error {
 		return err
 	}
 	for ctx.Err() == nil {
-		sleep(ctx, 500*time.Millisecond)
+		_ = xtime.Sleep(ctx, 500*time.Millisecond)
 		if n, err := queueDepth(c.Admin); err != nil || n == 0 {
 			break
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/relayd/relayd/internal/daemon"
 	"github.com/relayd/relayd/internal/queue"
+	"github.com/relayd/relayd/internal/xtime"
 )
 
 // prefillPrompt is about the size of the bench route's rendered prompt; the
@@ -188,10 +189,10 @@ func modeDispatch(ctx context.Context, o options, rep *report) error {
 	if err != nil {
 		return err
 	}
-	sleep(ctx, warm)
+	_ = xtime.Sleep(ctx, warm)
 	c0 := api.delivered.Load()
 	t0 := time.Now()
-	sleep(ctx, o.slowDur)
+	_ = xtime.Sleep(ctx, o.slowDur)
 	c1 := api.delivered.Load()
 	el := time.Since(t0)
 	if err := p.Stop(); err != nil {

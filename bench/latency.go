@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/relayd/relayd/internal/xtime"
 )
 
 // modeLatency sends events one at a time to an idle relayd and measures,
@@ -71,7 +73,7 @@ func modeLatency(ctx context.Context, o options, rep *report) error {
 			toAPI = append(toAPI, at.Sub(start))
 			toAnswer = append(toAnswer, answered)
 		}
-		sleep(ctx, 10*time.Millisecond) // idle between events
+		_ = xtime.Sleep(ctx, 10*time.Millisecond) // idle between events
 	}
 	slices.Sort(toAPI)
 	slices.Sort(toAnswer)

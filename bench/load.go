@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/relayd/relayd/internal/xtime"
 )
 
 // payload is one signed webhook: the body and its signature header. The
@@ -165,14 +167,14 @@ func runLoad(ctx context.Context, s loadSpec) (result, error) {
 			}
 		}()
 	}
-	sleep(ctx, s.Warmup)
+	_ = xtime.Sleep(ctx, s.Warmup)
 	var cpu0, cpu1 time.Duration
 	if s.PID != 0 {
 		cpu0, _ = cpuTime(s.PID)
 	}
 	measuring.Store(true)
 	start := time.Now()
-	sleep(ctx, s.Duration)
+	_ = xtime.Sleep(ctx, s.Duration)
 	measuring.Store(false)
 	elapsed := time.Since(start)
 	if s.PID != 0 {
@@ -217,16 +219,4 @@ func post(ctx context.Context, c *http.Client, url string, p payload, delivery s
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }

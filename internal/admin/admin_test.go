@@ -20,7 +20,7 @@ import (
 
 func setup(t *testing.T) (*httptest.Server, *boltq.Store) {
 	t.Helper()
-	st, err := boltq.Open(filepath.Join(t.TempDir(), "admin.db"), boltq.Options{})
+	st, err := boltq.Open(context.Background(), filepath.Join(t.TempDir(), "admin.db"), boltq.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

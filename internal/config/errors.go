@@ -38,7 +38,7 @@ func (e *MissingVarError) Error() string {
 	return "environment variable " + e.Name + " is not set"
 }
 
-// fieldPath builds paths: join("routes[1]", "filter") = "routes[1].filter".
+// join builds field paths: join("routes[1]", "filter") = "routes[1].filter".
 func join(parent, name string) string {
 	if parent == "" {
 		return name

@@ -17,22 +17,55 @@ var (
 
 // OpenBackend opens the configured storage backend.
 func OpenBackend(ctx context.Context, cfg *config.Config, log *slog.Logger) (Backend, error) {
-	s := cfg.Storage
-	switch s.Backend {
+	switch cfg.Storage.Backend {
 	case "", "bbolt":
-		st, err := boltq.Open(s.Path, boltq.Options{MaxPending: s.MaxPending, Logger: log})
+		st, err := boltq.Open(ctx, cfg.Storage.Path, boltqOptions(cfg, log))
 		if err != nil {
 			return nil, fmt.Errorf("storage.path: %w", err)
 		}
 		return st, nil
 	case "nats":
-		o := natsq.ConfigOptions(cfg)
-		o.Logger = log
-		st, err := natsq.Open(ctx, o)
+		st, err := natsq.Open(ctx, natsqOptions(cfg, log))
 		if err != nil {
 			return nil, fmt.Errorf("storage.nats: %w", err)
 		}
 		return st, nil
 	}
-	return nil, fmt.Errorf("storage.backend: unknown backend %q", s.Backend)
+	return nil, fmt.Errorf("storage.backend: unknown backend %q", cfg.Storage.Backend)
+}
+
+// boltqOptions maps the storage section onto boltq's options.
+func boltqOptions(cfg *config.Config, log *slog.Logger) boltq.Options {
+	return boltq.Options{MaxPending: cfg.Storage.MaxPending, Logger: log}
+}
+
+// natsqOptions maps the storage section onto natsq's options. DedupeTTL is
+// the largest dedupe window of storage and every source.
+func natsqOptions(cfg *config.Config, log *slog.Logger) natsq.Options {
+	n := cfg.Storage.NATS
+	var urls []string
+	if n.URL != "" {
+		urls = append(urls, n.URL)
+	}
+	urls = append(urls, n.URLs...)
+	ttl := cfg.Storage.DedupeTTL.D()
+	for _, s := range cfg.Sources {
+		ttl = max(ttl, s.DedupeTTL.D())
+	}
+	return natsq.Options{
+		URLs:      urls,
+		Stream:    n.Stream,
+		CredsFile: n.CredsFile,
+		TLS: natsq.TLS{
+			CAFile:             n.TLS.CAFile,
+			CertFile:           n.TLS.CertFile,
+			KeyFile:            n.TLS.KeyFile,
+			InsecureSkipVerify: n.TLS.InsecureSkipVerify,
+		},
+		Replicas:   n.Replicas,
+		Partitions: n.Partitions,
+		MaxPending: cfg.Storage.MaxPending,
+		DedupeTTL:  ttl,
+		Logger:     log,
+	}
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // storeCollector reads queue depth and conversation counts at scrape time,
-// so no loop polls the store between scrapes.
+// so no loop polls the store between scrapes. Both come from counts the
+// store keeps: a scrape lists no message and no chat.
 type storeCollector struct {
 	store  Backend
 	config func() *config.Config // the running config: routes change on reload
@@ -41,20 +42,11 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(st.Inflight), "inflight")
 		ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(st.Dead), "dead")
 	}
-	routes := c.config().Routes
-	counts := make(map[string]int, len(routes))
-	for _, r := range routes {
-		counts[r.Name] = 0
-	}
-	if chats, err := c.store.ListChats(ctx); err == nil {
-		for _, ch := range chats {
-			// Routes removed by a reload keep no series of their own.
-			if _, ok := counts[ch.Route]; ok {
-				counts[ch.Route]++
-			}
-		}
-		for r, n := range counts {
-			ch <- prometheus.MustNewConstMetric(c.convs, prometheus.GaugeValue, float64(n), r)
+	if counts, err := c.store.ChatCounts(ctx); err == nil {
+		// Every configured route, with or without chats; routes removed by
+		// a reload keep no series of their own.
+		for _, r := range c.config().Routes {
+			ch <- prometheus.MustNewConstMetric(c.convs, prometheus.GaugeValue, float64(counts[r.Name]), r.Name)
 		}
 	}
 }

@@ -34,6 +34,7 @@ type Backend interface {
 	admin.DeadLetters
 	admin.Chats
 	Stats(ctx context.Context) (queue.Stats, error)
+	ChatCounts(ctx context.Context) (map[string]int, error)
 	Ping(ctx context.Context) error
 	Close() error
 }
@@ -128,27 +129,6 @@ func (d *Daemon) initLabels(cfg *config.Config) {
 	}
 	d.metrics.InitLabels(sources, routes)
 }
-
-// settings derives the dispatcher's settings from a config.
-func settings(cfg *config.Config) dispatch.Settings {
-	s := dispatch.Settings{
-		Concurrency:  cfg.Operator.Concurrency,
-		RateLimit:    cfg.Operator.RateLimit,
-		Retry:        cfg.Operator.Retry,
-		Routes:       make(map[string]dispatch.RouteSettings, len(cfg.Routes)),
-		DrainTimeout: cfg.Server.ShutdownTimeout.D(),
-	}
-	for _, r := range cfg.Routes {
-		s.Routes[r.Name] = dispatch.RouteSettings{RateLimit: r.RateLimit, Reset: r.ConversationReset}
-	}
-	return s
-}
-
-// Registry returns the daemon's metrics registry.
-func (d *Daemon) Registry() *prometheus.Registry { return d.reg }
-
-// Metrics returns the daemon's metrics.
-func (d *Daemon) Metrics() *metrics.Metrics { return d.metrics }
 
 // Store returns the storage backend.
 func (d *Daemon) Store() Backend { return d.store }

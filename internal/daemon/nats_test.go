@@ -71,6 +71,12 @@ func TestNATSReplicas(t *testing.T) {
 		}
 	}
 	waitFor(t, "all messages delivered by the remaining replica", func() bool { return len(delivered(f)) >= sent })
+	// B counts the conversations A started too.
+	want := fmt.Sprintf(`relayd_conversations{route="ci-failures"} %d`, convs)
+	waitFor(t, "replica B's metrics counting every conversation", func() bool {
+		_, text := get(t, b.admin+"/metrics", "")
+		return strings.Contains(text, want)
+	})
 	b.stop()
 
 	if n := f.Overlaps(); n != 0 {

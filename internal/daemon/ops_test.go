@@ -206,10 +206,15 @@ func TestMetricsExposed(t *testing.T) {
 			t.Errorf("%s = %v, want 1", name, got)
 		}
 	}
-	_, text := get(t, h.admin+"/metrics", "")
+	// The chat is stored with the ack, after the delivery is counted.
+	var text string
+	waitFor(t, "conversation counted", func() bool {
+		_, text = get(t, h.admin+"/metrics", "")
+		return strings.Contains(text, `relayd_conversations{route="ci-failures"} 1`)
+	})
 	for _, want := range []string{
 		`relayd_queue_messages{state="ready"}`, `relayd_queue_messages{state="dead"}`,
-		`relayd_conversations{route="ci-failures"} 1`, `relayd_build_info{`,
+		`relayd_build_info{`,
 		`relayd_delivery_latency_seconds_bucket{route="ci-failures"`, `relayd_dispatch_paused 0`,
 		`relayd_config_last_reload_successful 1`, `relayd_verification_failures_total{reason="mismatch",source="github"} 0`,
 		`go_goroutines`, `process_resident_memory_bytes`,

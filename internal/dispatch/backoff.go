@@ -3,8 +3,6 @@ package dispatch
 import (
 	"math"
 	"time"
-
-	"github.com/relayd/relayd/internal/config"
 )
 
 // maxRetryAfter bounds a Retry-After the API sends. Retry-After is otherwise
@@ -15,8 +13,8 @@ const maxRetryAfter = 24 * time.Hour
 // Backoff returns the full-jitter delay before the next try after the
 // attempt-th failed attempt (attempt >= 1): rnd × min(max, initial·2^(attempt-1)),
 // where rnd is uniform in [0, 1). A zero max means no ceiling.
-func Backoff(p config.Retry, attempt int, rnd float64) time.Duration {
-	initial, ceiling := p.Initial.D(), p.Max.D()
+func Backoff(p Retry, attempt int, rnd float64) time.Duration {
+	initial, ceiling := p.Initial, p.Max
 	if initial <= 0 {
 		initial = time.Second
 	}
@@ -43,7 +41,7 @@ func Backoff(p config.Retry, attempt int, rnd float64) time.Duration {
 // attempt. A positive retryAfter (the API's Retry-After) wins over the
 // backoff and over retry.max: the retry is never sooner than the API asked,
 // up to maxRetryAfter.
-func RetryDelay(p config.Retry, attempt int, retryAfter time.Duration, rnd float64) time.Duration {
+func RetryDelay(p Retry, attempt int, retryAfter time.Duration, rnd float64) time.Duration {
 	if retryAfter > 0 {
 		return min(retryAfter, maxRetryAfter)
 	}

@@ -4,13 +4,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relayd/relayd/internal/config"
 	"github.com/relayd/relayd/internal/dispatch"
 	"github.com/relayd/relayd/internal/operator/fake"
 )
 
 func TestBackoffFullJitter(t *testing.T) {
-	p := config.Retry{Initial: config.Duration(time.Second), Max: config.Duration(10 * time.Minute), MaxAttempts: 20}
+	p := dispatch.Retry{Initial: time.Second, Max: 10 * time.Minute, MaxAttempts: 20}
 	cases := []struct {
 		attempt int
 		rnd     float64
@@ -46,7 +45,7 @@ func TestBackoffFullJitter(t *testing.T) {
 }
 
 func TestRetryDelay(t *testing.T) {
-	p := config.Retry{Initial: config.Duration(time.Second), Max: config.Duration(time.Minute)}
+	p := dispatch.Retry{Initial: time.Second, Max: time.Minute}
 	cases := []struct {
 		name       string
 		attempt    int
@@ -71,7 +70,7 @@ func TestRetryDelay(t *testing.T) {
 func TestInjectedJitter(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	h.settings.Retry = config.Retry{Initial: config.Duration(400 * time.Millisecond), Max: config.Duration(time.Hour), MaxAttempts: 5}
+	h.settings.Retry = dispatch.Retry{Initial: 400 * time.Millisecond, Max: time.Hour, MaxAttempts: 5}
 	h.opts.Rand = func() float64 { return 0.5 } // 200ms for the first retry
 	h.fake.FailNext(1, fake.Fault{Status: 503})
 	h.start()

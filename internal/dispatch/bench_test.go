@@ -36,7 +36,7 @@ func benchDispatch(b *testing.B, concurrency, convs int) {
 	srv := httptest.NewServer(f)
 	defer srv.Close()
 	client := operator.New(operator.Options{BaseURL: srv.URL, APIKey: apiKey})
-	st, err := boltq.Open(filepath.Join(b.TempDir(), "relayd.db"), boltq.Options{Logger: slog.New(slog.DiscardHandler)})
+	st, err := boltq.Open(context.Background(), filepath.Join(b.TempDir(), "relayd.db"), boltq.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}

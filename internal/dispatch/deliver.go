@@ -8,7 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/relayd/relayd/internal/config"
+	"github.com/relayd/relayd/internal/metrics"
 	"github.com/relayd/relayd/internal/operator"
 	"github.com/relayd/relayd/internal/queue"
 )
@@ -27,21 +27,19 @@ type job struct {
 	log   *slog.Logger
 
 	reqCtx   context.Context // outlives Run's ctx by the drain timeout
-	stopBeat func()          // stops the Touch heartbeat; idempotent
 	unholdFn sync.Once
 }
 
 // ending is called right before the store call that ends the lease: the
-// heartbeat stops and the conversation is no longer held. It must come
-// before, not after: once the lease ends the queue may hand the
-// conversation's next message to another worker at once.
+// conversation is no longer held. It must come before, not after: once the
+// lease ends the queue may hand the conversation's next message to another
+// worker at once.
 func (j *job) ending() {
-	j.stopBeat()
 	j.unholdFn.Do(func() { j.d.unhold(j.msg) })
 }
 
 // handle works one lease to its end: exactly one of Ack, Retry, Release or
-// Dead, after the heartbeat has stopped.
+// Dead. The store keeps the lease alive meanwhile, however long it takes.
 func (d *Dispatcher) handle(ctx, reqCtx context.Context, l queue.Lease) {
 	m := l.Message()
 	j := &job{
@@ -50,12 +48,10 @@ func (d *Dispatcher) handle(ctx, reqCtx context.Context, l queue.Lease) {
 	}
 	if !d.hold(m) {
 		j.log.Error(msgSecondLease, "conversation", m.ConversationKey)
-		j.stopBeat = func() {}
 		j.unholdFn.Do(func() {}) // the hold is the other lease's
 		j.release(d.now().Add(time.Second))
 		return
 	}
-	j.startBeat()
 	tail := j.run(ctx)
 	if tail == nil {
 		j.ending() // a no-op when run ended the lease, as it should have
@@ -75,36 +71,6 @@ func (d *Dispatcher) handle(ctx, reqCtx context.Context, l queue.Lease) {
 // msgSecondLease is logged if the queue breaks its promise of one lease per
 // conversation.
 const msgSecondLease = "dispatch: the queue leased a second message of a conversation already in flight; releasing it"
-
-// startBeat touches the lease every TouchInterval until stopBeat, so a
-// backend that redelivers abandoned leases (JetStream's AckWait) does not
-// redeliver one whose request is still running or waiting on a limiter.
-func (j *job) startBeat() {
-	bctx, cancel := context.WithCancel(j.reqCtx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(j.d.touchEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-bctx.Done():
-				return
-			case <-t.C:
-				if err := j.lease.Touch(bctx); err != nil && bctx.Err() == nil {
-					j.log.Warn("dispatch: touching the lease failed", "err", err)
-				}
-			}
-		}
-	}()
-	var once sync.Once
-	j.stopBeat = func() {
-		once.Do(func() {
-			cancel()
-			<-done
-		})
-	}
-}
 
 // run works the lease. It ends it itself, except after a delivery: then it
 // returns the store work that ends it, for handle to run.
@@ -182,7 +148,7 @@ func (j *job) run(ctx context.Context) (tail func()) {
 			if chatID == "" {
 				// Classify only says ChatGone for a continued chat; guard
 				// against a loop all the same.
-				j.dead(failureOf(v, d.now()), "not_found")
+				j.dead(failureOf(v, d.now()), operator.ReasonNotFound)
 				return
 			}
 			d.m.DispatchAttempts.WithLabelValues(m.Route, "chat_gone").Inc()
@@ -210,10 +176,10 @@ func (j *job) run(ctx context.Context) (tail func()) {
 				j.release(d.now().Add(d.probeInitial))
 				return
 			}
-			j.dead(failureOf(v, d.now()), reasonOr(v.Reason, "forbidden"))
+			j.dead(failureOf(v, d.now()), reasonOr(v.Reason, operator.ReasonForbidden))
 			return
 		case operator.Permanent:
-			j.dead(failureOf(v, d.now()), reasonOr(v.Reason, "permanent"))
+			j.dead(failureOf(v, d.now()), reasonOr(v.Reason, operator.ReasonPermanent))
 			return
 		default: // operator.Retry, and anything unknown: never lose a message
 			j.retry(s.Retry, err, v)
@@ -243,11 +209,11 @@ func (j *job) admit(ctx context.Context, concurrency int) (trial bool, err error
 
 // resetDue reports whether conversation_reset says the chat is too old or
 // too long to continue.
-func resetDue(r *config.ConversationReset, st queue.ChatState, now time.Time) bool {
+func resetDue(r *ConversationReset, st queue.ChatState, now time.Time) bool {
 	if r == nil {
 		return false
 	}
-	if after := r.After.D(); after > 0 && !st.StartedAt.IsZero() && now.Sub(st.StartedAt) >= after {
+	if after := r.After; after > 0 && !st.StartedAt.IsZero() && now.Sub(st.StartedAt) >= after {
 		return true
 	}
 	return r.Messages > 0 && st.Messages >= r.Messages
@@ -368,11 +334,11 @@ func nextChatState(st queue.ChatState, sentID, gotID string, now time.Time) (que
 }
 
 // retry schedules another attempt, or dead-letters past max_attempts.
-func (j *job) retry(p config.Retry, err error, v operator.Verdict) {
+func (j *job) retry(p Retry, err error, v operator.Verdict) {
 	d, m := j.d, j.msg
 	now := d.now()
 	f := failureOf(v, now)
-	f.Reason = reasonOr(v.Reason, "transient")
+	f.Reason = reasonOr(v.Reason, operator.ReasonTransient)
 	attempts := m.Attempts + 1
 	delay := RetryDelay(p, attempts, v.RetryAfter, d.rand())
 	if f.Reason == operator.ReasonRateLimited {
@@ -383,7 +349,7 @@ func (j *job) retry(p config.Retry, err error, v operator.Verdict) {
 	if p.MaxAttempts > 0 && attempts >= p.MaxAttempts {
 		j.log.Warn("giving up after max attempts", "attempts", attempts, "last_status", f.Status, "last_reason", f.Reason)
 		f.Message = trimText(f.Reason + ": " + f.Message)
-		j.dead(f, "max_attempts")
+		j.dead(f, metrics.ReasonMaxAttempts)
 		return
 	}
 	at := now.Add(delay)

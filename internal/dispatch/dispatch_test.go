@@ -12,7 +12,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/relayd/relayd/internal/config"
 	"github.com/relayd/relayd/internal/dispatch"
 	"github.com/relayd/relayd/internal/operator"
 	"github.com/relayd/relayd/internal/operator/fake"
@@ -301,7 +300,7 @@ func TestConversationReset(t *testing.T) {
 	t.Run("messages", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t)
-		h.settings.Routes = map[string]dispatch.RouteSettings{"r": {Reset: &config.ConversationReset{Messages: 2}}}
+		h.settings.Routes = map[string]dispatch.RouteSettings{"r": {Reset: &dispatch.ConversationReset{Messages: 2}}}
 		h.start()
 		m1, m2, m3 := newMsg("r", "c", "one"), newMsg("r", "c", "two"), newMsg("r", "c", "three")
 		h.enqueue(m1, m2, m3)
@@ -321,7 +320,7 @@ func TestConversationReset(t *testing.T) {
 	t.Run("after", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t)
-		h.settings.Routes = map[string]dispatch.RouteSettings{"r": {Reset: &config.ConversationReset{After: config.Duration(time.Hour)}}}
+		h.settings.Routes = map[string]dispatch.RouteSettings{"r": {Reset: &dispatch.ConversationReset{After: time.Hour}}}
 		h.start()
 		h.enqueue(newMsg("r", "c", "one"))
 		h.settled()
@@ -578,7 +577,7 @@ func TestRateLimits(t *testing.T) {
 	t.Run("account", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t)
-		h.settings.RateLimit = config.RateLimit{PerSecond: 10, Burst: 2}
+		h.settings.RateLimit = dispatch.RateLimit{PerSecond: 10, Burst: 2}
 		h.start()
 		const n = 17
 		for i := range n {
@@ -598,7 +597,7 @@ func TestRateLimits(t *testing.T) {
 	t.Run("route", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t)
-		h.settings.Routes = map[string]dispatch.RouteSettings{"slow": {RateLimit: &config.RateLimit{PerSecond: 4, Burst: 1}}}
+		h.settings.Routes = map[string]dispatch.RouteSettings{"slow": {RateLimit: &dispatch.RateLimit{PerSecond: 4, Burst: 1}}}
 		h.start()
 		const n = 10
 		var slow, fast []queue.Message

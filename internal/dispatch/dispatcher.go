@@ -12,10 +12,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/relayd/relayd/internal/config"
 	"github.com/relayd/relayd/internal/metrics"
 	"github.com/relayd/relayd/internal/operator"
 	"github.com/relayd/relayd/internal/queue"
+	"github.com/relayd/relayd/internal/xtime"
 )
 
 // Chatter is the part of the Operator client the dispatcher uses.
@@ -24,10 +24,33 @@ type Chatter interface {
 	Health(ctx context.Context) (operator.Health, error)
 }
 
+// RateLimit is a token bucket: PerSecond tokens a second, at most Burst at
+// once (at least 1). PerSecond <= 0 means unlimited.
+type RateLimit struct {
+	PerSecond float64
+	Burst     int
+}
+
+// Retry is the backoff policy: exponential from Initial (default 1s) up to
+// Max (0: no ceiling), with full jitter; after MaxAttempts failed attempts
+// the message is dead-lettered (<= 0: never).
+type Retry struct {
+	Initial     time.Duration
+	Max         time.Duration
+	MaxAttempts int
+}
+
+// ConversationReset starts a fresh chat once the current one is older than
+// After or has had Messages messages; zero disables either bound.
+type ConversationReset struct {
+	After    time.Duration
+	Messages int
+}
+
 // RouteSettings are one route's dispatch settings; nil fields are unset.
 type RouteSettings struct {
-	RateLimit *config.RateLimit         // on top of the account's
-	Reset     *config.ConversationReset // start a fresh chat when the old one is too old or too long
+	RateLimit *RateLimit         // on top of the account's
+	Reset     *ConversationReset // start a fresh chat when the old one is too old or too long
 }
 
 // Settings are the reloadable dispatch settings.
@@ -35,9 +58,9 @@ type Settings struct {
 	// Concurrency bounds requests in flight (operator.concurrency); at least 1.
 	Concurrency int
 	// RateLimit is the account's token bucket; PerSecond <= 0 means unlimited.
-	RateLimit config.RateLimit
+	RateLimit RateLimit
 	// Retry is the backoff policy. MaxAttempts <= 0 never gives up.
-	Retry config.Retry
+	Retry Retry
 	// Routes by name. A message of a route missing here is still delivered,
 	// with no route limit and no reset.
 	Routes map[string]RouteSettings
@@ -59,9 +82,6 @@ type Options struct {
 	// ProbeInitial and ProbeMax bound the health-probe backoff during a
 	// pause. Default 1s and 1m.
 	ProbeInitial, ProbeMax time.Duration
-	// TouchInterval is how often a lease is touched while its message is
-	// being worked on. Default 10s.
-	TouchInterval time.Duration
 }
 
 // ErrDrainTimeout is returned by Run when requests were still in flight at
@@ -93,7 +113,6 @@ type Dispatcher struct {
 	rand         func() float64
 	probeInitial time.Duration
 	probeMax     time.Duration
-	touchEvery   time.Duration
 
 	lim    *limits
 	pause  *pauser
@@ -123,7 +142,6 @@ func New(q Queue, chats ChatStore, api Chatter, s Settings, o Options) *Dispatch
 		rand:         o.Rand,
 		probeInitial: o.ProbeInitial,
 		probeMax:     o.ProbeMax,
-		touchEvery:   o.TouchInterval,
 		forbid:       newForbidTracker(),
 		held:         map[convKey]string{},
 		// A delivered message stays leased until its ack commits: bounding
@@ -149,10 +167,7 @@ func New(q Queue, chats ChatStore, api Chatter, s Settings, o Options) *Dispatch
 	if d.probeMax < d.probeInitial {
 		d.probeMax = max(time.Minute, d.probeInitial)
 	}
-	if d.touchEvery <= 0 {
-		d.touchEvery = 10 * time.Second
-	}
-	d.SetChatter(api)
+	d.setChatter(api)
 	s = cloneSettings(s)
 	d.settings.Store(&s)
 	d.lim = newLimits(s, d.m)
@@ -199,10 +214,9 @@ func (d *Dispatcher) Apply(s Settings) {
 	}
 }
 
-// SetChatter swaps the Operator client, for a reload that builds a new one.
-// A client whose key changes in place needs no call; either way call Resume
-// afterwards so a pause is re-probed at once.
-func (d *Dispatcher) SetChatter(api Chatter) { d.api.Store(&chatterBox{api}) }
+// setChatter swaps the Operator client. A reload changes the client's key
+// in place; tests swap the client whole.
+func (d *Dispatcher) setChatter(api Chatter) { d.api.Store(&chatterBox{api}) }
 
 func (d *Dispatcher) chatter() Chatter { return d.api.Load().Chatter }
 
@@ -330,7 +344,7 @@ func (d *Dispatcher) work(ctx, reqCtx context.Context, failed chan<- error) {
 			}
 			errDelay = min(max(errDelay*2, 100*time.Millisecond), 5*time.Second)
 			d.log.Error("dispatch: leasing failed", "err", err, "retry_in", errDelay)
-			if sleep(ctx, errDelay) != nil {
+			if xtime.Sleep(ctx, errDelay) != nil {
 				return
 			}
 			continue

@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/relayd/relayd/internal/config"
 	"github.com/relayd/relayd/internal/dispatch"
 	"github.com/relayd/relayd/internal/metrics"
 	"github.com/relayd/relayd/internal/operator"
@@ -65,8 +64,8 @@ var msgSeq atomic.Int64
 func defaultSettings() dispatch.Settings {
 	return dispatch.Settings{
 		Concurrency:  4,
-		RateLimit:    config.RateLimit{}, // unlimited
-		Retry:        config.Retry{Initial: config.Duration(10 * time.Millisecond), Max: config.Duration(50 * time.Millisecond), MaxAttempts: 20},
+		RateLimit:    dispatch.RateLimit{}, // unlimited
+		Retry:        dispatch.Retry{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, MaxAttempts: 20},
 		DrainTimeout: 10 * time.Second,
 	}
 }
@@ -88,10 +87,9 @@ func newHarness(t testing.TB) *harness {
 	h.openStore()
 	h.newMetrics()
 	h.opts = dispatch.Options{
-		Logger:        slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		ProbeInitial:  20 * time.Millisecond,
-		ProbeMax:      200 * time.Millisecond,
-		TouchInterval: 20 * time.Millisecond,
+		Logger:       slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		ProbeInitial: 20 * time.Millisecond,
+		ProbeMax:     200 * time.Millisecond,
 	}
 	t.Cleanup(func() {
 		h.stop()
@@ -109,7 +107,7 @@ func (h *harness) newMetrics() {
 
 func (h *harness) openStore() {
 	h.t.Helper()
-	st, err := boltq.Open(h.path, boltq.Options{Logger: slog.New(slog.DiscardHandler)})
+	st, err := boltq.Open(context.Background(), h.path, boltq.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		h.t.Fatalf("open store: %v", err)
 	}

@@ -8,8 +8,8 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/relayd/relayd/internal/config"
 	"github.com/relayd/relayd/internal/metrics"
+	"github.com/relayd/relayd/internal/xtime"
 )
 
 // limits is the flow control every request passes: the account-wide gate
@@ -32,11 +32,11 @@ func newLimits(s Settings, m *metrics.Metrics) *limits {
 }
 
 // newLimiter builds a token bucket; a non-positive rate means unlimited.
-func newLimiter(rl config.RateLimit) *rate.Limiter {
+func newLimiter(rl RateLimit) *rate.Limiter {
 	return rate.NewLimiter(limitOf(rl), burstOf(rl))
 }
 
-func limitOf(rl config.RateLimit) rate.Limit {
+func limitOf(rl RateLimit) rate.Limit {
 	if rl.PerSecond <= 0 {
 		return rate.Inf
 	}
@@ -44,7 +44,7 @@ func limitOf(rl config.RateLimit) rate.Limit {
 }
 
 // burstOf is at least 1: a zero burst would make every Wait fail.
-func burstOf(rl config.RateLimit) int {
+func burstOf(rl RateLimit) int {
 	return max(rl.Burst, 1)
 }
 
@@ -71,7 +71,7 @@ func (l *limits) apply(s Settings) {
 	}
 }
 
-func setLimiter(lim *rate.Limiter, rl config.RateLimit) {
+func setLimiter(lim *rate.Limiter, rl RateLimit) {
 	if lim.Limit() != limitOf(rl) {
 		lim.SetLimit(limitOf(rl))
 	}
@@ -105,7 +105,7 @@ func (l *limits) waitGate(ctx context.Context) error {
 		if wait <= 0 {
 			return ctx.Err()
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := xtime.Sleep(ctx, wait); err != nil {
 			return err
 		}
 	}
@@ -161,19 +161,4 @@ func waitLimiter(ctx context.Context, lim *rate.Limiter, m *metrics.Metrics, sco
 	err := lim.Wait(ctx)
 	m.RateLimitWait.WithLabelValues(scope).Add(time.Since(start).Seconds())
 	return err
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

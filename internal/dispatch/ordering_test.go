@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relayd/relayd/internal/config"
+	"github.com/relayd/relayd/internal/dispatch"
 	"github.com/relayd/relayd/internal/operator/fake"
 	"github.com/relayd/relayd/internal/queue"
 )
@@ -23,9 +23,9 @@ func TestOrderingProperty(t *testing.T) {
 	}
 	h := newHarness(t)
 	h.settings.Concurrency = 8
-	h.settings.Retry = config.Retry{
-		Initial:     config.Duration(2 * time.Millisecond),
-		Max:         config.Duration(20 * time.Millisecond),
+	h.settings.Retry = dispatch.Retry{
+		Initial:     2 * time.Millisecond,
+		Max:         20 * time.Millisecond,
 		MaxAttempts: 1000, // transient failures must never dead-letter here
 	}
 	h.fake.SetLatency(0, 20*time.Millisecond)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/relayd/relayd/internal/config"
 	"github.com/relayd/relayd/internal/metrics"
 	"github.com/relayd/relayd/internal/operator"
 	"github.com/relayd/relayd/internal/operator/fake"
@@ -41,13 +40,13 @@ func (l *lockedBuffer) String() string {
 func TestConcurrencyChangeLoggedOnlyWhenChanged(t *testing.T) {
 	api := httptest.NewServer(fake.New(fake.Options{}))
 	defer api.Close()
-	st, err := boltq.Open(filepath.Join(t.TempDir(), "q.db"), boltq.Options{Logger: slog.New(slog.DiscardHandler)})
+	st, err := boltq.Open(context.Background(), filepath.Join(t.TempDir(), "q.db"), boltq.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
 	logs := &lockedBuffer{}
-	s := Settings{Concurrency: 2, Retry: config.Retry{Initial: config.Duration(time.Millisecond), Max: config.Duration(time.Millisecond), MaxAttempts: 1}, DrainTimeout: time.Second}
+	s := Settings{Concurrency: 2, Retry: Retry{Initial: time.Millisecond, Max: time.Millisecond, MaxAttempts: 1}, DrainTimeout: time.Second}
 	d := New(st, st, operator.New(operator.Options{BaseURL: api.URL, APIKey: "ck_live_x"}), s, Options{
 		Logger: slog.New(slog.NewJSONHandler(logs, nil)), Metrics: metrics.New(prometheus.NewRegistry()),
 	})

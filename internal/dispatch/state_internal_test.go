@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relayd/relayd/internal/config"
 	"github.com/relayd/relayd/internal/queue"
 )
 
@@ -56,16 +55,16 @@ func TestResetDue(t *testing.T) {
 	now := time.Now()
 	st := queue.ChatState{ChatID: "c", StartedAt: now.Add(-2 * time.Hour), Messages: 5}
 	cases := []struct {
-		r    *config.ConversationReset
+		r    *ConversationReset
 		want bool
 	}{
 		{nil, false},
-		{&config.ConversationReset{}, false},
-		{&config.ConversationReset{After: config.Duration(3 * time.Hour)}, false},
-		{&config.ConversationReset{After: config.Duration(2 * time.Hour)}, true},
-		{&config.ConversationReset{Messages: 6}, false},
-		{&config.ConversationReset{Messages: 5}, true},
-		{&config.ConversationReset{After: config.Duration(24 * time.Hour), Messages: 50}, false},
+		{&ConversationReset{}, false},
+		{&ConversationReset{After: 3 * time.Hour}, false},
+		{&ConversationReset{After: 2 * time.Hour}, true},
+		{&ConversationReset{Messages: 6}, false},
+		{&ConversationReset{Messages: 5}, true},
+		{&ConversationReset{After: 24 * time.Hour, Messages: 50}, false},
 	}
 	for _, tc := range cases {
 		if got := resetDue(tc.r, st, now); got != tc.want {

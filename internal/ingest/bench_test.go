@@ -119,7 +119,7 @@ func BenchmarkIngest(b *testing.B) {
 		}
 	})
 	openStore := func(b *testing.B) *boltq.Store {
-		s, err := boltq.Open(filepath.Join(b.TempDir(), "relayd.db"), boltq.Options{DedupeSweepInterval: -1})
+		s, err := boltq.Open(context.Background(), filepath.Join(b.TempDir(), "relayd.db"), boltq.Options{DedupeSweepInterval: -1})
 		if err != nil {
 			b.Fatal(err)
 		}

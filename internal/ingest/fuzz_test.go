@@ -2,6 +2,7 @@ package ingest_test
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -49,7 +50,7 @@ func FuzzIngest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	store, err := boltq.Open(filepath.Join(f.TempDir(), "fuzz.db"), boltq.Options{})
+	store, err := boltq.Open(context.Background(), filepath.Join(f.TempDir(), "fuzz.db"), boltq.Options{})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -145,7 +145,7 @@ func newRig(t *testing.T, maxPending string) *rig {
 	if err != nil {
 		t.Fatalf("compile: %v", err)
 	}
-	store, err := boltq.Open(filepath.Join(t.TempDir(), "q.db"), boltq.Options{MaxPending: cfg.Storage.MaxPending})
+	store, err := boltq.Open(context.Background(), filepath.Join(t.TempDir(), "q.db"), boltq.Options{MaxPending: cfg.Storage.MaxPending})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,20 +3,34 @@ package metrics
 
 import (
 	"runtime"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/relayd/relayd/internal/operator"
+	"github.com/relayd/relayd/internal/verify"
+)
+
+// Reasons that belong to no package below: ingest refuses a sender's
+// address before verifying anything, and dispatch gives up on a message
+// that used all its attempts.
+const (
+	ReasonForbiddenIP = "forbidden_ip"
+	ReasonMaxAttempts = "max_attempts"
 )
 
 // Fixed label values. Labels come from config names and these sets only,
-// never from request data, so a sender cannot create series.
+// never from request data, so a sender cannot create series. The reasons
+// are the ones verify and operator define.
 var (
-	VerificationReasons = []string{"missing", "mismatch", "stale", "malformed", "forbidden_ip"}
+	VerificationReasons = append(slices.Clone(verify.Reasons), ReasonForbiddenIP)
 	DispatchOutcomes    = []string{"delivered", "retry", "dead", "paused", "chat_gone", "conflict", "partial"}
-	RetryReasons        = []string{"rate_limited", "server_error", "network", "timeout", "transient"}
-	DeadReasons         = []string{"bad_request", "forbidden", "not_found", "method_not_allowed", "permanent", "max_attempts"}
-	QueueStates         = []string{"ready", "delayed", "inflight", "dead"}
-	RateLimitScopes     = []string{"account", "route"}
+	RetryReasons        = slices.Clone(operator.RetryReasons)
+	// A 401 pauses dispatch and never dead-letters (the message is kept).
+	DeadReasons = append(slices.DeleteFunc(slices.Clone(operator.PermanentReasons),
+		func(r string) bool { return r == operator.ReasonUnauthorized }), ReasonMaxAttempts)
+	RateLimitScopes = []string{"account", "route"}
 )
 
 // Metrics holds every relayd metric. Create one per process with New.
@@ -102,8 +116,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	m.RateLimitWait.WithLabelValues("account")
-	m.RateLimitWait.WithLabelValues("route")
+	for _, s := range RateLimitScopes {
+		m.RateLimitWait.WithLabelValues(s)
+	}
 	return m
 }
 

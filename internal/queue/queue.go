@@ -33,6 +33,19 @@ type Failure struct {
 	At      time.Time `json:"at"`
 }
 
+// Text is what a message's LastError keeps of the failure.
+func (f Failure) Text() string {
+	switch {
+	case f.Code != "" && f.Message != "":
+		return f.Code + ": " + f.Message
+	case f.Message != "":
+		return f.Message
+	case f.Code != "":
+		return f.Code
+	}
+	return f.Reason
+}
+
 // DeadLetter is a message that will not be retried without a replay.
 type DeadLetter struct {
 	Message
@@ -86,7 +99,9 @@ var (
 )
 
 // Lease is one message taken for delivery. Exactly one of Ack, Retry,
-// Release or Dead ends it; until then its conversation is blocked.
+// Release or Dead ends it; until then its conversation is blocked. Keeping
+// a lease alive is the store's job: a lease lasts until it is ended or the
+// process holding it dies, however long its request takes.
 type Lease interface {
 	Message() Message
 	// Ack removes the message: it was delivered.
@@ -99,7 +114,4 @@ type Lease interface {
 	Release(ctx context.Context, at time.Time) error
 	// Dead moves the message to the dead letters; its conversation moves on.
 	Dead(ctx context.Context, f Failure) error
-	// Touch tells the store the message is still being worked on, for
-	// backends that redeliver leases that look abandoned.
-	Touch(ctx context.Context) error
 }

@@ -3,6 +3,7 @@ package boltq
 import (
 	"context"
 	"errors"
+	"maps"
 	"testing"
 
 	"github.com/relayd/relayd/internal/queue"
@@ -23,6 +24,15 @@ func mustChat(t *testing.T, s *Store, route, key string) queue.ChatState {
 		t.Fatalf("get chat: %v", err)
 	}
 	return st
+}
+
+func mustChatCounts(t *testing.T, s *Store) map[string]int {
+	t.Helper()
+	c, err := s.ChatCounts(ctxT(t))
+	if err != nil {
+		t.Fatalf("chat counts: %v", err)
+	}
+	return c
 }
 
 func TestAckWithChat(t *testing.T) {
@@ -89,6 +99,13 @@ func TestAckWithChat(t *testing.T) {
 				if n := countKeys(t, s, bucketMsgs); n != len(msgs) {
 					t.Errorf("%d messages stored after conflict, want %d", n, len(msgs))
 				}
+				want := map[string]int{}
+				if tc.stored != nil {
+					want["r1"] = 1
+				}
+				if c := mustChatCounts(t, s); !maps.Equal(c, want) {
+					t.Errorf("chat counts after conflict = %v, want %v", c, want)
+				}
 			}
 
 			// Retry with the stored revision, as dispatch does after re-reading.
@@ -114,6 +131,9 @@ func TestAckWithChat(t *testing.T) {
 			}
 			if again := mustChat(t, s, "r1", "A"); again != got {
 				t.Errorf("chat changed by a call on an ended lease: %+v, want %+v", again, got)
+			}
+			if c := mustChatCounts(t, s); !maps.Equal(c, map[string]int{"r1": 1}) {
+				t.Errorf("chat counts after ack = %v, want r1: 1", c)
 			}
 
 			want := queue.Stats{}
@@ -143,6 +163,9 @@ func TestAckWithChat(t *testing.T) {
 			}
 			if st := mustStats(t, s); st != (queue.Stats{}) {
 				t.Errorf("stats after reopen = %+v, want empty", st)
+			}
+			if c := mustChatCounts(t, s); !maps.Equal(c, map[string]int{"r1": 1}) {
+				t.Errorf("chat counts after reopen = %v, want r1: 1", c)
 			}
 		})
 	}

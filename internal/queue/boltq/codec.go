@@ -1,6 +1,7 @@
 package boltq
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -135,6 +136,14 @@ const maxNameLen = 512
 
 // convName is the key of a (route, conversation key) in the convs and chats
 // buckets. Route names come from the config and never contain NUL.
+// routeOfName is the route part of a convName.
+func routeOfName(name []byte) string {
+	if i := bytes.IndexByte(name, 0); i >= 0 {
+		return string(name[:i])
+	}
+	return string(name)
+}
+
 func convName(route, key string) []byte {
 	if len(route)+1+len(key) <= maxNameLen {
 		b := make([]byte, 0, len(route)+1+len(key))

@@ -342,22 +342,11 @@ type leaseOp struct {
 	// transaction (see AckWithChat); chatName is its key.
 	chat     *queue.Chat
 	chatName []byte
+	chatNew  bool // the chat record was created, not updated
 
 	at0  int64 // at, resolved against the group's clock
 	next head
 	more bool // the conversation has a next message
-}
-
-func failureText(f queue.Failure) string {
-	switch {
-	case f.Code != "" && f.Message != "":
-		return f.Code + ": " + f.Message
-	case f.Message != "":
-		return f.Message
-	case f.Code != "":
-		return f.Code
-	}
-	return f.Reason
 }
 
 func (o *leaseOp) apply(tx *bolt.Tx, g *group) error {
@@ -381,7 +370,7 @@ func (o *leaseOp) apply(tx *bolt.Tx, g *group) error {
 		if o.kind == leaseRetry {
 			m.Attempts++
 			m.LastStatus = o.f.Status
-			m.LastError = failureText(o.f)
+			m.LastError = o.f.Text()
 		}
 		if err := msgs.Put(key, encodeMessage(nil, &m)); err != nil {
 			return fatal(err)
@@ -396,14 +385,14 @@ func (o *leaseOp) apply(tx *bolt.Tx, g *group) error {
 		// Before any other write: a conflict must leave everything as it
 		// was, the lease included.
 		if o.chat != nil {
-			if err := putChat(tx, o.chatName, o.chat); err != nil {
+			if o.chatNew, err = putChat(tx, o.chatName, o.chat); err != nil {
 				return err
 			}
 		}
 		if o.kind == leaseDead {
 			m.Attempts++
 			m.LastStatus = o.f.Status
-			m.LastError = failureText(o.f)
+			m.LastError = o.f.Text()
 			if err := putDead(tx, queue.DeadLetter{Message: m, Failure: o.f, DeadAt: g.now}); err != nil {
 				return err
 			}
@@ -474,6 +463,9 @@ func (o *leaseOp) commit(s *Store) {
 	l := o.l
 	l.ended.Store(true)
 	s.inflight--
+	if o.chatNew {
+		s.chats[o.chat.Route]++
+	}
 	c := l.c
 	c.leased = false
 	switch o.kind {
@@ -500,51 +492,69 @@ func (o *leaseOp) commit(s *Store) {
 
 type putChatOp struct {
 	reply
-	name []byte
-	chat queue.Chat
+	name    []byte
+	chat    queue.Chat
+	created bool
 }
 
-func (o *putChatOp) apply(tx *bolt.Tx, _ *group) error {
-	return putChat(tx, o.name, &o.chat)
+func (o *putChatOp) apply(tx *bolt.Tx, _ *group) (err error) {
+	o.created, err = putChat(tx, o.name, &o.chat)
+	return err
 }
 
 // putChat stores chat under name if the stored revision still equals
-// chat.Revision (0: none). A conflict or an encoding error returns having
-// written nothing.
-func putChat(tx *bolt.Tx, name []byte, chat *queue.Chat) error {
+// chat.Revision (0: none), and reports whether that created the record. A
+// conflict or an encoding error returns having written nothing.
+func putChat(tx *bolt.Tx, name []byte, chat *queue.Chat) (created bool, err error) {
 	b := tx.Bucket(bucketChats)
+	v := b.Get(name)
 	var cur uint64
-	if v := b.Get(name); len(v) >= 8 {
+	if len(v) >= 8 {
 		cur = binary.BigEndian.Uint64(v[:8])
 	}
 	if cur != chat.Revision {
-		return queue.ErrConflict
+		return false, queue.ErrConflict
 	}
 	js, err := json.Marshal(chat)
 	if err != nil {
-		return fmt.Errorf("boltq: encode chat: %w", err)
+		return false, fmt.Errorf("boltq: encode chat: %w", err)
 	}
 	// Revisions come from one bucket-wide sequence, so a record deleted and
 	// created again never repeats a revision a stale writer may hold.
 	rev, err := b.NextSequence()
 	if err != nil {
-		return fatal(err)
+		return false, fatal(err)
 	}
-	return fatal(b.Put(name, append(u64(rev), js...)))
+	return v == nil, fatal(b.Put(name, append(u64(rev), js...)))
 }
 
-func (o *putChatOp) commit(*Store) {}
+func (o *putChatOp) commit(s *Store) {
+	if o.created {
+		s.chats[o.chat.Route]++
+	}
+}
 
 type deleteChatOp struct {
 	reply
-	name []byte
+	name    []byte
+	existed bool
 }
 
 func (o *deleteChatOp) apply(tx *bolt.Tx, _ *group) error {
-	return fatal(tx.Bucket(bucketChats).Delete(o.name))
+	b := tx.Bucket(bucketChats)
+	o.existed = b.Get(o.name) != nil
+	return fatal(b.Delete(o.name))
 }
 
-func (o *deleteChatOp) commit(*Store) {}
+func (o *deleteChatOp) commit(s *Store) {
+	if !o.existed {
+		return
+	}
+	r := routeOfName(o.name)
+	if s.chats[r]--; s.chats[r] <= 0 {
+		delete(s.chats, r)
+	}
+}
 
 // Dead letters.
 

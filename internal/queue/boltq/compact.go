@@ -1,6 +1,7 @@
 package boltq
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -33,7 +34,7 @@ func Compact(src, dst string) (err error) {
 	if segs, err := segments(src); err != nil {
 		return fmt.Errorf("boltq: compact: %w", err)
 	} else if len(segs) > 0 {
-		s, err := Open(src, Options{DedupeSweepInterval: -1})
+		s, err := Open(context.Background(), src, Options{DedupeSweepInterval: -1})
 		if err != nil {
 			return fmt.Errorf("boltq: compact: apply the write-ahead log: %w", err)
 		}

@@ -26,7 +26,7 @@ func TestConformance(t *testing.T) {
 	const maxPending = 30
 	queuetest.Run(t, queuetest.Harness{
 		Open: func(t *testing.T) queuetest.Backend {
-			s, err := boltq.Open(filepath.Join(queuetest.TempDir(t), "data", "relayd.db"), boltq.Options{MaxPending: maxPending})
+			s, err := boltq.Open(context.Background(), filepath.Join(queuetest.TempDir(t), "data", "relayd.db"), boltq.Options{MaxPending: maxPending})
 			if err != nil {
 				t.Fatalf("open: %v", err)
 			}
@@ -38,7 +38,7 @@ func TestConformance(t *testing.T) {
 
 // The lease offers dispatch the one-commit delivery ending.
 func TestLeaseIsChatAcker(t *testing.T) {
-	s, err := boltq.Open(filepath.Join(t.TempDir(), "relayd.db"), boltq.Options{})
+	s, err := boltq.Open(context.Background(), filepath.Join(t.TempDir(), "relayd.db"), boltq.Options{})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}

@@ -231,20 +231,6 @@ func (l *lease) Dead(ctx context.Context, f queue.Failure) error {
 	return l.end(ctx, &leaseOp{kind: leaseDead, f: f})
 }
 
-// Touch does nothing: a bbolt lease lasts until it ends or the process does.
-func (l *lease) Touch(ctx context.Context) error {
-	if l.ended.Load() {
-		return ErrLeaseEnded
-	}
-	l.s.mu.Lock()
-	closed := l.s.closed
-	l.s.mu.Unlock()
-	if closed {
-		return queue.ErrClosed
-	}
-	return nil
-}
-
 func (l *lease) end(ctx context.Context, o *leaseOp) error {
 	if l.ended.Load() {
 		return ErrLeaseEnded

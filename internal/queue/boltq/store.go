@@ -35,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -90,7 +91,7 @@ type Options struct {
 	MaxPending int
 	// Now is the clock (due times, dedupe expiry, timestamps). Default time.Now.
 	Now func() time.Time
-	// Logger receives storage errors. Default slog.Default().
+	// Logger receives storage errors. Default: discard.
 	Logger *slog.Logger
 	// DedupeSweepInterval is how often expired dedupe marks are deleted.
 	// 0 means DefaultDedupeSweepInterval; negative disables the sweeper
@@ -124,6 +125,8 @@ type Store struct {
 	scheduled bool          // a head was scheduled since wake was last closed
 	closing   chan struct{} // closed by Close
 
+	chats map[string]int // chat records by route, for ChatCounts; guarded by mu
+
 	// The write-ahead log (see wal.go). logged and unapplied are guarded by mu.
 	enqueues    *requests[*enqueueOp]
 	wal         wal                   // walLoop only, once open
@@ -149,13 +152,22 @@ type Store struct {
 
 // Open opens (creating if needed) the store at path and rebuilds the
 // in-memory index from it. The parent directory is created 0o750, the file
-// 0o600. Only one process may have the file open.
-func Open(path string, o Options) (*Store, error) {
+// 0o600. Only one process may have the file open: Open waits for the file's
+// lock at most lockWait, or until ctx's deadline. ctx bounds opening only,
+// not the store's life.
+func Open(ctx context.Context, path string, o Options) (*Store, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("boltq: open %s: %w", path, err)
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("boltq: create data directory: %w", err)
 	}
+	wait := lockWait
+	if dl, ok := ctx.Deadline(); ok {
+		wait = max(min(wait, time.Until(dl)), time.Millisecond)
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: lockWait,
+		Timeout: wait,
 		// The freelist is rebuilt at open rather than written at every
 		// commit: after a large queue drains it would be megabytes per fsync.
 		NoFreelistSync: true,
@@ -173,6 +185,7 @@ func Open(path string, o Options) (*Store, error) {
 		log:         o.Logger,
 		opts:        o,
 		convs:       make(map[uint64]*conv),
+		chats:       make(map[string]int),
 		wake:        make(chan struct{}),
 		closing:     make(chan struct{}),
 		enqueues:    newRequests[*enqueueOp](),
@@ -185,9 +198,13 @@ func Open(path string, o Options) (*Store, error) {
 		s.now = time.Now
 	}
 	if s.log == nil {
-		s.log = slog.Default()
+		s.log = slog.New(slog.DiscardHandler)
 	}
 	if err := s.init(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("boltq: open %s: %w", path, err)
+	}
+	if err := ctx.Err(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("boltq: open %s: %w", path, err)
 	}
@@ -272,6 +289,10 @@ func (s *Store) rebuild() error {
 		dc := tx.Bucket(bucketDead).Cursor()
 		for k, _ := dc.First(); k != nil; k, _ = dc.Next() {
 			s.dead++
+		}
+		chc := tx.Bucket(bucketChats).Cursor()
+		for k, _ := chc.First(); k != nil; k, _ = chc.Next() {
+			s.chats[routeOfName(k)]++
 		}
 		return nil
 	})
@@ -461,4 +482,15 @@ func (s *Store) Stats(ctx context.Context) (queue.Stats, error) {
 		Inflight: s.inflight,
 		Dead:     s.dead,
 	}, nil
+}
+
+// ChatCounts returns the number of chat records by route (routes with none
+// are absent), from counts kept as records are created and deleted.
+func (s *Store) ChatCounts(ctx context.Context) (map[string]int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, queue.ErrClosed
+	}
+	return maps.Clone(s.chats), nil
 }

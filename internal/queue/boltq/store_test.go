@@ -40,7 +40,7 @@ func (c *fakeClock) Add(d time.Duration) {
 
 func openAt(t testing.TB, path string, o Options) *Store {
 	t.Helper()
-	s, err := Open(path, o)
+	s, err := Open(context.Background(), path, o)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -434,7 +434,6 @@ func TestLeaseAfterClose(t *testing.T) {
 		"retry":   l.Retry(ctx, time.Now(), queue.Failure{}),
 		"release": l.Release(ctx, time.Now()),
 		"dead":    l.Dead(ctx, queue.Failure{}),
-		"touch":   l.Touch(ctx),
 	} {
 		if !errors.Is(err, queue.ErrClosed) {
 			t.Errorf("%s after close: %v, want ErrClosed", name, err)

@@ -6,11 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relayd/relayd/internal/queue"
+	"github.com/relayd/relayd/internal/xtime"
 )
 
 // GetChat returns the conversation's state with its KV revision, or a zero
@@ -105,6 +109,109 @@ func (s *Store) ListChats(ctx context.Context) ([]queue.Chat, error) {
 			out = append(out, queue.Chat{Route: route, ConversationKey: key, ChatState: st})
 		case <-ctx.Done():
 			return nil, s.fail("list chats", ctx.Err())
+		}
+	}
+}
+
+// chatCounts counts the chats bucket's keys by route for ChatCounts. A
+// watcher over the bucket keeps them current with every replica's writes,
+// so no scrape lists the chats; it reads headers only, and holds one key
+// per chat.
+type chatCounts struct {
+	ready     chan struct{} // closed once the bucket's initial keys are counted
+	readyOnce sync.Once
+
+	mu     sync.Mutex
+	keys   map[string]string // KV key → route
+	routes map[string]int
+}
+
+func newChatCounts() *chatCounts { return &chatCounts{ready: make(chan struct{})} }
+
+// snapshot copies the counts.
+func (c *chatCounts) snapshot() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.routes)
+}
+
+// reset replaces every count with those of keys.
+func (c *chatCounts) reset(keys map[string]string) {
+	routes := map[string]int{}
+	for _, r := range keys {
+		routes[r]++
+	}
+	c.mu.Lock()
+	c.keys, c.routes = keys, routes
+	c.mu.Unlock()
+	c.readyOnce.Do(func() { close(c.ready) })
+}
+
+// set records that key (of route) exists or not.
+func (c *chatCounts) set(key, route string, exists bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, had := c.keys[key]
+	switch {
+	case exists && !had:
+		c.keys[key] = route
+		c.routes[route]++
+	case !exists && had:
+		delete(c.keys, key)
+		if c.routes[route]--; c.routes[route] <= 0 {
+			delete(c.routes, route)
+		}
+	}
+}
+
+// watchChats keeps s.chatCounts current until Close, starting the watch
+// again after a failure.
+func (s *Store) watchChats() {
+	defer s.wg.Done()
+	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 30*time.Second) {
+		err := s.watchChatsOnce()
+		if s.ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("watching chats failed; conversation counts may lag", "err", err)
+		if xtime.Sleep(s.ctx, wait) != nil {
+			return
+		}
+	}
+}
+
+func (s *Store) watchChatsOnce() error {
+	w, err := s.chats.WatchAll(s.ctx, jetstream.MetaOnly())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = w.Stop() }()
+	initial := map[string]string{} // until the watcher's end-of-initial-values marker
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watcher closed")
+			}
+			if e == nil {
+				s.chatCounts.reset(initial)
+				initial = nil
+				continue
+			}
+			route, _, err := parseChatKey(e.Key())
+			if err != nil {
+				continue
+			}
+			exists := e.Operation() == jetstream.KeyValuePut
+			if initial != nil {
+				if exists {
+					initial[e.Key()] = route
+				}
+				continue
+			}
+			s.chatCounts.set(e.Key(), route, exists)
+		case <-s.ctx.Done():
+			return s.ctx.Err()
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relayd/relayd/internal/queue"
+	"github.com/relayd/relayd/internal/xtime"
 )
 
 const (
@@ -210,7 +211,7 @@ func (s *Store) fetchLoop(p int) {
 		if errors.Is(err, errNoResponders) {
 			s.reprovision()
 		}
-		if !sleep(s.ctx, backoff) {
+		if xtime.Sleep(s.ctx, backoff) != nil {
 			return
 		}
 		backoff = min(2*backoff, 5*time.Second)
@@ -487,7 +488,7 @@ func (l *lease) Retry(ctx context.Context, at time.Time, f queue.Failure) error 
 	return l.putBack(ctx, at, attemptRecord{
 		Attempts:   l.msg.Attempts + 1,
 		LastStatus: f.Status,
-		LastError:  failureText(f),
+		LastError:  f.Text(),
 	})
 }
 
@@ -540,7 +541,7 @@ func (l *lease) Dead(ctx context.Context, f queue.Failure) error {
 	dl := queue.DeadLetter{Message: l.msg, Failure: f, DeadAt: l.s.o.Now()}
 	dl.Attempts = l.msg.Attempts + 1 // the attempt that failed for good
 	dl.LastStatus = f.Status
-	dl.LastError = failureText(f)
+	dl.LastError = f.Text()
 	data, err := json.Marshal(dl)
 	if err != nil {
 		return fmt.Errorf("natsq: encode dead letter: %w", err)
@@ -563,19 +564,6 @@ func (l *lease) Dead(ctx context.Context, f queue.Failure) error {
 	return nil
 }
 
-// Touch tells NATS the message is still being worked on.
-func (l *lease) Touch(_ context.Context) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.done {
-		return ErrLeaseEnded
-	}
-	if err := l.s.nc.Publish(l.reply, ackProgress); err != nil {
-		return l.s.fail("in progress", err)
-	}
-	return nil
-}
-
 // dropRecord deletes the attempts record of a finished message; a record
 // whose delete fails expires with the bucket's TTL.
 func (l *lease) dropRecord(ctx context.Context) {
@@ -592,18 +580,4 @@ func (s *Store) leaseErr(op string, err error) error {
 		return err
 	}
 	return s.fail(op, err)
-}
-
-// failureText is what LastError keeps of a failure.
-func failureText(f queue.Failure) string {
-	switch {
-	case f.Code != "" && f.Message != "":
-		return f.Code + ": " + f.Message
-	case f.Message != "":
-		return f.Message
-	case f.Code != "":
-		return f.Code
-	default:
-		return f.Reason
-	}
 }

@@ -30,7 +30,9 @@
 //   - KV bucket S_chats: chat state per (route, conversation key). PutChat
 //     is a compare-and-set on the KV revision (Create for revision 0,
 //     Update with the revision otherwise), so two replicas never both start
-//     a chat for one conversation: the loser gets queue.ErrConflict.
+//     a chat for one conversation: the loser gets queue.ErrConflict. Each
+//     Store watches the bucket's headers to count chats by route
+//     (ChatCounts), so counting lists nothing.
 //   - KV bucket S_dedupe: delivery dedupe marks. Enqueue creates the mark
 //     first (a second Create of the key fails: duplicate), then publishes;
 //     the two are not atomic, so when publishing fails the mark is deleted
@@ -59,10 +61,9 @@
 // Leases map onto acks: Ack is a confirmed ack (the next message cannot be
 // delivered before it returns); Retry records the attempt and naks with
 // the retry delay; Release naks with a delay and counts nothing; Dead
-// stores the dead letter, then terminates the message (a confirmed term);
-// Touch is an in-progress heartbeat. The Store also heartbeats every lease
-// it holds every AckWait/3, so a long request is never redelivered while it
-// runs; if the process dies the heartbeats stop and, after AckWait, another
+// stores the dead letter, then terminates the message (a confirmed term).
+// The Store heartbeats every lease it holds every AckWait/3 (an in-progress
+// ack), so a long request is never redelivered while it runs; if the process dies the heartbeats stop and, after AckWait, another
 // replica gets the message again (at least once, same Idempotency-Key).
 //
 // A Store pulls only while Next calls wait for more than it holds: each

@@ -5,9 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/relayd/relayd/internal/config"
 )
 
 func TestPartitionOf(t *testing.T) {
@@ -144,35 +141,6 @@ func TestParseChatKeyRejects(t *testing.T) {
 	}
 }
 
-func TestConfigOptions(t *testing.T) {
-	c := &config.Config{
-		Storage: config.Storage{
-			MaxPending: 500,
-			DedupeTTL:  config.Duration(24 * time.Hour),
-			NATS: config.NATS{
-				URL:        "nats://a:4222, nats://b:4222",
-				URLs:       []string{"nats://c:4222"},
-				Stream:     "JOBS",
-				CredsFile:  "/etc/nats/relayd.creds",
-				Replicas:   3,
-				Partitions: 32,
-			},
-		},
-		Sources: []config.Source{{DedupeTTL: config.Duration(72 * time.Hour)}, {}},
-	}
-	o := ConfigOptions(c)
-	if o.Stream != "JOBS" || o.Replicas != 3 || o.Partitions != 32 || o.MaxPending != 500 ||
-		o.CredsFile != "/etc/nats/relayd.creds" || o.DedupeTTL != 72*time.Hour {
-		t.Fatalf("options %+v", o)
-	}
-	if err := o.defaults(); err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.Join(o.URLs, " "); got != "nats://a:4222 nats://b:4222 nats://c:4222" {
-		t.Fatalf("urls %q", got)
-	}
-}
-
 func TestOptionsDefaults(t *testing.T) {
 	var o Options
 	if err := o.defaults(); err != nil {
@@ -195,13 +163,13 @@ func TestTLSConfig(t *testing.T) {
 	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := tlsConfig(config.TLS{}); c != nil || err != nil {
+	if c, err := tlsConfig(TLS{}); c != nil || err != nil {
 		t.Errorf("empty: %v %v, want nil", c, err)
 	}
-	if c, err := tlsConfig(config.TLS{InsecureSkipVerify: true}); err != nil || c == nil || !c.InsecureSkipVerify {
+	if c, err := tlsConfig(TLS{InsecureSkipVerify: true}); err != nil || c == nil || !c.InsecureSkipVerify {
 		t.Errorf("insecure: %+v %v", c, err)
 	}
-	for _, bad := range []config.TLS{
+	for _, bad := range []TLS{
 		{CAFile: filepath.Join(dir, "missing.pem")},
 		{CAFile: notPEM},
 		{CertFile: notPEM, KeyFile: notPEM},

@@ -16,8 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/relayd/relayd/internal/config"
 	"github.com/relayd/relayd/internal/queue"
+	"github.com/relayd/relayd/internal/xtime"
 )
 
 // Defaults for zero Options fields.
@@ -47,7 +47,7 @@ type Options struct {
 	// buckets are named after it. Letters, digits, '-' and '_' only.
 	Stream    string
 	CredsFile string
-	TLS       config.TLS
+	TLS       TLS
 	// Replicas of every stream and bucket (1 for a single server; 3 for a
 	// typical cluster).
 	Replicas int
@@ -71,33 +71,17 @@ type Options struct {
 	ConsumerName string
 	// Timeout bounds each request to NATS when ctx has no earlier deadline.
 	Timeout time.Duration
-	Logger  *slog.Logger
+	Logger  *slog.Logger // default: discard
 	Now     func() time.Time
 }
 
-// ConfigOptions maps the storage section of c onto Options. DedupeTTL is the
-// largest dedupe window of storage and every source.
-func ConfigOptions(c *config.Config) Options {
-	n := c.Storage.NATS
-	var urls []string
-	if n.URL != "" {
-		urls = append(urls, n.URL)
-	}
-	urls = append(urls, n.URLs...)
-	ttl := c.Storage.DedupeTTL.D()
-	for _, s := range c.Sources {
-		ttl = max(ttl, s.DedupeTTL.D())
-	}
-	return Options{
-		URLs:       urls,
-		Stream:     n.Stream,
-		CredsFile:  n.CredsFile,
-		TLS:        n.TLS,
-		Replicas:   n.Replicas,
-		Partitions: n.Partitions,
-		MaxPending: c.Storage.MaxPending,
-		DedupeTTL:  ttl,
-	}
+// TLS is the client's TLS material; the zero value sets none (a tls://
+// URL still negotiates TLS with the system roots).
+type TLS struct {
+	CAFile             string
+	CertFile           string // with KeyFile, or neither
+	KeyFile            string
+	InsecureSkipVerify bool
 }
 
 func (o *Options) defaults() error {
@@ -132,7 +116,7 @@ func (o *Options) defaults() error {
 		o.MaxPending = 0
 	}
 	if o.Logger == nil {
-		o.Logger = slog.Default()
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -196,6 +180,8 @@ type Store struct {
 	statsAt   time.Time
 	statsErr  error
 	statsLock sync.Mutex // one refresh at a time
+
+	chatCounts *chatCounts
 }
 
 var _ queue.Lease = (*lease)(nil)
@@ -217,6 +203,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		leases:    map[*lease]struct{}{},
 		parts:     map[int]jetstream.Consumer{},
 	}
+	s.chatCounts = newChatCounts()
 	close(s.demandOff) // demand starts off
 	nc, err := s.connect()
 	if err != nil {
@@ -238,9 +225,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		s.wg.Add(1)
 		go s.fetchLoop(p)
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.keepAlive()
 	go s.maintain()
+	go s.watchChats()
 	return s, nil
 }
 
@@ -281,8 +269,8 @@ func (s *Store) connect() (*nats.Conn, error) {
 
 // tlsConfig builds the client TLS settings, or nil when none are set (a
 // tls:// URL still negotiates TLS with the system roots).
-func tlsConfig(t config.TLS) (*tls.Config, error) {
-	if t == (config.TLS{}) {
+func tlsConfig(t TLS) (*tls.Config, error) {
+	if t == (TLS{}) {
 		return nil, nil
 	}
 	c := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify}
@@ -467,7 +455,7 @@ func (s *Store) maintain() {
 				break
 			}
 			s.log.Warn("re-provisioning failed", "err", err)
-			if !sleep(s.ctx, wait) {
+			if xtime.Sleep(s.ctx, wait) != nil {
 				return
 			}
 		}
@@ -535,16 +523,4 @@ func (s *Store) fail(op string, err error) error {
 		return fmt.Errorf("natsq: %s: %w", op, queue.ErrClosed)
 	}
 	return fmt.Errorf("natsq: %s: %w: %w", op, queue.ErrUnavailable, err)
-}
-
-// sleep waits d or until ctx ends; false means ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

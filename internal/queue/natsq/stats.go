@@ -37,6 +37,23 @@ func (s *Store) Stats(ctx context.Context) (queue.Stats, error) {
 	return st, err
 }
 
+// ChatCounts returns the number of chats by route (routes with none are
+// absent), from counts a watcher over the chats bucket keeps current with
+// every replica's writes (see chatCounts), so no chat is listed. Right
+// after Open it waits for the watcher's first read of the bucket, or ctx.
+func (s *Store) ChatCounts(ctx context.Context) (map[string]int, error) {
+	select {
+	case <-s.chatCounts.ready:
+	case <-ctx.Done():
+		return nil, s.fail("chat counts", ctx.Err())
+	case <-s.ctx.Done():
+	}
+	if s.isClosed() {
+		return nil, s.fail("chat counts", queue.ErrClosed)
+	}
+	return s.chatCounts.snapshot(), nil
+}
+
 func (s *Store) readStats(ctx context.Context) (queue.Stats, error) {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -38,6 +39,8 @@ type Backend interface {
 	DropDead(ctx context.Context, id string) (int, error)
 
 	Stats(ctx context.Context) (queue.Stats, error)
+	// ChatCounts counts chat records by route, without listing them.
+	ChatCounts(ctx context.Context) (map[string]int, error)
 	Close() error
 }
 
@@ -100,6 +103,7 @@ func Run(t *testing.T, h Harness) {
 		{"RedeliveryAfterConsumerDies", testRedelivery},
 		{"Dedupe", testDedupe},
 		{"ChatCompareAndSet", testChatCAS},
+		{"ChatCountsInStats", testChatCounts},
 		{"MaxPending", testMaxPending},
 		{"NextHonoursContext", testNextContext},
 		{"CloseUnblocksNext", testCloseUnblocksNext},
@@ -297,9 +301,6 @@ func testEnqueueNextAck(s *suite) {
 	sameMessage(s.T, l.Message(), m)
 	if a := l.Message().Attempts; a != 0 {
 		s.Fatalf("attempts %d on first delivery", a)
-	}
-	if err := l.Touch(s.ctx()); err != nil {
-		s.Fatalf("touch: %v", err)
 	}
 	s.ack(l)
 	if err := l.Ack(s.ctx()); err == nil {
@@ -622,9 +623,6 @@ func testRedelivery(s *suite) {
 	s.restart()
 	l := s.nextID(a.ID)
 	sameMessage(s.T, l.Message(), a)
-	if err := l.Touch(s.ctx()); err != nil {
-		s.Fatalf("touch: %v", err)
-	}
 	s.ack(l)
 	s.ack(s.nextID(b.ID))
 	s.restart()
@@ -813,6 +811,66 @@ func testStats(s *suite) {
 	want(3, 0, 1)
 	s.restart()
 	want(3, 0, 1)
+}
+
+// testChatCounts: ChatCounts counts chat records by route as they are
+// created and deleted, and after a restart.
+func testChatCounts(s *suite) {
+	// Backends may count asynchronously: wait for the counts to match.
+	want := func(counts map[string]int) {
+		s.Helper()
+		deadline := time.Now().Add(s.h.Patience)
+		for {
+			got, err := s.b.ChatCounts(s.ctx())
+			if err == nil && maps.Equal(got, counts) {
+				return
+			}
+			if time.Now().After(deadline) {
+				s.Fatalf("chat counts %v (%v), want %v", got, err, counts)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	put := func(route, key string, st queue.ChatState) {
+		s.Helper()
+		if err := s.b.PutChat(s.ctx(), route, key, st); err != nil {
+			s.Fatalf("put chat %s/%s: %v", route, key, err)
+		}
+	}
+	del := func(route, key string) {
+		s.Helper()
+		if err := s.b.DeleteChat(s.ctx(), route, key); err != nil {
+			s.Fatalf("delete chat %s/%s: %v", route, key, err)
+		}
+	}
+	want(map[string]int{})
+	now := time.Now().UTC()
+	st := queue.ChatState{ChatID: "chat-1", StartedAt: now, Messages: 1, UpdatedAt: now}
+	put("r1", "repo/a", st)
+	put("r1", "repo/b", st)
+	put("r2", "repo/a", st)
+	want(map[string]int{"r1": 2, "r2": 1})
+
+	// Updates and refused creates change no count.
+	cur, err := s.b.GetChat(s.ctx(), "r1", "repo/a")
+	if err != nil {
+		s.Fatalf("get chat: %v", err)
+	}
+	cur.Messages++
+	put("r1", "repo/a", cur)
+	if err := s.b.PutChat(s.ctx(), "r1", "repo/b", st); !errors.Is(err, queue.ErrConflict) {
+		s.Fatalf("second create: %v, want ErrConflict", err)
+	}
+	want(map[string]int{"r1": 2, "r2": 1})
+
+	del("r1", "repo/b")
+	del("r1", "repo/missing")
+	want(map[string]int{"r1": 1, "r2": 1})
+	s.restart()
+	want(map[string]int{"r1": 1, "r2": 1})
+	del("r2", "repo/a")
+	put("r1", "repo/b", st) // created again after its delete
+	want(map[string]int{"r1": 2})
 }
 
 // testOrderUnderConcurrency: a producer enqueues (backing off on ErrFull)

@@ -1,0 +1,75 @@
+package daemon
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/relayd/relayd/internal/config"
+	"github.com/relayd/relayd/internal/dispatch"
+)
+
+func TestNatsqOptions(t *testing.T) {
+	c := &config.Config{
+		Storage: config.Storage{
+			MaxPending: 500,
+			DedupeTTL:  config.Duration(24 * time.Hour),
+			NATS: config.NATS{
+				URL:        "nats://a:4222, nats://b:4222",
+				URLs:       []string{"nats://c:4222"},
+				Stream:     "JOBS",
+				CredsFile:  "/etc/nats/relayd.creds",
+				Replicas:   3,
+				Partitions: 32,
+				TLS:        config.TLS{CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "k.pem", InsecureSkipVerify: true},
+			},
+		},
+		Sources: []config.Source{{DedupeTTL: config.Duration(72 * time.Hour)}, {}},
+	}
+	o := natsqOptions(c, nil)
+	if o.Stream != "JOBS" || o.Replicas != 3 || o.Partitions != 32 || o.MaxPending != 500 ||
+		o.CredsFile != "/etc/nats/relayd.creds" || o.DedupeTTL != 72*time.Hour {
+		t.Fatalf("options %+v", o)
+	}
+	if o.TLS.CAFile != "ca.pem" || o.TLS.CertFile != "c.pem" || o.TLS.KeyFile != "k.pem" || !o.TLS.InsecureSkipVerify {
+		t.Fatalf("tls %+v", o.TLS)
+	}
+	if got := strings.Join(o.URLs, " "); got != "nats://a:4222, nats://b:4222 nats://c:4222" {
+		t.Fatalf("urls %q", got)
+	}
+}
+
+func TestDispatchSettings(t *testing.T) {
+	c := &config.Config{
+		Operator: config.Operator{
+			Concurrency: 3,
+			RateLimit:   config.RateLimit{PerSecond: 2, Burst: 5},
+			Retry:       config.Retry{Initial: config.Duration(time.Second), Max: config.Duration(10 * time.Minute), MaxAttempts: 20},
+		},
+		Server: config.Server{ShutdownTimeout: config.Duration(30 * time.Second)},
+		Routes: []config.Route{
+			{Name: "plain"},
+			{
+				Name:              "tuned",
+				RateLimit:         &config.RateLimit{PerSecond: 0.5, Burst: 1},
+				ConversationReset: &config.ConversationReset{After: config.Duration(time.Hour), Messages: 50},
+			},
+		},
+	}
+	s := settings(c)
+	if s.Concurrency != 3 || s.DrainTimeout != 30*time.Second ||
+		s.RateLimit != (dispatch.RateLimit{PerSecond: 2, Burst: 5}) ||
+		s.Retry != (dispatch.Retry{Initial: time.Second, Max: 10 * time.Minute, MaxAttempts: 20}) {
+		t.Fatalf("settings %+v", s)
+	}
+	if p := s.Routes["plain"]; p.RateLimit != nil || p.Reset != nil {
+		t.Errorf("plain route %+v, want no limit and no reset", p)
+	}
+	tuned := s.Routes["tuned"]
+	if tuned.RateLimit == nil || *tuned.RateLimit != (dispatch.RateLimit{PerSecond: 0.5, Burst: 1}) {
+		t.Errorf("tuned rate limit %+v", tuned.RateLimit)
+	}
+	if tuned.Reset == nil || *tuned.Reset != (dispatch.ConversationReset{After: time.Hour, Messages: 50}) {
+		t.Errorf("tuned reset %+v", tuned.Reset)
+	}
+}
