@@ -225,7 +225,7 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 		got := map[string]bool{}
 		for _, r := range f.Requests() {
 			if r.Status >= 200 && r.Status < 300 {
-				got[strings.Fields(r.Text)[1]] = true
+				got[strings.Fields(xtest.Prompt(r.Text))[1]] = true
 			}
 		}
 		missing := 0

@@ -13,6 +13,7 @@ import (
 
 	"github.com/relayd/relayd/internal/operator/fake"
 	"github.com/relayd/relayd/internal/queue/natsq/natstest"
+	"github.com/relayd/relayd/internal/xtest"
 )
 
 // Two relayd processes share one JetStream; one is SIGKILLed in the middle.
@@ -63,7 +64,7 @@ func TestTwoReplicaProcessesOnNATS(t *testing.T) {
 		got := map[string]bool{}
 		for _, r := range f.Requests() {
 			if r.Status >= 200 && r.Status < 300 {
-				got[strings.Fields(r.Text)[1]] = true
+				got[strings.Fields(xtest.Prompt(r.Text))[1]] = true
 			}
 		}
 		if len(got) >= len(accepted) {
@@ -88,7 +89,7 @@ func TestTwoReplicaProcessesOnNATS(t *testing.T) {
 		if r.Status < 200 || r.Status >= 300 {
 			continue
 		}
-		fields := strings.Fields(r.Text) // push <delivery> to <repo>
+		fields := strings.Fields(xtest.Prompt(r.Text)) // push <delivery> to <repo>
 		d, repo := fields[1], fields[3]
 		if seen[d] {
 			continue

@@ -195,14 +195,14 @@ func TestSendEveryKind(t *testing.T) {
 			deadline := time.Now().Add(30 * time.Second)
 			for {
 				for _, r := range f.Requests() {
-					if tc.text.MatchString(r.Text) {
+					if tc.text.MatchString(xtest.Prompt(r.Text)) {
 						return
 					}
 				}
 				if time.Now().After(deadline) {
 					var texts []string
 					for _, r := range f.Requests() {
-						texts = append(texts, r.Text)
+						texts = append(texts, xtest.Prompt(r.Text))
 					}
 					t.Fatalf("no message matches %s; got %q", tc.text, texts)
 				}

@@ -1,9 +1,12 @@
 package daemon
 
 import (
+	"fmt"
+
 	"github.com/relayd/relayd/internal/config"
 	"github.com/relayd/relayd/internal/ingest"
 	"github.com/relayd/relayd/internal/payload"
+	"github.com/relayd/relayd/internal/prompt"
 	"github.com/relayd/relayd/internal/route"
 	"github.com/relayd/relayd/internal/verify"
 )
@@ -11,11 +14,15 @@ import (
 // CompileIngest compiles what ingest serves from a loaded (validated)
 // config. Errors are *ingest.FieldError, named by their config path.
 func CompileIngest(cfg *config.Config) (*ingest.Table, error) {
-	return ingest.Compile(IngestSpec(cfg))
+	spec, err := IngestSpec(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return ingest.Compile(spec)
 }
 
 // IngestSpec maps a loaded config to ingest's own spec.
-func IngestSpec(cfg *config.Config) ingest.Spec {
+func IngestSpec(cfg *config.Config) (ingest.Spec, error) {
 	spec := ingest.Spec{
 		MaxBody:     cfg.Server.MaxBodyBytes,
 		MaxInflated: cfg.Server.MaxInflatedBytes,
@@ -38,13 +45,21 @@ func IngestSpec(cfg *config.Config) ingest.Spec {
 			AllowNets:      sc.AllowedPrefixes(),
 		}
 	}
-	for i, rc := range cfg.Routes {
+	for i := range cfg.Routes {
+		rc := &cfg.Routes[i]
+		// Load compiled every pattern already; this cannot fail on a
+		// loaded config, but a hand-built one gets a named error.
+		red, err := prompt.NewRedactor(cfg.RedactFor(rc))
+		if err != nil {
+			return ingest.Spec{}, &ingest.FieldError{Field: fmt.Sprintf("routes[%d].redact", i), Err: err}
+		}
 		spec.Routes[i] = route.Spec{
 			Name: rc.Name, Source: rc.Source, Filter: rc.Filter,
 			Conversation: rc.Conversation, Template: rc.Template,
+			Redactor: red, MaxPromptBytes: rc.MaxPromptBytes,
 		}
 	}
-	return spec
+	return spec, nil
 }
 
 // bodyModes and envelopes map the values config accepts for body and

@@ -22,6 +22,7 @@ import (
 	"github.com/relayd/relayd/internal/daemon"
 	"github.com/relayd/relayd/internal/operator/fake"
 	"github.com/relayd/relayd/internal/samples"
+	"github.com/relayd/relayd/internal/xtest"
 )
 
 const (
@@ -253,8 +254,8 @@ func TestEndToEndConversations(t *testing.T) {
 		t.Error("no Idempotency-Key sent")
 	}
 	wantPrompt := "CI failed on octo/one (master).\nRun: https://github.com/octo-org/octo-repo/actions/runs/289782451\n"
-	if first.Text != wantPrompt {
-		t.Errorf("prompt = %q, want %q", first.Text, wantPrompt)
+	if xtest.Prompt(first.Text) != wantPrompt {
+		t.Errorf("prompt = %q, want %q", xtest.Prompt(first.Text), wantPrompt)
 	}
 
 	// Same repository: the same conversation continues.
@@ -443,8 +444,8 @@ func TestConversationOrder(t *testing.T) {
 	}
 	byRepo := map[string][]string{}
 	for _, r := range delivered(f) {
-		repo := strings.TrimPrefix(strings.SplitN(r.Text, " (", 2)[0], "CI failed on ")
-		seq := strings.SplitN(strings.SplitN(r.Text, "(", 2)[1], ")", 2)[0]
+		repo := strings.TrimPrefix(strings.SplitN(xtest.Prompt(r.Text), " (", 2)[0], "CI failed on ")
+		seq := strings.SplitN(strings.SplitN(xtest.Prompt(r.Text), "(", 2)[1], ")", 2)[0]
 		byRepo[repo] = append(byRepo[repo], seq)
 	}
 	for repo, seqs := range byRepo {

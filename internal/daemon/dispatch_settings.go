@@ -13,9 +13,11 @@ func settings(cfg *config.Config) dispatch.Settings {
 		Retry:        retry(cfg.Operator.Retry),
 		Routes:       make(map[string]dispatch.RouteSettings, len(cfg.Routes)),
 		DrainTimeout: cfg.Server.ShutdownTimeout.D(),
+		Preamble:     cfg.PreambleFor(nil),
 	}
-	for _, r := range cfg.Routes {
-		var rs dispatch.RouteSettings
+	for i := range cfg.Routes {
+		r := &cfg.Routes[i]
+		rs := dispatch.RouteSettings{Preamble: cfg.PreambleFor(r)}
 		if r.RateLimit != nil {
 			rl := rateLimit(*r.RateLimit)
 			rs.RateLimit = &rl

@@ -13,6 +13,7 @@ import (
 
 	"github.com/relayd/relayd/internal/operator/fake"
 	"github.com/relayd/relayd/internal/queue/natsq/natstest"
+	"github.com/relayd/relayd/internal/xtest"
 )
 
 // natsConfig is baseConfig on the JetStream backend.
@@ -85,8 +86,8 @@ func TestNATSReplicas(t *testing.T) {
 	byRepo := map[string][]string{}
 	chats := map[string]map[string]bool{}
 	for _, r := range delivered(f) {
-		repo := strings.TrimPrefix(strings.SplitN(r.Text, " (", 2)[0], "CI failed on ")
-		seq := strings.SplitN(strings.SplitN(r.Text, "(", 2)[1], ")", 2)[0]
+		repo := strings.TrimPrefix(strings.SplitN(xtest.Prompt(r.Text), " (", 2)[0], "CI failed on ")
+		seq := strings.SplitN(strings.SplitN(xtest.Prompt(r.Text), "(", 2)[1], ")", 2)[0]
 		byRepo[repo] = append(byRepo[repo], seq)
 		if chats[repo] == nil {
 			chats[repo] = map[string]bool{}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/relayd/relayd/internal/operator/fake"
+	"github.com/relayd/relayd/internal/xtest"
 )
 
 func get(t *testing.T, url, token string) (int, string) {
@@ -102,8 +103,8 @@ func TestReload(t *testing.T) {
 		t.Fatalf("old config stopped working: %+v", a)
 	}
 	waitFor(t, "delivery under the old config", func() bool { return len(delivered(f)) == 1 })
-	if !strings.HasPrefix(delivered(f)[0].Text, "CI failed on octo/one") {
-		t.Errorf("old template not used: %q", delivered(f)[0].Text)
+	if !strings.HasPrefix(xtest.Prompt(delivered(f)[0].Text), "CI failed on octo/one") {
+		t.Errorf("old template not used: %q", xtest.Prompt(delivered(f)[0].Text))
 	}
 
 	// A good config swaps routes and templates.
@@ -121,7 +122,7 @@ func TestReload(t *testing.T) {
 		t.Fatalf("after reload: %+v", a)
 	}
 	waitFor(t, "delivery under the new config", func() bool { return len(delivered(f)) == 2 })
-	if got := delivered(f)[1].Text; !strings.HasPrefix(got, "Reloaded: CI failed on") {
+	if got := xtest.Prompt(delivered(f)[1].Text); !strings.HasPrefix(got, "Reloaded: CI failed on") {
 		t.Errorf("new template not used: %q", got)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/relayd/relayd/internal/daemon"
 	"github.com/relayd/relayd/internal/operator/fake"
 	"github.com/relayd/relayd/internal/verify"
+	"github.com/relayd/relayd/internal/xtest"
 )
 
 // One event per kind of sender, signed as that sender signs, through the
@@ -115,7 +116,7 @@ func TestEverySenderEndToEnd(t *testing.T) {
 	waitFor(t, "every sender's message delivered", func() bool { return len(delivered(f)) >= len(cases) })
 	got := map[string]bool{}
 	for _, r := range delivered(f) {
-		got[r.Text] = true
+		got[xtest.Prompt(r.Text)] = true
 	}
 	for _, tc := range cases {
 		if !got[tc.prompt] {

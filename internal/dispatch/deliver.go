@@ -111,8 +111,9 @@ func (j *job) run(ctx context.Context) (tail func()) {
 			return
 		}
 		start := time.Now()
-		j.log.Debug("sending", "chat_id", chatID, "prompt", m.Prompt)
-		resp, err := d.chatter().Chat(j.reqCtx, operator.ChatRequest{ChatID: chatID, Text: m.Prompt, IdempotencyKey: m.ID})
+		text := withPreamble(s, m.Route, chatID, m.Prompt)
+		j.log.Debug("sending", "chat_id", chatID, "prompt", text)
+		resp, err := d.chatter().Chat(j.reqCtx, operator.ChatRequest{ChatID: chatID, Text: text, IdempotencyKey: m.ID})
 		took := time.Since(start)
 		d.m.DispatchDuration.WithLabelValues(m.Route).Observe(took.Seconds())
 		if err != nil && j.reqCtx.Err() != nil && !resp.Partial {
@@ -205,6 +206,24 @@ func (j *job) admit(ctx context.Context, concurrency int) (trial bool, err error
 		return false, err
 	}
 	return d.pause.admit()
+}
+
+// withPreamble is the text sent for a prompt: the route's preamble first
+// when the prompt starts a new chat (chatID ""), so the agent learns what
+// the <untrusted> fences mean once per chat; later turns carry the prompt
+// alone.
+func withPreamble(s *Settings, route, chatID, prompt string) string {
+	if chatID != "" {
+		return prompt
+	}
+	pre := s.Preamble
+	if rs, ok := s.Routes[route]; ok {
+		pre = rs.Preamble
+	}
+	if pre == "" {
+		return prompt
+	}
+	return pre + "\n\n" + prompt
 }
 
 // resetDue reports whether conversation_reset says the chat is too old or

@@ -51,6 +51,8 @@ type ConversationReset struct {
 type RouteSettings struct {
 	RateLimit *RateLimit         // on top of the account's
 	Reset     *ConversationReset // start a fresh chat when the old one is too old or too long
+	// Preamble starts the first turn of every new chat; "" for none.
+	Preamble string
 }
 
 // Settings are the reloadable dispatch settings.
@@ -64,6 +66,9 @@ type Settings struct {
 	// Routes by name. A message of a route missing here is still delivered,
 	// with no route limit and no reset.
 	Routes map[string]RouteSettings
+	// Preamble is the preamble of routes missing from Routes (a message
+	// queued under a route a reload removed); "" for none.
+	Preamble string
 	// DrainTimeout is how long requests in flight may finish after Run's
 	// context ends; past it they are cancelled and their messages released.
 	// Zero or less cancels them at once.

@@ -330,16 +330,24 @@ func (h *Handler) route(src *Source, ev *event.Event, now time.Time) ([]queue.Me
 				"source", src.Name, "delivery", ev.Delivery, "route", r.Name, "err", err)
 			key = ""
 		}
-		prompt, err := r.Render(env)
+		p, err := r.Prompt(env)
 		if err != nil {
 			h.o.Logger.Error("template failed; event not routed", "source", src.Name, "delivery", ev.Delivery, "route", r.Name, "err", err)
 			continue
+		}
+		if h.o.Metrics != nil {
+			if p.Redactions > 0 {
+				h.o.Metrics.Redactions.WithLabelValues(r.Name).Add(float64(p.Redactions))
+			}
+			if p.CutBytes > 0 {
+				h.o.Metrics.PromptsCut.WithLabelValues(r.Name).Inc()
+			}
 		}
 		// Key, delivery and event may point into the request body (the
 		// parsed body shares its memory); a stored message must not keep
 		// the whole body alive.
 		msgs = append(msgs, queue.Message{
-			ID: newID(), Route: r.Name, ConversationKey: strings.Clone(key), Prompt: prompt,
+			ID: newID(), Route: r.Name, ConversationKey: strings.Clone(key), Prompt: p.Text,
 			Source: src.Name, Delivery: strings.Clone(ev.Delivery), Event: strings.Clone(ev.Event), EnqueuedAt: now,
 		})
 		names = append(names, r.Name)

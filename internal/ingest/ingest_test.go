@@ -136,7 +136,11 @@ func (s *syncBuffer) String() string {
 
 func newRig(t *testing.T, maxPending string) *rig {
 	t.Helper()
-	yaml := strings.Replace(ingestConfig, "%MAX%", maxPending, 1)
+	return newRigFrom(t, strings.Replace(ingestConfig, "%MAX%", maxPending, 1))
+}
+
+func newRigFrom(t *testing.T, yaml string) *rig {
+	t.Helper()
 	cfg, err := config.Parse([]byte(yaml), t.TempDir(), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatalf("config: %v", err)

@@ -47,6 +47,8 @@ type Metrics struct {
 	RateLimitWait        *prometheus.CounterVec   // scope
 	IngestDuration       *prometheus.HistogramVec // source
 	Duplicates           *prometheus.CounterVec   // source
+	Redactions           *prometheus.CounterVec   // route
+	PromptsCut           *prometheus.CounterVec   // route
 	DispatchPaused       prometheus.Gauge
 	ReloadSuccessful     prometheus.Gauge
 	ReloadTimestamp      prometheus.Gauge
@@ -96,6 +98,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		Duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "relayd_duplicates_total", Help: "Webhooks answered as duplicates of a delivery seen before.",
 		}, []string{"source"}),
+		Redactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relayd_redactions_total", Help: "Credentials replaced by [REDACTED] in prompts.",
+		}, []string{"route"}),
+		PromptsCut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relayd_prompts_cut_total", Help: "Prompts cut to max_prompt_bytes.",
+		}, []string{"route"}),
 		DispatchPaused: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "relayd_dispatch_paused", Help: "1 while dispatch is paused because the API rejects the key.",
 		}),
@@ -112,7 +120,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.HTTPRequests, m.VerificationFailures, m.EventsFiltered, m.MessagesEnqueued,
 		m.DispatchAttempts, m.DispatchDuration, m.DeliveryLatency, m.Retries, m.DeadLetters,
-		m.RateLimitWait, m.IngestDuration, m.Duplicates, m.DispatchPaused, m.ReloadSuccessful, m.ReloadTimestamp, m.BuildInfo,
+		m.RateLimitWait, m.IngestDuration, m.Duplicates, m.Redactions, m.PromptsCut, m.DispatchPaused, m.ReloadSuccessful, m.ReloadTimestamp, m.BuildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -143,6 +151,8 @@ func (m *Metrics) InitLabels(sources, routes []string) {
 	for _, r := range routes {
 		m.EventsFiltered.WithLabelValues(r)
 		m.MessagesEnqueued.WithLabelValues(r)
+		m.Redactions.WithLabelValues(r)
+		m.PromptsCut.WithLabelValues(r)
 		m.DispatchDuration.WithLabelValues(r)
 		m.DeliveryLatency.WithLabelValues(r)
 		for _, o := range DispatchOutcomes {

@@ -294,7 +294,7 @@ func (a *operatorAPI) deliveries() map[string]int {
 	out := map[string]int{}
 	for _, r := range a.Requests() {
 		if (r.Status >= 200 && r.Status <= 299) || r.Status == http.StatusConflict {
-			if id, ok := deliveryOf(r.Text); ok {
+			if id, ok := deliveryOf(xtest.Prompt(r.Text)); ok {
 				out[id]++
 			}
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/relayd/relayd/internal/event"
+	"github.com/relayd/relayd/internal/prompt"
 	"github.com/relayd/relayd/internal/templates"
 )
 
@@ -32,6 +33,11 @@ type Spec struct {
 	Filter       string // expr, bool; empty matches every event
 	Conversation string // expr giving the conversation key; empty: one conversation
 	Template     string // text/template prompt
+
+	// Redactor replaces credentials in every rendered prompt; nil: none.
+	Redactor *prompt.Redactor
+	// MaxPromptBytes bounds a prompt; a longer one is cut. 0: no bound.
+	MaxPromptBytes int
 }
 
 // Route is a compiled route. It is safe for concurrent use.
@@ -42,6 +48,8 @@ type Route struct {
 	filter       *vm.Program // nil: every event
 	conversation *vm.Program // nil: key ""
 	prompt       *templates.Template
+	redactor     *prompt.Redactor
+	maxBytes     int
 }
 
 // FieldError is a Spec field that does not compile. Field is "filter",
@@ -83,7 +91,7 @@ var envTypes = func() types.Map {
 // errors, a filter that is not boolean and a template that does not parse
 // are errors; fields inside body are not, since bodies vary by event.
 func Compile(s Spec) (*Route, error) {
-	r := &Route{Name: s.Name, Source: s.Source}
+	r := &Route{Name: s.Name, Source: s.Source, redactor: s.Redactor, maxBytes: s.MaxPromptBytes}
 	var err error
 	if strings.TrimSpace(s.Filter) != "" {
 		if r.filter, err = compileExpr(s.Filter, expr.AsBool()); err != nil {
@@ -181,6 +189,30 @@ func (r *Route) ConversationKey(env map[string]any) (string, error) {
 // "template: <route>:<line>:<col>: executing ...".
 func (r *Route) Render(env map[string]any) (string, error) {
 	return r.prompt.Render(env)
+}
+
+// Prompt is an event's prompt as it is stored and sent.
+type Prompt struct {
+	Text       string
+	Redactions int // credentials replaced by [REDACTED]
+	CutBytes   int // bytes cut to keep within the budget; 0 when it fit
+}
+
+// Prompt renders the event's prompt and makes it safe to store and send:
+// credentials are redacted, then the text is cut to the budget. Redaction
+// comes first so that a cut never leaves half a credential that no longer
+// matches a pattern.
+func (r *Route) Prompt(env map[string]any) (Prompt, error) {
+	text, err := r.prompt.Render(env)
+	if err != nil {
+		return Prompt{}, err
+	}
+	p := Prompt{Text: text}
+	p.Text, p.Redactions = r.redactor.Redact(p.Text)
+	if r.maxBytes > 0 {
+		p.Text, p.CutBytes = prompt.Cut(p.Text, r.maxBytes)
+	}
+	return p, nil
 }
 
 func keyString(v any) string {
