@@ -25,7 +25,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	table, err := ingest.Compile(cfg)
 	if err != nil {
-		return err
+		return cfg.Describe(err)
 	}
 	fmt.Fprintf(stdout, "config %s is valid\n\n", *path)
 	fmt.Fprintf(stdout, "public listener %s, admin listener %s, storage %s\n\n", cfg.Server.Listen, cfg.Server.AdminListen, describeStorage(cfg))
@@ -49,7 +49,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	if *online {
 		client := operator.New(operator.Options{
-			BaseURL: cfg.Operator.BaseURL, APIKey: cfg.Operator.APIKey, Version: cfg.Operator.Version,
+			BaseURL: cfg.Operator.BaseURL, APIKey: string(cfg.Operator.APIKey), Version: cfg.Operator.Version,
 			Timeout: 15 * time.Second, UserAgent: "relayd/" + version,
 		})
 		h, err := client.Health(ctx)

@@ -81,7 +81,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 	}
 	table, err := ingest.Compile(cfg)
 	if err != nil {
-		return nil, err
+		return nil, cfg.Describe(err)
 	}
 	d.metrics = metrics.New(d.reg)
 	d.metrics.SetBuildInfo(o.Version, o.Revision)
@@ -105,7 +105,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 
 func (d *Daemon) operatorOptions(cfg *config.Config) operator.Options {
 	o := operator.Options{
-		BaseURL: cfg.Operator.BaseURL, APIKey: cfg.Operator.APIKey, Version: cfg.Operator.Version,
+		BaseURL: cfg.Operator.BaseURL, APIKey: string(cfg.Operator.APIKey), Version: cfg.Operator.Version,
 		Timeout: cfg.Operator.Timeout.D(), UserAgent: "relayd/" + d.o.Version,
 	}
 	if d.o.DevBaseURL != "" {
@@ -264,9 +264,11 @@ func (d *Daemon) config() *config.Config {
 	return d.cfg
 }
 
-func (d *Daemon) adminToken() string { return d.config().Server.AdminToken }
+func (d *Daemon) adminToken() string { return string(d.config().Server.AdminToken) }
 
-func (d *Daemon) redactedConfig() any { return d.config().Redacted() }
+// redactedConfig is the running config for GET /admin/config: it marshals
+// with relay.yaml's keys and hides its secrets itself.
+func (d *Daemon) redactedConfig() any { return d.config() }
 
 // ready reports the readiness checks: storage writable, dispatch not paused.
 func (d *Daemon) ready(ctx context.Context) []admin.Check {
@@ -310,7 +312,7 @@ func (d *Daemon) reload() error {
 	}
 	table, err := ingest.Compile(cfg)
 	if err != nil {
-		return err
+		return cfg.Describe(err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
