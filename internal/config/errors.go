@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
 )
 
@@ -113,10 +112,22 @@ type meta struct {
 	// secret field's value, the variables expanded into a field. A path
 	// present with no values still has its error arguments hidden.
 	hidden map[string][]string
+	env    map[string]bool // paths whose value came from the environment
 }
 
 func newMeta() *meta {
-	return &meta{lines: map[string]int{}, names: map[string]string{}, hidden: map[string][]string{}}
+	return &meta{lines: map[string]int{}, names: map[string]string{}, hidden: map[string][]string{}, env: map[string]bool{}}
+}
+
+// fromEnv reports whether field, or a field it is part of, came from the
+// environment.
+func (m *meta) fromEnv(field string) bool {
+	for _, p := range parents(field) {
+		if m.env[p] {
+			return true
+		}
+	}
+	return false
 }
 
 // hide records values that errors about path must not show.
@@ -164,24 +175,40 @@ func (m *meta) fieldError(field string, line int, err error) *FieldError {
 	return &FieldError{Field: field, Line: line, Err: err, names: m.names}
 }
 
-// scrub takes v out of msg: quoted as messages quote values, and as it is
-// unless it is too short to take out without mangling the words around it.
+// scrub takes v out of msg wherever it stands on its own: not inside a
+// longer word, so that a short value does not mangle the message around it.
 func scrub(msg, v string) string {
 	if v == "" {
 		return msg
 	}
-	msg = strings.ReplaceAll(msg, strconv.Quote(v), strconv.Quote(hiddenText))
-	if len(v) >= minScrubLen {
-		msg = strings.ReplaceAll(msg, v, hiddenText)
+	var b strings.Builder
+	from := 0 // msg[:from] is written
+	for at := 0; ; {
+		i := strings.Index(msg[at:], v)
+		if i < 0 {
+			b.WriteString(msg[from:])
+			return b.String()
+		}
+		i += at
+		end := i + len(v)
+		if wordByte(msg, i-1) && wordByte(msg, i) || wordByte(msg, end-1) && wordByte(msg, end) {
+			at = i + 1
+			continue
+		}
+		b.WriteString(msg[from:i])
+		b.WriteString(hiddenText)
+		from, at = end, end
 	}
-	return msg
 }
 
-// minScrubLen is the shortest value taken out of a message where it is not
-// quoted. Messages about hidden fields do not quote values (see
-// loader.errorf and walker.got); this catches what other code (a file's
-// error, a compiler's) put in.
-const minScrubLen = 4
+// wordByte reports whether s[i] exists and is a letter or digit.
+func wordByte(s string, i int) bool {
+	if i < 0 || i >= len(s) {
+		return false
+	}
+	c := s[i]
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
 
 // fieldPathRE matches the field path at the start of an error from code
 // that compiles a loaded config ("routes[2].filter: …").
@@ -219,9 +246,17 @@ func (c *Config) Describe(err error) error {
 	}
 	field := m[1]
 	md := c.meta()
-	e := md.fieldError(field, lineOf(md.lines, field), &strippedError{msg: msg[len(m[0]):], err: err})
-	return e
+	var inner error = &strippedError{msg: msg[len(m[0]):], err: err}
+	if md.fromEnv(field) {
+		// A compiler's message quotes pieces of the value (names, tokens)
+		// that scrubbing the whole value would not catch.
+		inner = errFromEnv
+	}
+	return md.fieldError(field, lineOf(md.lines, field), inner)
 }
+
+// errFromEnv stands for a message about a value from the environment.
+var errFromEnv = errors.New("invalid (the message is not shown: the value comes from the environment; try it written in place)")
 
 // strippedError is an error without the field path its text started with.
 type strippedError struct {

@@ -101,7 +101,8 @@ func ParseWith(data []byte, baseDir string, o Options) (*Config, error) {
 			return nil, joinErrors(append(w.errs, &FieldError{Err: err}))
 		}
 	}
-	c.md = w.md
+	md := w.md
+	c.md = func() *meta { return md }
 	l := &loader{
 		c:       c,
 		opts:    o,

@@ -127,6 +127,12 @@ func (c Config) dump() dumped {
 	return dumped(c)
 }
 
+// Format implements fmt.Formatter: a Config prints as its dump does, with
+// the credentials inside URLs hidden too.
+func (c Config) Format(f fmt.State, verb rune) {
+	fmt.Fprintf(f, fmt.FormatString(f, verb), c.dump())
+}
+
 // MarshalYAML writes the config as relay.yaml's keys, with secrets and the
 // credentials inside URLs hidden.
 func (c Config) MarshalYAML() (any, error) { return c.dump(), nil }
@@ -198,4 +204,14 @@ func nodeJSON(b *bytes.Buffer, n *yaml.Node) error {
 		return fmt.Errorf("unexpected YAML node kind %d", n.Kind)
 	}
 	return nil
+}
+
+// plainVerify is Verify without its methods.
+type plainVerify Verify
+
+// Format implements fmt.Formatter. A *Verify inside a struct printed with a
+// verb pointers do not take (%s, %q) would otherwise be printed by fmt's
+// error path, which calls no Format method: the secrets would show.
+func (v Verify) Format(f fmt.State, verb rune) {
+	fmt.Fprintf(f, fmt.FormatString(f, verb), plainVerify(v))
 }

@@ -34,15 +34,15 @@ type Config struct {
 
 	// md holds where each field was written, the names of list items and
 	// the values no error may show, for errors found after loading (see
-	// Describe).
-	md *meta
+	// Describe). A func, so that no fmt verb prints what it holds.
+	md func() *meta
 }
 
 func (c *Config) meta() *meta {
 	if c.md == nil {
 		return newMeta()
 	}
-	return c.md
+	return c.md()
 }
 
 // Server configures the two listeners. The public one serves source paths

@@ -239,6 +239,7 @@ func (w *walker) leaf(n *yaml.Node, t reflect.Type, path string) bool {
 		return true
 	}
 	if vals, ok := w.fromEnv[n]; ok {
+		w.md.env[path] = true
 		w.md.hide(path, vals...)
 	}
 	if err, done := w.expanded[n]; done {
@@ -266,6 +267,7 @@ func (w *walker) leaf(n *yaml.Node, t reflect.Type, path string) bool {
 		}
 		if used {
 			w.fromEnv[n] = vals
+			w.md.env[path] = true
 			w.md.hide(path, vals...)
 			if w.isSecret(path) {
 				w.md.hide(path, v)

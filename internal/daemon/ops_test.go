@@ -92,8 +92,9 @@ func TestReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, body := call(t, http.MethodPost, h.admin+"/admin/reload", "")
-	if code != http.StatusBadRequest || !strings.Contains(body, "routes[0].conversation") {
-		t.Fatalf("bad reload = %d %s, want 400 naming routes[0].conversation", code, body)
+	want := `routes[0] \"ci-failures\".conversation (line 23): unexpected token EOF`
+	if code != http.StatusBadRequest || !strings.Contains(body, want) {
+		t.Fatalf("bad reload = %d %s, want 400 with %s", code, body, want)
 	}
 	if v := testutil.ToFloat64(m.ReloadSuccessful); v != 0 {
 		t.Errorf("reload_successful = %v after a failed reload, want 0", v)
