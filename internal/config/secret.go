@@ -168,8 +168,7 @@ func nodeJSON(b *bytes.Buffer, n *yaml.Node) error {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			k, _ := json.Marshal(n.Content[i].Value)
-			b.Write(k)
+			writeJSONString(b, n.Content[i].Value)
 			b.WriteByte(':')
 			if err := nodeJSON(b, n.Content[i+1]); err != nil {
 				return err
@@ -198,8 +197,7 @@ func nodeJSON(b *bytes.Buffer, n *yaml.Node) error {
 				return nil
 			}
 		}
-		v, _ := json.Marshal(n.Value)
-		b.Write(v)
+		writeJSONString(b, n.Value)
 	default:
 		return fmt.Errorf("unexpected YAML node kind %d", n.Kind)
 	}
@@ -214,4 +212,13 @@ type plainVerify Verify
 // error path, which calls no Format method: the secrets would show.
 func (v Verify) Format(f fmt.State, verb rune) {
 	fmt.Fprintf(f, fmt.FormatString(f, verb), plainVerify(v))
+}
+
+// writeJSONString writes s as a JSON string, leaving <, > and & as they
+// are: "<secret>" reads as itself.
+func writeJSONString(b *bytes.Buffer, s string) {
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)       // a string always encodes
+	b.Truncate(b.Len() - 1) // Encode's newline
 }

@@ -239,9 +239,9 @@ routes:
 	}
 	var m struct {
 		Server struct {
-			AdminToken *string `json:"admin_token"`
-			TrustProxy *bool   `json:"trust_proxy"`
-			IdleTimeout string `json:"idle_timeout"`
+			AdminToken  *string `json:"admin_token"`
+			TrustProxy  *bool   `json:"trust_proxy"`
+			IdleTimeout string  `json:"idle_timeout"`
 		} `json:"server"`
 		Storage struct {
 			NATS struct {

@@ -74,6 +74,12 @@ func TestAdminToken(t *testing.T) {
 			t.Errorf("/admin/config shows a secret: %s", body)
 		}
 	}
+	// It reads as relay.yaml does.
+	for _, want := range []string{`"base_url":`, `"api_key":"<secret>"`, `"admin_token":"<secret>"`, `"secrets":["<secret>"]`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/admin/config lacks %s: %s", want, body)
+		}
+	}
 }
 
 func TestReload(t *testing.T) {
