@@ -205,6 +205,11 @@ func TestMetricsExposed(t *testing.T) {
 			t.Errorf("%s = %v, want 1", name, got)
 		}
 	}
+	// The chat id is stored after the delivery is counted.
+	waitFor(t, "chat recorded", func() bool {
+		_, text := get(t, h.admin+"/metrics", "")
+		return strings.Contains(text, `relayd_conversations{route="ci-failures"} 1`)
+	})
 	_, text := get(t, h.admin+"/metrics", "")
 	for _, want := range []string{
 		`relayd_queue_messages{state="ready"}`, `relayd_queue_messages{state="dead"}`,
