@@ -214,6 +214,9 @@ func wordByte(s string, i int) bool {
 // that compiles a loaded config ("routes[2].filter: …").
 var fieldPathRE = regexp.MustCompile(`^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*): `)
 
+// fieldSegRE matches one more field name at the start of a message.
+var fieldSegRE = regexp.MustCompile(`^([a-z_]+(?:\[\d+\])?): `)
+
 // Describe turns errors about fields of c, found after loading (compiling
 // filters, templates and verifiers), into *FieldErrors like Load's own: each
 // error, or each of an errors.Join, that starts with a field path
@@ -244,9 +247,22 @@ func (c *Config) Describe(err error) error {
 	if m == nil {
 		return err
 	}
-	field := m[1]
+	field, rest := m[1], msg[len(m[0]):]
 	md := c.meta()
-	var inner error = &strippedError{msg: msg[len(m[0]):], err: err}
+	// The compiler's own message may go on naming a field inside
+	// ("sources[0].verify: header: …"): take that in too when the file
+	// wrote it, so the line is that field's.
+	for {
+		s := fieldSegRE.FindStringSubmatch(rest)
+		if s == nil {
+			break
+		}
+		if _, ok := md.lines[field+"."+s[1]]; !ok {
+			break
+		}
+		field, rest = field+"."+s[1], rest[len(s[0]):]
+	}
+	var inner error = &strippedError{msg: rest, err: err}
 	if md.fromEnv(field) {
 		// A compiler's message quotes pieces of the value (names, tokens)
 		// that scrubbing the whole value would not catch.

@@ -471,6 +471,19 @@ routes:
 	if c.Describe(nil) != nil {
 		t.Error("Describe(nil) != nil")
 	}
+	// A field named inside the message is taken into the path when the
+	// file wrote it.
+	err = c.Describe(fmt.Errorf("sources[0].verify: %w", errors.New(`type: "x" is not one of a, b`)))
+	if want := `sources[0] "gh".verify.type (line 3): "x" is not one of a, b`; err.Error() != want {
+		t.Errorf("Describe = %v, want %s", err, want)
+	}
+	err = c.Describe(fmt.Errorf("sources[0].verify: %w", errors.New(`header: required`)))
+	if want := `sources[0] "gh".verify (line 3): header: required`; err.Error() != want {
+		t.Errorf("Describe = %v, want %s", err, want)
+	}
+	err = c.Describe(errors.Join(fmt.Errorf("routes[2].%w", inner),
+		errors.New("no field here"),
+		fmt.Errorf("sources[0].verify: %w", errors.New("bad"))))
 	// An already described error is left alone.
 	if again := c.Describe(err); again.Error() != want {
 		t.Errorf("described twice: %v", again)
