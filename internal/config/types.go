@@ -4,9 +4,14 @@
 // Loading runs in this order: ${VAR} expansion on every scalar value,
 // strict decoding (unknown keys, wrong types), _file twins and
 // template_file, defaults, validation. Every problem found is reported, each
-// as a *FieldError naming its field ("routes[2].source: …"). Expressions and
-// templates are compiled by package route, whose errors the caller prefixes
-// with the same field paths.
+// as a *FieldError naming its field, the list item's name and the line
+// (`routes[2] "ci-failures".source (line 30): …`). Expressions and templates
+// are compiled by package route, whose errors the caller prefixes with the
+// same field paths and passes through Config.Describe to read the same way.
+//
+// Secrets have their own types (Secret, SecretList) that print and marshal
+// as <secret>; no error shows a secret or a value that came from the
+// environment.
 //
 // Top-level keys starting with "x-" are ignored, so a file can hold YAML
 // anchors (x-github: &github {type: github, …}) for the values it repeats.
