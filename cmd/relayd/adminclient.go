@@ -55,7 +55,7 @@ func (f adminFlags) client(lookupEnv func(string) (string, bool)) (*adminClient,
 				c.base = listenURL(cfg.Server.AdminListen)
 			}
 			if c.token == "" {
-				c.token = cfg.Server.AdminToken
+				c.token = string(cfg.Server.AdminToken)
 			}
 		}
 	}

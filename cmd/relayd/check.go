@@ -27,7 +27,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	table, err := daemon.CompileIngest(cfg)
 	if err != nil {
-		return err
+		return cfg.Describe(err)
 	}
 	fmt.Fprintf(stdout, "config %s is valid\n\n", *path)
 	fmt.Fprintf(stdout, "public listener %s, admin listener %s, storage %s\n\n", cfg.Server.Listen, cfg.Server.AdminListen, describeStorage(cfg))
@@ -58,7 +58,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // checkOnline asks the Operator API whether the key works; under --dev it
 // asks the fake Operator that serve --dev would run.
 func checkOnline(ctx context.Context, stdout io.Writer, cfg *config.Config, dev bool) error {
-	base, key := cfg.Operator.BaseURL, cfg.Operator.APIKey
+	base, key := cfg.Operator.BaseURL, string(cfg.Operator.APIKey)
 	if dev {
 		addr, shutdown, err := startDevOperator(slog.New(slog.DiscardHandler))
 		if err != nil {

@@ -82,17 +82,41 @@ func TestCheck(t *testing.T) {
 		t.Error("check output shows a secret")
 	}
 
-	bad := strings.Replace(string(must(os.ReadFile(cfg))), `filter: 'event == "push"'`, `filter: 'event =='`, 1)
-	if err := os.WriteFile(cfg, []byte(bad), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out.Reset()
-	errOut.Reset()
-	if code := run(context.Background(), []string{"check", "-c", cfg}, &out, &errOut); code == 0 {
-		t.Fatal("check accepted a broken filter")
-	}
-	if !strings.Contains(errOut.String(), "routes[0].filter") {
-		t.Errorf("error does not name the field: %s", errOut.String())
+	good := string(must(os.ReadFile(cfg)))
+	filter := `filter: 'event == "push"'`
+	secrets := `secrets: ["${GITHUB_WEBHOOK_SECRET}"]`
+	for _, tc := range []struct{ name, from, to, want string }{
+		{"broken filter", filter, `filter: 'event =='`, `routes[0] "pushes".filter (line 20): unexpected token EOF`},
+		{"unknown name", filter, `filter: 'evnt == "push"'`, `routes[0] "pushes".filter (line 20): unknown name evnt (1:1)`},
+		// body is untyped: this compiled once, then dropped every event.
+		{"filter not boolean", filter, `filter: body.repository.full_name`, `routes[0] "pushes".filter (line 20): not known to be true or false`},
+		{"secret where a list goes", secrets, `secrets: "${GITHUB_WEBHOOK_SECRET}"`, `sources[0] "github".verify.secrets (line 16): expected a list, got a single value`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(cfg, []byte(strings.Replace(good, tc.from, tc.to, 1)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out.Reset()
+			errOut.Reset()
+			if code := run(context.Background(), []string{"check", "-c", cfg}, &out, &errOut); code == 0 {
+				t.Fatalf("check accepted it:\n%s", out.String())
+			}
+			if !strings.Contains(errOut.String(), tc.want) {
+				t.Errorf("error lacks %s:\n%s", tc.want, errOut.String())
+			}
+			if strings.Contains(errOut.String()+out.String(), cliSecret) {
+				t.Errorf("check shows the secret: %s", errOut.String())
+			}
+			// serve refuses it with the same words.
+			out.Reset()
+			errOut.Reset()
+			if code := run(context.Background(), []string{"serve", "-c", cfg}, &out, &errOut); code == 0 {
+				t.Fatal("serve accepted it")
+			}
+			if !strings.Contains(errOut.String(), tc.want) || strings.Contains(errOut.String()+out.String(), cliSecret) {
+				t.Errorf("serve: error lacks %s or shows the secret:\n%s", tc.want, errOut.String())
+			}
+		})
 	}
 }
 

@@ -3,6 +3,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -50,7 +51,7 @@ type Options struct {
 	Ready        func(ctx context.Context) []Check
 	Health       func(ctx context.Context) []Check // detail for /healthz, which answers 200 whatever they say
 	Reload       func(ctx context.Context) error
-	Config       func() any // the running config, redacted
+	Config       func() any // the running config; its JSON must hide its secrets (config.Config's does)
 	Token        func() string
 	TokenMetrics bool
 	Logger       *slog.Logger
@@ -186,7 +187,13 @@ func (s *server) config(c echo.Context) error {
 	if s.o.Config == nil {
 		return jsonError(c, http.StatusNotFound, "not_found", "no config")
 	}
-	return c.JSON(http.StatusOK, s.o.Config())
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // a hidden secret reads "<secret>", not "\u003csecret\u003e"
+	if err := enc.Encode(s.o.Config()); err != nil {
+		return jsonError(c, http.StatusInternalServerError, "internal", "cannot encode the config")
+	}
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, b.Bytes())
 }
 
 func (s *server) storeError(c echo.Context, err error) error {

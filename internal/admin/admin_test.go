@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/relayd/relayd/internal/admin"
+	"github.com/relayd/relayd/internal/config"
 	"github.com/relayd/relayd/internal/queue"
 	"github.com/relayd/relayd/internal/queue/boltq"
 )
@@ -113,5 +114,48 @@ func TestDeadLetterAPI(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "Bearer") {
 		t.Errorf("no token = %d", resp.StatusCode)
+	}
+}
+
+// GET /admin/config serves the config with relay.yaml's key names, in the
+// file's order, secrets as <secret>.
+func TestConfigDump(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+server: {admin_token: admin-tok-secret}
+operator: {api_key: op-key-secret, base_url: "https://operator.example"}
+sources: [{name: gh, path: /gh, verify: {type: github, secrets: [gh-secret]}}]
+routes: [{name: r, source: gh, template: t}]
+`), "", func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(admin.New(admin.Options{
+		Gatherer: prometheus.NewRegistry(),
+		Token:    func() string { return "tok" },
+		Config:   func() any { return cfg },
+	}))
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/admin/config", nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	body := string(data)
+	if resp.StatusCode != http.StatusOK || !json.Valid(data) {
+		t.Fatalf("GET /admin/config = %d %s", resp.StatusCode, body)
+	}
+	for _, want := range []string{`{"server":{"listen":":8080",`, `"admin_token":"<secret>"`, `"api_key":"<secret>"`,
+		`"base_url":"https://operator.example"`, `"secrets":["<secret>"]`, `"idle_timeout":"2m0s"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("dump lacks %s:\n%s", want, body)
+		}
+	}
+	for _, leak := range []string{"admin-tok-secret", "op-key-secret", "gh-secret", "BaseURL", "APIKey"} {
+		if strings.Contains(body, leak) {
+			t.Errorf("dump shows %s:\n%s", leak, body)
+		}
 	}
 }

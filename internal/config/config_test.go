@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // env returns a Lookup over a fixed set of variables.
@@ -115,8 +115,8 @@ func TestContractExampleMissingEnv(t *testing.T) {
 		t.Fatal("loaded without OPERATOR_API_KEY")
 	}
 	for _, want := range []string{
-		"operator.api_key: environment variable OPERATOR_API_KEY is not set",
-		"sources[1].verify.secrets[0]: environment variable CI_SECRET is not set",
+		"operator.api_key (line 12): environment variable OPERATOR_API_KEY is not set",
+		"sources[1] \"ci\".verify.secrets[0] (line 24): environment variable CI_SECRET is not set",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
@@ -178,7 +178,7 @@ func TestDefaults(t *testing.T) {
 		Redact: Redact{Builtin: &builtinOn},
 	}
 	got := *c
-	got.lines = nil
+	got.md = nil
 	if !reflect.DeepEqual(got, want) {
 		gb, _ := yaml.Marshal(got)
 		wb, _ := yaml.Marshal(want)
@@ -248,154 +248,154 @@ func TestErrors(t *testing.T) {
 		{"yaml syntax", "server: [\n", nil, []string{"yaml: line"}},
 		{"top level not a mapping", "- a\n- b\n", nil, []string{"expected a mapping, got a list"}},
 		{"empty file", "", nil, []string{"sources: at least one source is required", "operator.api_key: required"}},
-		{"unknown top key", "servr: {}\n" + base(op, src, route), nil, []string{`unknown field "servr" (did you mean "server"?) (line 1)`}},
+		{"unknown top key", "servr: {}\n" + base(op, src, route), nil, []string{`line 1: unknown field "servr" (did you mean "server"?)`}},
 		{"unknown route key", base(op, src, "- {name: r, source: gh, template: t, filtr: x}\n"), nil,
-			[]string{`routes[0]: unknown field "filtr" (did you mean "filter"?)`}},
-		{"unknown nested key", "server: {tls: {}}\n" + base(op, src, route), nil, []string{`server: unknown field "tls"`}},
+			[]string{`routes[0] "r" (line 6): unknown field "filtr" (did you mean "filter"?)`}},
+		{"unknown nested key", "server: {tls: {}}\n" + base(op, src, route), nil, []string{`server (line 1): unknown field "tls"`}},
 		{"unknown verify key", base(op, "- {name: gh, path: /hooks/gh, verify: {type: github, secret: [s]}}\n", route), nil,
-			[]string{`sources[0].verify: unknown field "secret" (did you mean "secrets"?)`}},
+			[]string{`sources[0] "gh".verify (line 4): unknown field "secret" (did you mean "secrets"?)`}},
 		{"duplicate key", "server: {listen: ':1'}\nserver: {listen: ':2'}\n" + base(op, src, route), nil,
-			[]string{"server: written twice (first on line 1)"}},
+			[]string{"server (line 2): written twice (first on line 1)"}},
 		{"int field gets text", "storage: {max_pending: lots}\n" + base(op, src, route), nil,
-			[]string{`storage.max_pending: expected an integer, got "lots"`}},
+			[]string{`storage.max_pending (line 1): expected an integer, got "lots"`}},
 		{"bool field gets text", "server: {trust_proxy: maybe}\n" + base(op, src, route), nil,
-			[]string{`server.trust_proxy: expected true or false, got "maybe"`}},
+			[]string{`server.trust_proxy (line 1): expected true or false, got "maybe"`}},
 		{"list field gets scalar", base(op, "- {name: gh, path: /hooks/gh, verify: {type: github, secrets: s}}\n", route), nil,
-			[]string{`sources[0].verify.secrets: expected a list, got "s"`}},
+			[]string{`sources[0] "gh".verify.secrets (line 4): expected a list, got a single value`}},
 		{"mapping field gets scalar", "server: 8080\n" + base(op, src, route), nil,
-			[]string{`server: expected a mapping, got "8080"`}},
+			[]string{`server (line 1): expected a mapping, got "8080"`}},
 		{"string field gets mapping", base("api_key: {a: b}\n", src, route), nil,
-			[]string{"operator.api_key: expected a string, got a mapping"}},
+			[]string{"operator.api_key (line 2): expected a string, got a mapping"}},
 		{"bad duration", base(op+"retry: {initial: 5x}\n", src, route), nil,
-			[]string{`operator.retry.initial: invalid duration "5x"`}},
+			[]string{`operator.retry.initial (line 3): invalid duration "5x"`}},
 		{"duration as mapping", base(op+"timeout: {s: 1}\n", src, route), nil,
-			[]string{"operator.timeout: invalid duration: expected a value such as 30s, got a mapping"}},
+			[]string{"operator.timeout (line 3): invalid duration: expected a value such as 30s, got a mapping"}},
 		{"missing env", base("api_key: ${OPERATOR_API_KEY}\n", src, route), nil,
-			[]string{"operator.api_key: environment variable OPERATOR_API_KEY is not set"}},
+			[]string{"operator.api_key (line 2): environment variable OPERATOR_API_KEY is not set"}},
 		{"bad env reference", base("api_key: ${1X}\n", src, route), nil,
-			[]string{"operator.api_key: invalid variable reference"}},
+			[]string{"operator.api_key (line 2): invalid variable reference"}},
 		{"unterminated env", base("api_key: ${X\n", src, route), nil,
-			[]string{`operator.api_key: unterminated "${"`}},
+			[]string{`operator.api_key (line 2): unterminated "${"`}},
 		{"empty env into int", "storage: {max_pending: '${N}'}\n" + base(op, src, route), map[string]string{"N": ""},
-			[]string{"storage.max_pending: empty value, expected an integer"}},
+			[]string{"storage.max_pending (line 1): empty value, expected an integer"}},
 		{"empty secret from env", base("api_key: ${K}\n", src, route), map[string]string{"K": ""},
-			[]string{"operator.api_key: empty"}},
+			[]string{"operator.api_key (line 2): empty"}},
 		{"empty listed secret", base(op, "- {name: gh, path: /hooks/gh, verify: {type: github, secrets: [ok, '${S:-}']}}\n", route), nil,
-			[]string{"sources[0].verify.secrets[1]: empty"}},
+			[]string{"sources[0] \"gh\".verify.secrets[1] (line 4): empty"}},
 		{"empty admin token", "server: {admin_token: '${ADMIN_TOKEN:-}'}\n" + base(op, src, route), nil,
-			[]string{"server.admin_token: empty"}},
+			[]string{"server.admin_token (line 1): empty"}},
 		{"api key missing", base("timeout: 1s\n", src, route), nil,
-			[]string{"operator.api_key: required (set api_key or api_key_file)"}},
+			[]string{"operator.api_key (line 2): required (set api_key or api_key_file)"}},
 		{"api key with newline", base("api_key: \"a\\nb\"\n", src, route), nil,
-			[]string{"operator.api_key: contains whitespace or control characters"}},
-		{"bad listen", "server: {listen: '8080'}\n" + base(op, src, route), nil, []string{`server.listen: invalid address "8080"`}},
-		{"bad admin port", "server: {admin_listen: 'localhost:http'}\n" + base(op, src, route), nil, []string{`server.admin_listen: invalid port "http"`}},
+			[]string{"operator.api_key (line 2): contains whitespace or control characters"}},
+		{"bad listen", "server: {listen: '8080'}\n" + base(op, src, route), nil, []string{`server.listen (line 1): invalid address "8080"`}},
+		{"bad admin port", "server: {admin_listen: 'localhost:http'}\n" + base(op, src, route), nil, []string{`server.admin_listen (line 1): invalid port "http"`}},
 		{"same listeners", "server: {listen: ':9000', admin_listen: ':9000'}\n" + base(op, src, route), nil,
-			[]string{"server.admin_listen: same address as server.listen"}},
-		{"zero body", "server: {max_body_bytes: 0}\n" + base(op, src, route), nil, []string{"server.max_body_bytes: must be > 0"}},
+			[]string{"server.admin_listen (line 1): same address as server.listen"}},
+		{"zero body", "server: {max_body_bytes: 0}\n" + base(op, src, route), nil, []string{"server.max_body_bytes (line 1): must be > 0"}},
 		{"inflated below body", "server: {max_body_bytes: 100, max_inflated_bytes: 10}\n" + base(op, src, route), nil,
-			[]string{"server.max_inflated_bytes: must be >= max_body_bytes"}},
-		{"zero header bytes", "server: {max_header_bytes: 0}\n" + base(op, src, route), nil, []string{"server.max_header_bytes: must be > 0"}},
-		{"zero timeout", "server: {read_header_timeout: 0s}\n" + base(op, src, route), nil, []string{"server.read_header_timeout: must be > 0"}},
-		{"bad backend", "storage: {backend: redis}\n" + base(op, src, route), nil, []string{`storage.backend: must be bbolt or nats, got "redis"`}},
-		{"empty bbolt path", "storage: {path: ''}\n" + base(op, src, route), nil, []string{"storage.path: required with backend bbolt"}},
-		{"negative max pending", "storage: {max_pending: -1}\n" + base(op, src, route), nil, []string{"storage.max_pending: must be >= 0"}},
-		{"negative dedupe", "storage: {dedupe_ttl: -1s}\n" + base(op, src, route), nil, []string{"storage.dedupe_ttl: must be >= 0"}},
-		{"nats without url", "storage: {backend: nats}\n" + base(op, src, route), nil, []string{"storage.nats.url: required with backend nats"}},
+			[]string{"server.max_inflated_bytes (line 1): must be >= max_body_bytes"}},
+		{"zero header bytes", "server: {max_header_bytes: 0}\n" + base(op, src, route), nil, []string{"server.max_header_bytes (line 1): must be > 0"}},
+		{"zero timeout", "server: {read_header_timeout: 0s}\n" + base(op, src, route), nil, []string{"server.read_header_timeout (line 1): must be > 0"}},
+		{"bad backend", "storage: {backend: redis}\n" + base(op, src, route), nil, []string{`storage.backend (line 1): must be bbolt or nats, got "redis"`}},
+		{"empty bbolt path", "storage: {path: ''}\n" + base(op, src, route), nil, []string{"storage.path (line 1): required with backend bbolt"}},
+		{"negative max pending", "storage: {max_pending: -1}\n" + base(op, src, route), nil, []string{"storage.max_pending (line 1): must be >= 0"}},
+		{"negative dedupe", "storage: {dedupe_ttl: -1s}\n" + base(op, src, route), nil, []string{"storage.dedupe_ttl (line 1): must be >= 0"}},
+		{"nats without url", "storage: {backend: nats}\n" + base(op, src, route), nil, []string{"storage.nats.url (line 1): required with backend nats"}},
 		{"nats url and urls", "storage: {backend: nats, nats: {url: 'nats://a:4222', urls: ['nats://b:4222']}}\n" + base(op, src, route), nil,
-			[]string{"storage.nats.urls: set only one of url and urls"}},
+			[]string{"storage.nats.urls (line 1): set only one of url and urls"}},
 		{"nats bad scheme", "storage: {backend: nats, nats: {urls: ['http://u:pw@a:4222']}}\n" + base(op, src, route), nil,
-			[]string{`storage.nats.urls: server URL "http://u:REDACTED@a:4222": scheme must be`}},
+			[]string{`storage.nats.urls (line 1): server URL "http://u:<secret>@a:4222": scheme must be`}},
 		{"nats bad stream", "storage: {backend: nats, nats: {url: 'nats://a:4222', stream: 'a.b'}}\n" + base(op, src, route), nil,
-			[]string{`storage.nats.stream: invalid stream name "a.b"`}},
+			[]string{`storage.nats.stream (line 1): invalid stream name "a.b"`}},
 		{"nats partitions", "storage: {backend: nats, nats: {url: 'nats://a:4222', partitions: 0}}\n" + base(op, src, route), nil,
-			[]string{"storage.nats.partitions: must be between 1 and 1024"}},
+			[]string{"storage.nats.partitions (line 1): must be between 1 and 1024"}},
 		{"nats replicas", "storage: {backend: nats, nats: {url: 'nats://a:4222', replicas: 7}}\n" + base(op, src, route), nil,
-			[]string{"storage.nats.replicas: must be between 1 and 5"}},
+			[]string{"storage.nats.replicas (line 1): must be between 1 and 5"}},
 		{"nats cert without key", "storage: {backend: nats, nats: {url: 'nats://a:4222', tls: {cert_file: /nonexistent/c.pem}}}\n" + base(op, src, route), nil,
-			[]string{"storage.nats.tls: set both cert_file and key_file", "storage.nats.tls.cert_file: stat /nonexistent/c.pem"}},
+			[]string{"storage.nats.tls (line 1): set both cert_file and key_file", "storage.nats.tls.cert_file (line 1): stat /nonexistent/c.pem"}},
 		{"nats missing creds", "storage: {backend: nats, nats: {url: 'nats://a:4222', creds_file: /nonexistent/x.creds}}\n" + base(op, src, route), nil,
-			[]string{"storage.nats.creds_file: stat /nonexistent/x.creds"}},
+			[]string{"storage.nats.creds_file (line 1): stat /nonexistent/x.creds"}},
 		{"base url relative", base(op+"base_url: operator.io\n", src, route), nil,
-			[]string{`operator.base_url: must be an absolute http or https URL, got "operator.io"`}},
-		{"base url ftp", base(op+"base_url: ftp://operator.io\n", src, route), nil, []string{"operator.base_url: must be an absolute http or https URL"}},
-		{"base url query", base(op+"base_url: https://operator.io/?x=1\n", src, route), nil, []string{"operator.base_url: must not carry credentials, a query"}},
-		{"zero concurrency", base(op+"concurrency: 0\n", src, route), nil, []string{"operator.concurrency: must be >= 1, got 0"}},
-		{"zero operator timeout", base(op+"timeout: 0\n", src, route), nil, []string{"operator.timeout: must be > 0"}},
-		{"zero max_turn", base(op+"max_turn: 0s\n", src, route), nil, []string{"operator.max_turn: must be > 0"}},
-		{"unknown response", base(op+"response: sse\n", src, route), nil, []string{`operator.response: must be "stream" or "json", got "sse"`}},
+			[]string{`operator.base_url (line 3): must be an absolute http or https URL, got "operator.io"`}},
+		{"base url ftp", base(op+"base_url: ftp://operator.io\n", src, route), nil, []string{"operator.base_url (line 3): must be an absolute http or https URL"}},
+		{"base url query", base(op+"base_url: https://operator.io/?x=1\n", src, route), nil, []string{"operator.base_url (line 3): must not carry credentials, a query"}},
+		{"zero concurrency", base(op+"concurrency: 0\n", src, route), nil, []string{"operator.concurrency (line 3): must be >= 1, got 0"}},
+		{"zero operator timeout", base(op+"timeout: 0\n", src, route), nil, []string{"operator.timeout (line 3): must be > 0"}},
+		{"zero max_turn", base(op+"max_turn: 0s\n", src, route), nil, []string{"operator.max_turn (line 3): must be > 0"}},
+		{"unknown response", base(op+"response: sse\n", src, route), nil, []string{`operator.response (line 3): must be "stream" or "json", got "sse"`}},
 		{"rate zero", base(op+"rate_limit: {per_second: 0, burst: 0}\n", src, route), nil,
-			[]string{"operator.rate_limit.per_second: must be > 0", "operator.rate_limit.burst: must be >= 1"}},
-		{"rate NaN", base(op+"rate_limit: {per_second: .nan}\n", src, route), nil, []string{"operator.rate_limit.per_second: must be > 0"}},
-		{"retry zero initial", base(op+"retry: {initial: 0s}\n", src, route), nil, []string{"operator.retry.initial: must be > 0"}},
-		{"retry max below initial", base(op+"retry: {initial: 1m, max: 1s}\n", src, route), nil, []string{"operator.retry.max: must be >= retry.initial"}},
-		{"retry attempts", base(op+"retry: {max_attempts: 0}\n", src, route), nil, []string{"operator.retry.max_attempts: must be >= 1"}},
-		{"log level", "log: {level: loud}\n" + base(op, src, route), nil, []string{`log.level: must be debug, info, warn or error, got "loud"`}},
-		{"log format", "log: {format: xml}\n" + base(op, src, route), nil, []string{`log.format: must be json or text, got "xml"`}},
-		{"no sources", "operator: {api_key: k}\nsources: []\n", nil, []string{"sources: at least one source is required"}},
-		{"source without name", base(op, "- {path: /a, verify: {type: none}}\n", ""), nil, []string{"sources[0].name: required"}},
-		{"source bad name", base(op, "- {name: GitHub, path: /a, verify: {type: none}}\n", ""), nil, []string{`sources[0].name: "GitHub": use lower-case`}},
+			[]string{"operator.rate_limit.per_second (line 3): must be > 0", "operator.rate_limit.burst (line 3): must be >= 1"}},
+		{"rate NaN", base(op+"rate_limit: {per_second: .nan}\n", src, route), nil, []string{"operator.rate_limit.per_second (line 3): must be > 0"}},
+		{"retry zero initial", base(op+"retry: {initial: 0s}\n", src, route), nil, []string{"operator.retry.initial (line 3): must be > 0"}},
+		{"retry max below initial", base(op+"retry: {initial: 1m, max: 1s}\n", src, route), nil, []string{"operator.retry.max (line 3): must be >= retry.initial"}},
+		{"retry attempts", base(op+"retry: {max_attempts: 0}\n", src, route), nil, []string{"operator.retry.max_attempts (line 3): must be >= 1"}},
+		{"log level", "log: {level: loud}\n" + base(op, src, route), nil, []string{`log.level (line 1): must be debug, info, warn or error, got "loud"`}},
+		{"log format", "log: {format: xml}\n" + base(op, src, route), nil, []string{`log.format (line 1): must be json or text, got "xml"`}},
+		{"no sources", "operator: {api_key: k}\nsources: []\n", nil, []string{"sources (line 2): at least one source is required"}},
+		{"source without name", base(op, "- {path: /a, verify: {type: none}}\n", ""), nil, []string{"sources[0].name (line 4): required"}},
+		{"source bad name", base(op, "- {name: GitHub, path: /a, verify: {type: none}}\n", ""), nil, []string{`sources[0] "GitHub".name (line 4): "GitHub": use lower-case`}},
 		{"source long name", base(op, "- {name: "+strings.Repeat("a", 65)+", path: /a, verify: {type: none}}\n", ""), nil,
-			[]string{"sources[0].name: longer than 64 characters"}},
+			[]string{"sources[0].name (line 4): longer than 64 characters"}},
 		{"duplicate source name", base(op, src+"- {name: gh, path: /b, verify: {type: none}}\n", route), nil,
-			[]string{`sources[1].name: "gh" already names sources[0]`}},
-		{"source without path", base(op, "- {name: a, verify: {type: none}}\n", ""), nil, []string{"sources[0].path: required"}},
-		{"relative path", base(op, "- {name: a, path: hooks, verify: {type: none}}\n", ""), nil, []string{`sources[0].path: "hooks" must start with /`}},
-		{"path with param", base(op, "- {name: a, path: '/hooks/:id', verify: {type: none}}\n", ""), nil, []string{`sources[0].path: "/hooks/:id": use letters`}},
-		{"path not clean", base(op, "- {name: a, path: /hooks/, verify: {type: none}}\n", ""), nil, []string{`sources[0].path: "/hooks/" is not a clean path; write "/hooks"`}},
+			[]string{`sources[1] "gh".name (line 5): "gh" already names sources[0]`}},
+		{"source without path", base(op, "- {name: a, verify: {type: none}}\n", ""), nil, []string{"sources[0] \"a\".path (line 4): required"}},
+		{"relative path", base(op, "- {name: a, path: hooks, verify: {type: none}}\n", ""), nil, []string{`sources[0] "a".path (line 4): "hooks" must start with /`}},
+		{"path with param", base(op, "- {name: a, path: '/hooks/:id', verify: {type: none}}\n", ""), nil, []string{`sources[0] "a".path (line 4): "/hooks/:id": use letters`}},
+		{"path not clean", base(op, "- {name: a, path: /hooks/, verify: {type: none}}\n", ""), nil, []string{`sources[0] "a".path (line 4): "/hooks/" is not a clean path; write "/hooks"`}},
 		{"duplicate path", base(op, src+"- {name: b, path: /hooks/gh, verify: {type: none}}\n", route), nil,
-			[]string{`sources[1].path: "/hooks/gh" is already the path of sources[0]`}},
-		{"admin path", base(op, "- {name: a, path: /admin/x, verify: {type: none}}\n", ""), nil, []string{`sources[0].path: "/admin/x" is reserved`}},
-		{"metrics path", base(op, "- {name: a, path: /metrics, verify: {type: none}}\n", ""), nil, []string{`sources[0].path: "/metrics" is reserved`}},
-		{"healthz path", base(op, "- {name: a, path: /healthz, verify: {type: none}}\n", ""), nil, []string{`sources[0].path: "/healthz" is reserved`}},
-		{"readyz path", base(op, "- {name: a, path: /readyz/x, verify: {type: none}}\n", ""), nil, []string{`sources[0].path: "/readyz/x" is reserved`}},
+			[]string{`sources[1] "b".path (line 5): "/hooks/gh" is already the path of sources[0]`}},
+		{"admin path", base(op, "- {name: a, path: /admin/x, verify: {type: none}}\n", ""), nil, []string{`sources[0] "a".path (line 4): "/admin/x" is reserved`}},
+		{"metrics path", base(op, "- {name: a, path: /metrics, verify: {type: none}}\n", ""), nil, []string{`sources[0] "a".path (line 4): "/metrics" is reserved`}},
+		{"healthz path", base(op, "- {name: a, path: /healthz, verify: {type: none}}\n", ""), nil, []string{`sources[0] "a".path (line 4): "/healthz" is reserved`}},
+		{"readyz path", base(op, "- {name: a, path: /readyz/x, verify: {type: none}}\n", ""), nil, []string{`sources[0] "a".path (line 4): "/readyz/x" is reserved`}},
 		{"verify missing", base(op, "- {name: a, path: /a}\n", ""), nil,
-			[]string{"sources[0].verify: required (write type: none to accept unsigned webhooks)"}},
-		{"verify null", base(op, "- {name: a, path: /a, verify: ~}\n", ""), nil, []string{"sources[0].verify: required"}},
-		{"verify type missing", base(op, "- {name: a, path: /a, verify: {secrets: [x]}}\n", ""), nil, []string{"sources[0].verify.type: required"}},
+			[]string{"sources[0] \"a\".verify (line 4): required (write type: none to accept unsigned webhooks)"}},
+		{"verify null", base(op, "- {name: a, path: /a, verify: ~}\n", ""), nil, []string{"sources[0] \"a\".verify (line 4): required"}},
+		{"verify type missing", base(op, "- {name: a, path: /a, verify: {secrets: [x]}}\n", ""), nil, []string{"sources[0] \"a\".verify.type (line 4): required"}},
 		{"negative tolerance", base(op, "- {name: a, path: /a, verify: {type: standard-webhooks, secrets: [x], tolerance: -5m}}\n", ""), nil,
-			[]string{"sources[0].verify.tolerance: must be >= 0"}},
-		{"bad body", base(op, "- {name: a, path: /a, body: xml, verify: {type: none}}\n", ""), nil, []string{`sources[0].body: must be json, text or auto, got "xml"`}},
-		{"bad unwrap", base(op, "- {name: a, path: /a, unwrap: sqs, verify: {type: none}}\n", ""), nil, []string{`sources[0].unwrap: must be s3, pubsub or cloudevents`}},
+			[]string{"sources[0] \"a\".verify.tolerance (line 4): must be >= 0"}},
+		{"bad body", base(op, "- {name: a, path: /a, body: xml, verify: {type: none}}\n", ""), nil, []string{`sources[0] "a".body (line 4): must be json, text or auto, got "xml"`}},
+		{"bad unwrap", base(op, "- {name: a, path: /a, unwrap: sqs, verify: {type: none}}\n", ""), nil, []string{`sources[0] "a".unwrap (line 4): must be s3, pubsub or cloudevents`}},
 		{"bad event header", base(op, "- {name: a, path: /a, event_header: 'X Event', verify: {type: none}}\n", ""), nil,
-			[]string{`sources[0].event_header: "X Event" is not a valid header name`}},
+			[]string{`sources[0] "a".event_header (line 4): "X Event" is not a valid header name`}},
 		{"bad delivery header", base(op, "- {name: a, path: /a, delivery_header: 'X:Id', verify: {type: none}}\n", ""), nil,
-			[]string{`sources[0].delivery_header: "X:Id" is not a valid header name`}},
+			[]string{`sources[0] "a".delivery_header (line 4): "X:Id" is not a valid header name`}},
 		{"negative source dedupe", base(op, "- {name: a, path: /a, dedupe_ttl: -1h, verify: {type: none}}\n", ""), nil,
-			[]string{"sources[0].dedupe_ttl: must be >= 0"}},
+			[]string{"sources[0] \"a\".dedupe_ttl (line 4): must be >= 0"}},
 		{"bad cidr", base(op, "- {name: a, path: /a, allow_cidrs: [10.0.0.0/8, 10.0.0.300, '::1/129'], verify: {type: none}}\n", ""), nil,
-			[]string{`sources[0].allow_cidrs[1]: "10.0.0.300" is not an IP address or CIDR`, `sources[0].allow_cidrs[2]: "::1/129"`}},
-		{"route without name", base(op, src, "- {source: gh, template: t}\n"), nil, []string{"routes[0].name: required"}},
-		{"route bad name", base(op, src, "- {name: 'ci failures', source: gh, template: t}\n"), nil, []string{`routes[0].name: "ci failures": use lower-case`}},
-		{"duplicate route name", base(op, src, route+route), nil, []string{`routes[1].name: "r" already names routes[0]`}},
-		{"route unknown source", base(op, src, "- {name: r, source: github, template: t}\n"), nil, []string{`routes[0].source: unknown source "github"`}},
-		{"route without source", base(op, src, "- {name: r, template: t}\n"), nil, []string{"routes[0].source: required"}},
+			[]string{`sources[0] "a".allow_cidrs[1] (line 4): "10.0.0.300" is not an IP address or CIDR`, `sources[0] "a".allow_cidrs[2] (line 4): "::1/129"`}},
+		{"route without name", base(op, src, "- {source: gh, template: t}\n"), nil, []string{"routes[0].name (line 6): required"}},
+		{"route bad name", base(op, src, "- {name: 'ci failures', source: gh, template: t}\n"), nil, []string{`routes[0] "ci failures".name (line 6): "ci failures": use lower-case`}},
+		{"duplicate route name", base(op, src, route+route), nil, []string{`routes[1] "r".name (line 7): "r" already names routes[0]`}},
+		{"route unknown source", base(op, src, "- {name: r, source: github, template: t}\n"), nil, []string{`routes[0] "r".source (line 6): unknown source "github"`}},
+		{"route without source", base(op, src, "- {name: r, template: t}\n"), nil, []string{"routes[0] \"r\".source (line 6): required"}},
 		{"route rate limit", base(op, src, "- {name: r, source: gh, template: t, rate_limit: {per_second: -1, burst: 0}}\n"), nil,
-			[]string{"routes[0].rate_limit.per_second: must be > 0", "routes[0].rate_limit.burst: must be >= 1"}},
+			[]string{"routes[0] \"r\".rate_limit.per_second (line 6): must be > 0", "routes[0] \"r\".rate_limit.burst (line 6): must be >= 1"}},
 		{"conversation reset", base(op, src, "- {name: r, source: gh, template: t, conversation_reset: {after: -1h, messages: -2}}\n"), nil,
-			[]string{"routes[0].conversation_reset.after: must be >= 0", "routes[0].conversation_reset.messages: must be >= 0"}},
-		{"no template", base(op, src, "- {name: r, source: gh}\n"), nil, []string{"routes[0].template: required (set template or template_file)"}},
-		{"empty template", base(op, src, "- {name: r, source: gh, template: '  '}\n"), nil, []string{"routes[0].template: empty"}},
+			[]string{"routes[0] \"r\".conversation_reset.after (line 6): must be >= 0", "routes[0] \"r\".conversation_reset.messages (line 6): must be >= 0"}},
+		{"no template", base(op, src, "- {name: r, source: gh}\n"), nil, []string{"routes[0] \"r\".template (line 6): required (set template or template_file)"}},
+		{"empty template", base(op, src, "- {name: r, source: gh, template: '  '}\n"), nil, []string{"routes[0] \"r\".template (line 6): empty"}},
 		{"template and file", base(op, src, "- {name: r, source: gh, template: t, template_file: x.tmpl}\n"), nil,
-			[]string{"routes[0].template_file: set only one of template and template_file"}},
+			[]string{"routes[0] \"r\".template_file (line 6): set only one of template and template_file"}},
 		{"missing template file", base(op, src, "- {name: r, source: gh, template_file: nope.tmpl}\n"), nil,
-			[]string{"routes[0].template_file: stat ", "nope.tmpl: no such file"}},
-		{"missing api key file", base("api_key_file: nope\n", src, route), nil, []string{"operator.api_key_file: stat "}},
+			[]string{"routes[0] \"r\".template_file (line 6): stat ", "nope.tmpl: no such file"}},
+		{"missing api key file", base("api_key_file: nope\n", src, route), nil, []string{"operator.api_key_file (line 2): stat "}},
 		{"api key and file", base("api_key: k\napi_key_file: f\n", src, route), nil,
-			[]string{"operator.api_key_file: set only one of api_key and api_key_file"}},
+			[]string{"operator.api_key_file (line 3): set only one of api_key and api_key_file"}},
 		{"admin token and file", "server: {admin_token: a, admin_token_file: f}\n" + base(op, src, route), nil,
-			[]string{"server.admin_token_file: set only one of admin_token and admin_token_file"}},
+			[]string{"server.admin_token_file (line 1): set only one of admin_token and admin_token_file"}},
 		{"secrets and file", base(op, "- {name: gh, path: /g, verify: {type: github, secrets: [s], secrets_file: f}}\n", ""), nil,
-			[]string{"sources[0].verify.secrets_file: set only one of secrets and secrets_file"}},
+			[]string{"sources[0] \"gh\".verify.secrets_file (line 4): set only one of secrets and secrets_file"}},
 		{"secret with newline", base(op, "- {name: gh, path: /hooks/gh, verify: {type: github, secrets: [\"${S}\"]}}\n", route), map[string]string{"S": "abc\n"},
-			[]string{"sources[0].verify.secrets[0]: has leading or trailing whitespace"}},
+			[]string{"sources[0] \"gh\".verify.secrets[0] (line 4): has leading or trailing whitespace"}},
 		{"admin token metrics without token", "server: {admin_token_metrics: true}\n" + base(op, src, route), nil,
-			[]string{"server.admin_token_metrics: needs admin_token or admin_token_file"}},
+			[]string{"server.admin_token_metrics (line 1): needs admin_token or admin_token_file"}},
 		{"alias cycle", "x: &a [*a]\n", nil, []string{"unknown field \"x\""}},
 		{"merge cycle", base(op, "- {name: a, path: /a, verify: &v {type: none, <<: *v}}\n", ""), nil,
-			[]string{"sources[0].verify: alias refers to a value that contains it"}},
+			[]string{"sources[0] \"a\".verify (line 4): alias refers to a value that contains it"}},
 		{"alias to own list", base(op, "&s [{name: a, path: /a, verify: {type: none}}, *s]\n", ""), nil,
-			[]string{"sources[1]: expected a mapping, got a list"}},
+			[]string{"sources[1] (line 4): expected a mapping, got a list"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -442,13 +442,13 @@ routes:
 		t.Fatal("no error")
 	}
 	want := []string{
-		`server.idle_timeout: invalid duration "soon" (line 2)`,
-		`sources[0].verify.secrets[0]: environment variable GH_SECRET is not set (line 5)`,
-		`sources[0]: unknown field "colour" (line 5)`,
-		`server.listen: invalid address "nope": want host:port or :port (line 2)`,
-		`operator.concurrency: must be >= 1, got 0 (line 3)`,
-		`sources[0].body: must be json, text or auto, got "xml" (line 5)`,
-		`routes[0].source: unknown source "gl" (line 7)`,
+		`server.idle_timeout (line 2): invalid duration "soon"`,
+		`sources[0] "gh".verify.secrets[0] (line 5): environment variable GH_SECRET is not set`,
+		`sources[0] "gh" (line 5): unknown field "colour"`,
+		`server.listen (line 2): invalid address "nope": want host:port or :port`,
+		`operator.concurrency (line 3): must be >= 1, got 0`,
+		`sources[0] "gh".body (line 5): must be json, text or auto, got "xml"`,
+		`routes[0] "r".source (line 7): unknown source "gl"`,
 	}
 	got := strings.Split(err.Error(), "\n")
 	if !reflect.DeepEqual(got, want) {
@@ -459,7 +459,7 @@ routes:
 func TestFieldError(t *testing.T) {
 	inner := errors.New("boom")
 	e := &FieldError{Field: "routes[2].filter", Line: 9, Err: inner}
-	if e.Error() != "routes[2].filter: boom (line 9)" {
+	if e.Error() != "routes[2].filter (line 9): boom" {
 		t.Errorf("Error() = %q", e.Error())
 	}
 	if !errors.Is(e, inner) {
@@ -504,13 +504,13 @@ routes:
 		{"trust_proxy", c.Server.TrustProxy, true},
 		{"max_pending", c.Storage.MaxPending, 42},
 		{"dedupe_ttl", c.Storage.DedupeTTL.D(), 90 * time.Second},
-		{"api_key", c.Operator.APIKey, "from-env"},
+		{"api_key", c.Operator.APIKey, Secret("from-env")},
 		{"version default", c.Operator.Version, "2024-06-01"},
 		{"per_second", c.Operator.RateLimit.PerSecond, 0.5},
 		{"nested default", c.Operator.RateLimit.Burst, 7},
 		{"source name", c.Sources[0].Name, "gh"},
 		{"source path", c.Sources[0].Path, "/hooks/gh"},
-		{"secrets", c.Sources[0].Verify.Secrets, []string{"dflt", "lit$eral", "keep $x and $", "{{ $v }}"}},
+		{"secrets", []string(c.Sources[0].Verify.Secrets), []string{"dflt", "lit$eral", "keep $x and $", "{{ $v }}"}},
 		{"expr $env kept", c.Routes[0].Filter, "$env != nil"},
 		{"template vars kept", c.Routes[0].Template, "{{ $x := .body }}{{ $x }} costs $5"},
 	}
@@ -688,10 +688,10 @@ routes:
 	if c.Server.AdminToken != "admin-from-file" {
 		t.Errorf("admin_token = %q", c.Server.AdminToken)
 	}
-	if got := c.Sources[0].Verify.Secrets; !reflect.DeepEqual(got, []string{"old-secret", "new-secret"}) {
+	if got := []string(c.Sources[0].Verify.Secrets); !reflect.DeepEqual(got, []string{"old-secret", "new-secret"}) {
 		t.Errorf("secrets = %q", got)
 	}
-	if got := c.Sources[1].Verify.Secrets; !reflect.DeepEqual(got, []string{"ci-from-abs-file"}) {
+	if got := []string(c.Sources[1].Verify.Secrets); !reflect.DeepEqual(got, []string{"ci-from-abs-file"}) {
 		t.Errorf("absolute secrets_file = %q", got)
 	}
 	if c.Routes[0].Template != "CI failed on {{ .body.repo }}\n${NOT_EXPANDED}\n" {
@@ -716,13 +716,13 @@ func TestFileTwinErrors(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"empty api key file", "operator: {api_key_file: empty}", "operator.api_key_file: empty is empty"},
-		{"two-line api key file", "operator: {api_key_file: two-lines}", "operator.api_key_file: holds more than one line"},
-		{"directory", "operator: {api_key_file: adir}", "operator.api_key_file: " + filepath.Join(dir, "adir") + ": not a regular file"},
+		{"empty api key file", "operator: {api_key_file: empty}", "operator.api_key_file (line 1): empty is empty"},
+		{"two-line api key file", "operator: {api_key_file: two-lines}", "operator.api_key_file (line 1): holds more than one line"},
+		{"directory", "operator: {api_key_file: adir}", "operator.api_key_file (line 1): " + filepath.Join(dir, "adir") + ": not a regular file"},
 		{"too big", "operator: {api_key_file: big}", "larger than"},
-		{"empty admin token file", "operator: {api_key: k}\nserver: {admin_token_file: empty}", "server.admin_token_file: empty is empty"},
-		{"secrets file of comments", "operator: {api_key: k}\nsources: [{name: a, path: /a, verify: {type: github, secrets_file: comments}}]", "sources[0].verify.secrets_file: no secrets in comments"},
-		{"blank template file", "operator: {api_key: k}\nroutes: [{name: r, source: a, template_file: blank.tmpl}]", "routes[0].template_file: blank.tmpl is empty"},
+		{"empty admin token file", "operator: {api_key: k}\nserver: {admin_token_file: empty}", "server.admin_token_file (line 2): empty is empty"},
+		{"secrets file of comments", "operator: {api_key: k}\nsources: [{name: a, path: /a, verify: {type: github, secrets_file: comments}}]", `sources[0] "a".verify.secrets_file (line 2): no secrets in comments`},
+		{"blank template file", "operator: {api_key: k}\nroutes: [{name: r, source: a, template_file: blank.tmpl}]", `routes[0] "r".template_file (line 2): blank.tmpl is empty`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -814,13 +814,13 @@ sources:
   - {name: three, path: /three, verify: *gh}
 `, map[string]string{"GH": "gh-secret"})
 	want := []string{"gh-secret", "a$b"} // expanded once, though used twice
-	if got := c.Sources[0].Verify.Secrets; !reflect.DeepEqual(got, want) {
+	if got := []string(c.Sources[0].Verify.Secrets); !reflect.DeepEqual(got, want) {
 		t.Errorf("sources[0] secrets = %q", got)
 	}
-	if got := c.Sources[2].Verify.Secrets; !reflect.DeepEqual(got, want) {
+	if got := []string(c.Sources[2].Verify.Secrets); !reflect.DeepEqual(got, want) {
 		t.Errorf("sources[2] secrets = %q", got)
 	}
-	if v := c.Sources[1].Verify; v.Type != "github" || !reflect.DeepEqual(v.Secrets, []string{"other"}) {
+	if v := c.Sources[1].Verify; v.Type != "github" || !reflect.DeepEqual([]string(v.Secrets), []string{"other"}) {
 		t.Errorf("merged verify = %+v", v)
 	}
 
@@ -831,11 +831,11 @@ x-verify: &v {type: github, secret: [s]}
 sources:
   - {name: one, path: /one, verify: {<<: *v}}
 `), "", env(nil))
-	if err == nil || !strings.Contains(err.Error(), `sources[0].verify: unknown field "secret"`) {
+	if err == nil || !strings.Contains(err.Error(), `sources[0] "one".verify (line 3): unknown field "secret"`) {
 		t.Errorf("err = %v", err)
 	}
 	_, err = Parse([]byte("operator: {api_key: k, <<: 5}\nsources: [{name: a, path: /a, verify: {type: none}}]\n"), "", env(nil))
-	if err == nil || !strings.Contains(err.Error(), "operator: a merge (<<) takes a mapping") {
+	if err == nil || !strings.Contains(err.Error(), "operator (line 1): a merge (<<) takes a mapping") {
 		t.Errorf("err = %v", err)
 	}
 }
@@ -866,86 +866,11 @@ func TestDevMode(t *testing.T) {
 	}
 	// Dev mode forgives the key only: other missing variables still fail.
 	_, err = ParseWith([]byte(strings.Replace(noKey, "[s1]", "[\"${S}\"]", 1)), "", Options{Dev: true, Lookup: env(nil)})
-	if err == nil || !strings.Contains(err.Error(), "sources[0].verify.secrets[0]: environment variable S is not set") {
+	if err == nil || !strings.Contains(err.Error(), `sources[0] "gh".verify.secrets[0] (line 7): environment variable S is not set`) {
 		t.Fatalf("err = %v", err)
 	}
 	if _, err := ParseWith([]byte(strings.Replace(minimal, "api_key: op-key", "", 1)), "", Options{Dev: true, Lookup: env(nil)}); err != nil {
 		t.Fatalf("dev without api_key: %v", err)
-	}
-}
-
-func TestRedacted(t *testing.T) {
-	secrets := []string{"op-secret-key", "admin-secret-token", "gh-secret-1", "gh-secret-2", "file-secret", "nats-pass", "nats-token", "url-pass"}
-	dir := t.TempDir()
-	writeFile(t, dir, "lines", "file-secret\n")
-	c, err := Parse([]byte(`
-server: {admin_token: admin-secret-token}
-storage:
-  backend: nats
-  nats: {url: "nats://user:nats-pass@a:4222,nats://nats-token@b:4222", stream: S}
-operator:
-  api_key: ${KEY}
-  base_url: https://operator.io/v1
-sources:
-  - {name: gh, path: /gh, verify: {type: github, secrets: [gh-secret-1, gh-secret-2]}}
-  - {name: f, path: /f, verify: {type: bearer, secrets_file: lines}, allow_cidrs: [10.0.0.0/8]}
-  - {name: n, path: /n, verify: {type: none}}
-routes:
-  - {name: r, source: gh, template: t, rate_limit: {per_second: 1}, conversation_reset: {messages: 3}}
-`), dir, env(map[string]string{"KEY": "op-secret-key"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := c.Redacted()
-	out, err := yaml.Marshal(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dumps := map[string]string{
-		"%+v":  fmt.Sprintf("%+v", *r),
-		"%#v":  fmt.Sprintf("%#v", *r),
-		"yaml": string(out),
-	}
-	for _, s := range r.Sources {
-		dumps["verify "+s.Name] = fmt.Sprintf("%+v", *s.Verify)
-	}
-	for name, d := range dumps {
-		for _, s := range secrets {
-			if strings.Contains(d, s) {
-				t.Errorf("%s dump of the redacted copy contains %q", name, s)
-			}
-		}
-	}
-	if r.Operator.APIKey != "REDACTED" || r.Server.AdminToken != "REDACTED" ||
-		!reflect.DeepEqual(r.Sources[0].Verify.Secrets, []string{"REDACTED", "REDACTED"}) ||
-		!reflect.DeepEqual(r.Sources[1].Verify.Secrets, []string{"REDACTED"}) {
-		t.Errorf("redacted = %+v", r)
-	}
-	if r.Sources[2].Verify.Secrets != nil {
-		t.Errorf("no secrets should stay none, got %q", r.Sources[2].Verify.Secrets)
-	}
-	if r.Storage.NATS.URL != "nats://user:REDACTED@a:4222,nats://REDACTED@b:4222" {
-		t.Errorf("nats url = %q", r.Storage.NATS.URL)
-	}
-	// The redacted copy still loads (a dump is a valid config).
-	if !strings.Contains(string(out), "api_key: REDACTED") {
-		t.Errorf("yaml:\n%s", out)
-	}
-
-	// The original is untouched, and the copy shares nothing mutable.
-	if c.Operator.APIKey != "op-secret-key" || c.Sources[0].Verify.Secrets[0] != "gh-secret-1" || c.Server.AdminToken != "admin-secret-token" {
-		t.Error("Redacted changed the original")
-	}
-	r.Sources[1].AllowCIDRs[0] = "changed"
-	r.Routes[0].RateLimit.Burst = 99
-	r.Routes[0].ConversationReset.Messages = 99
-	r.Sources[0].Verify.Type = "changed"
-	if c.Sources[1].AllowCIDRs[0] != "10.0.0.0/8" || c.Routes[0].RateLimit.Burst == 99 ||
-		c.Routes[0].ConversationReset.Messages == 99 || c.Sources[0].Verify.Type != "github" {
-		t.Error("Redacted copy shares memory with the original")
-	}
-	if (*Config)(nil).Redacted() != nil {
-		t.Error("nil.Redacted() != nil")
 	}
 }
 

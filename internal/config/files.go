@@ -30,6 +30,7 @@ func (l *loader) files() {
 			continue
 		}
 		v.Secrets = secretLines(string(data))
+		l.md.hide(index("sources", i)+".verify.secrets", v.Secrets...)
 		if len(v.Secrets) == 0 {
 			l.errorf(field, "no secrets in %s", v.SecretsFile)
 		}
@@ -68,7 +69,7 @@ func (l *loader) files() {
 }
 
 // secretFile fills *val from the file named by its _file twin.
-func (l *loader) secretFile(field string, val *string, file string) {
+func (l *loader) secretFile(field string, val *Secret, file string) {
 	if file == "" {
 		return
 	}
@@ -90,7 +91,8 @@ func (l *loader) secretFile(field string, val *string, file string) {
 		l.add(field+"_file", errors.New("holds more than one line"))
 		return
 	}
-	*val = s
+	l.md.hide(field, s)
+	*val = Secret(s)
 }
 
 // secretLines reads one secret per line, skipping blank lines and # comments.

@@ -6,8 +6,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // maxConfigBytes bounds relay.yaml; maxFileBytes bounds each file it names
@@ -100,13 +101,14 @@ func ParseWith(data []byte, baseDir string, o Options) (*Config, error) {
 			return nil, joinErrors(append(w.errs, &FieldError{Err: err}))
 		}
 	}
-	c.lines = w.lines
+	md := w.md
+	c.md = func() *meta { return md }
 	l := &loader{
 		c:       c,
 		opts:    o,
 		read:    o.readFile(),
 		baseDir: baseDir,
-		lines:   w.lines,
+		md:      w.md,
 		bad:     w.bad,
 		errs:    w.errs,
 	}
@@ -175,16 +177,27 @@ type loader struct {
 	opts    Options
 	read    func(string) ([]byte, error)
 	baseDir string
-	lines   map[string]int
+	md      *meta
 	bad     map[string]bool
 	errs    []error
 }
 
 // errorf records a problem with field, unless the field or one of its
-// parents was already reported while reading the file.
+// parents was already reported while reading the file. When the field holds
+// a secret or a value from the environment, the arguments (the values the
+// message would quote) are not shown.
 func (l *loader) errorf(field, format string, args ...any) {
+	if len(args) > 0 && l.md.sensitive(field) {
+		format = verbRE.ReplaceAllString(format, "%s")
+		for i := range args {
+			args[i] = hiddenText
+		}
+	}
 	l.add(field, fmt.Errorf(format, args...))
 }
+
+// verbRE matches a fmt verb with its flags, width and precision.
+var verbRE = regexp.MustCompile(`%[-+# 0-9.]*[a-zA-Z]`)
 
 func (l *loader) add(field string, err error) {
 	for _, p := range parents(field) {
@@ -192,12 +205,12 @@ func (l *loader) add(field string, err error) {
 			return
 		}
 	}
-	l.errs = append(l.errs, &FieldError{Field: field, Line: lineOf(l.lines, field), Err: err})
+	l.errs = append(l.errs, l.md.fieldError(field, lineOf(l.md.lines, field), err))
 }
 
 // written reports whether the file gave field a (non-null) value.
 func (l *loader) written(field string) bool {
-	_, ok := l.lines[field]
+	_, ok := l.md.lines[field]
 	return ok
 }
 

@@ -115,10 +115,10 @@ func TestPromptSafetyErrors(t *testing.T) {
 			[]string{"redact.patterns[0]", "matches the empty string"}},
 		{"redact builtin not a bool", route(", redact: {builtin: maybe}"), []string{"redact.builtin", "expected true or false"}},
 		{"unknown redact key", route(", redact: {pattern: [x]}"), []string{`unknown field "pattern" (did you mean "patterns"?)`}},
-		{"max_prompt_bytes zero", route(", max_prompt_bytes: 0"), []string{"max_prompt_bytes: must be between 256 and 16777216, got 0"}},
-		{"max_prompt_bytes negative", route(", max_prompt_bytes: -1"), []string{"max_prompt_bytes: must be between"}},
-		{"max_prompt_bytes too small", route(", max_prompt_bytes: 100"), []string{"max_prompt_bytes: must be between"}},
-		{"max_prompt_bytes too large", route(", max_prompt_bytes: 1000000000"), []string{"max_prompt_bytes: must be between"}},
+		{"max_prompt_bytes zero", route(", max_prompt_bytes: 0"), []string{`routes[0] "r".max_prompt_bytes (line 5): must be between 256 and 16777216, got 0`}},
+		{"max_prompt_bytes negative", route(", max_prompt_bytes: -1"), []string{".max_prompt_bytes (line 5): must be between"}},
+		{"max_prompt_bytes too small", route(", max_prompt_bytes: 100"), []string{".max_prompt_bytes (line 5): must be between"}},
+		{"max_prompt_bytes too large", route(", max_prompt_bytes: 1000000000"), []string{".max_prompt_bytes (line 5): must be between"}},
 		{"preamble not text", "operator: {api_key: k, preamble: [a]}\n" + route(""), []string{"operator.preamble", "expected"}},
 	}
 	for _, tt := range tests {

@@ -4,9 +4,14 @@
 // Loading runs in this order: ${VAR} expansion on every scalar value,
 // strict decoding (unknown keys, wrong types), _file twins and
 // template_file, defaults, validation. Every problem found is reported, each
-// as a *FieldError naming its field ("routes[2].source: …"). Expressions and
-// templates are compiled by package route, whose errors the caller prefixes
-// with the same field paths.
+// as a *FieldError naming its field, the list item's name and the line
+// (`routes[2] "ci-failures".source (line 30): …`). Expressions and templates
+// are compiled by package route, whose errors the caller prefixes with the
+// same field paths and passes through Config.Describe to read the same way.
+//
+// Secrets have their own types (Secret, SecretList) that print and marshal
+// as <secret>; no error shows a secret or a value that came from the
+// environment.
 //
 // Top-level keys starting with "x-" are ignored, so a file can hold YAML
 // anchors (x-github: &github {type: github, …}) for the values it repeats.
@@ -37,9 +42,17 @@ type Config struct {
 	// Path is the file the config was read from ("" when from bytes).
 	Path string `yaml:"-"`
 
-	// lines maps a field path ("routes[1].filter") to the line it was
-	// written on, for errors found after loading (see Line).
-	lines map[string]int
+	// md holds where each field was written, the names of list items and
+	// the values no error may show, for errors found after loading (see
+	// Describe). A func, so that no fmt verb prints what it holds.
+	md func() *meta
+}
+
+func (c *Config) meta() *meta {
+	if c.md == nil {
+		return newMeta()
+	}
+	return c.md()
 }
 
 // Server configures the two listeners. The public one serves source paths
@@ -58,7 +71,7 @@ type Server struct {
 	// AdminToken is an optional bearer for /admin/*. When the key is written
 	// it must not end up empty (an unset ${VAR:-} would otherwise silently
 	// leave the admin API open); leave the key out to run without a token.
-	AdminToken        string `yaml:"admin_token"`
+	AdminToken        Secret `yaml:"admin_token"`
 	AdminTokenFile    string `yaml:"admin_token_file"`    // _file twin, relative to the config file
 	AdminTokenMetrics bool   `yaml:"admin_token_metrics"` // also protect /metrics and health
 	TrustProxy        bool   `yaml:"trust_proxy"`         // honour X-Forwarded-For for allow_cidrs
@@ -120,7 +133,7 @@ type Operator struct {
 	BaseURL string `yaml:"base_url"` // default "https://operator.io"; trailing slashes removed
 	// APIKey is required, except in dev mode (relayd serve --dev), where
 	// the in-process fake accepts any key.
-	APIKey      string    `yaml:"api_key"`
+	APIKey      Secret    `yaml:"api_key"`
 	APIKeyFile  string    `yaml:"api_key_file"` // _file twin, relative to the config file
 	Version     string    `yaml:"version"`      // sent as Operator-Version when set
 	Timeout     Duration  `yaml:"timeout"`      // default 60s
@@ -199,8 +212,8 @@ func (s *Source) AllowedPrefixes() []netip.Prefix {
 // Verify is one source's proof-of-sender settings; which fields apply
 // depends on Type (see package verify, which checks them).
 type Verify struct {
-	Type    string   `yaml:"type"` // github|gitlab|standard-webhooks|hmac|bearer|none|buildkite|circleci|stripe
-	Secrets []string `yaml:"secrets"`
+	Type    string     `yaml:"type"` // github|gitlab|standard-webhooks|hmac|bearer|none|buildkite|circleci|stripe
+	Secrets SecretList `yaml:"secrets"`
 	// SecretsFile holds one secret per line; blank lines and lines starting
 	// with # are skipped. Relative to the config file. Not with secrets.
 	SecretsFile string   `yaml:"secrets_file"`
@@ -307,4 +320,4 @@ func (c *Config) RouteByName(name string) (*Route, bool) {
 // was written on, or of its nearest written parent; 0 when unknown. Callers
 // that find errors later (compiling filters and templates) use it to point
 // at the spot.
-func (c *Config) Line(field string) int { return lineOf(c.lines, field) }
+func (c *Config) Line(field string) int { return lineOf(c.meta().lines, field) }

@@ -72,7 +72,7 @@ func (l *loader) validateServer() {
 			l.errorf(d.field, "must be > 0, got %s", d.v)
 		}
 	}
-	l.secret("server.admin_token", s.AdminToken, false, false)
+	l.secret("server.admin_token", string(s.AdminToken), false, false)
 	if s.AdminTokenMetrics && s.AdminToken == "" && !l.written("server.admin_token") {
 		l.errorf("server.admin_token_metrics", "needs admin_token or admin_token_file")
 	}
@@ -188,7 +188,7 @@ func (l *loader) validateOperator() {
 		// "https://host//api/chat".
 		op.BaseURL = strings.TrimRight(op.BaseURL, "/")
 	}
-	l.secret("operator.api_key", op.APIKey, true, l.opts.Dev)
+	l.secret("operator.api_key", string(op.APIKey), true, l.opts.Dev)
 	if strings.ContainsFunc(op.Version, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		l.errorf("operator.version", "contains control characters")
 	}
@@ -451,14 +451,18 @@ func redactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil || u.User == nil {
 		if err != nil && strings.Contains(s, "@") {
-			return "REDACTED"
+			return SecretText
 		}
 		return s
 	}
+	user := SecretText
 	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "REDACTED")
-	} else {
-		u.User = url.User("REDACTED")
+		user = u.User.Username() + ":" + SecretText
 	}
-	return u.String()
+	u.User = nil
+	out := u.String()
+	if i := strings.Index(out, "//"); i >= 0 {
+		return out[:i+2] + user + "@" + out[i+2:]
+	}
+	return out
 }

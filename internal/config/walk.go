@@ -7,7 +7,7 @@ import (
 	"strings"
 	"sync"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // maxNodes bounds the walk, so a document of nested aliases (a "billion
@@ -25,13 +25,15 @@ type walker struct {
 	lookup func(string) (string, bool)
 	dev    bool
 
-	errs  []error
-	lines map[string]int  // field path → line, for every non-null value written
-	bad   map[string]bool // field paths already reported
-	unset string          // Options.Unset
+	errs   []error
+	md     *meta           // lines, item names, values errors must not show
+	bad    map[string]bool // field paths already reported
+	secret map[string]bool // paths of Secret and SecretList fields
+	unset  string          // Options.Unset
 
-	expanded map[*yaml.Node]error // scalars expanded once, even when aliased
-	active   map[*yaml.Node]bool  // aliases being walked, to detect cycles
+	expanded map[*yaml.Node]error    // scalars expanded once, even when aliased
+	fromEnv  map[*yaml.Node][]string // what expanding each scalar looked up
+	active   map[*yaml.Node]bool     // aliases being walked, to detect cycles
 	cyclic   map[*yaml.Node]bool
 	budget   int
 	fatal    bool
@@ -42,9 +44,11 @@ func newWalker(o Options) *walker {
 		lookup:   o.lookup(),
 		dev:      o.Dev,
 		unset:    o.Unset,
-		lines:    map[string]int{},
+		md:       newMeta(),
 		bad:      map[string]bool{},
+		secret:   map[string]bool{},
 		expanded: map[*yaml.Node]error{},
+		fromEnv:  map[*yaml.Node][]string{},
 		active:   map[*yaml.Node]bool{},
 		cyclic:   map[*yaml.Node]bool{},
 		budget:   maxNodes,
@@ -61,7 +65,7 @@ func (w *walker) fail(path string, line int, err error) {
 // report reports a problem found in the mapping at path (an unknown key)
 // that leaves the rest of it to be checked.
 func (w *walker) report(path string, line int, err error) {
-	w.errs = append(w.errs, &FieldError{Field: path, Line: line, Err: err})
+	w.errs = append(w.errs, w.md.fieldError(path, line, err))
 }
 
 // document walks a parsed file and returns its top node (nil when empty).
@@ -102,17 +106,24 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) (drop bool) {
 		w.active[n] = true
 		drop = w.walk(n.Alias, t, path)
 		delete(w.active, n)
-		if _, ok := w.lines[path]; ok {
-			w.lines[path] = n.Line
+		if _, ok := w.md.lines[path]; ok {
+			w.md.lines[path] = n.Line
 		}
 		return drop || w.cyclic[n]
 	}
 	if isNull(n) {
 		return false
 	}
-	w.lines[path] = n.Line
+	w.md.lines[path] = n.Line
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if isSecretType(t) {
+		w.secret[path] = true
+		w.md.hide(path)
+	}
+	if n.Kind == yaml.ScalarNode && w.isSecret(path) {
+		w.md.hide(path, n.Value)
 	}
 	switch {
 	case isUnmarshaler(t):
@@ -128,7 +139,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) (drop bool) {
 
 func (w *walker) object(n *yaml.Node, t reflect.Type, path string) bool {
 	if n.Kind != yaml.MappingNode {
-		w.fail(path, n.Line, fmt.Errorf("expected a mapping, got %s", kindName(n)))
+		w.fail(path, n.Line, fmt.Errorf("expected a mapping, got %s", w.got(n, path)))
 		return true
 	}
 	fields := fieldsOf(t)
@@ -205,11 +216,14 @@ func (w *walker) merge(v *yaml.Node, t reflect.Type, path string) (drop bool) {
 
 func (w *walker) list(n *yaml.Node, t reflect.Type, path string) bool {
 	if n.Kind != yaml.SequenceNode {
-		w.fail(path, n.Line, fmt.Errorf("expected a list, got %s", kindName(n)))
+		w.fail(path, n.Line, fmt.Errorf("expected a list, got %s", w.got(n, path)))
 		return true
 	}
 	for i, e := range n.Content {
 		ep := index(path, i)
+		if name, ok := itemName(e); ok {
+			w.md.names[ep] = name
+		}
 		if w.walk(e, t.Elem(), ep) {
 			w.bad[ep] = true
 			n.Content[i] = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: e.Line, Column: e.Column}
@@ -221,8 +235,12 @@ func (w *walker) list(n *yaml.Node, t reflect.Type, path string) bool {
 // leaf expands and checks one scalar value.
 func (w *walker) leaf(n *yaml.Node, t reflect.Type, path string) bool {
 	if n.Kind != yaml.ScalarNode && !isUnmarshaler(t) {
-		w.fail(path, n.Line, fmt.Errorf("expected %s, got %s", want(t), kindName(n)))
+		w.fail(path, n.Line, fmt.Errorf("expected %s, got %s", want(t), w.got(n, path)))
 		return true
+	}
+	if vals, ok := w.fromEnv[n]; ok {
+		w.md.env[path] = true
+		w.md.hide(path, vals...)
 	}
 	if err, done := w.expanded[n]; done {
 		if err != nil {
@@ -230,10 +248,30 @@ func (w *walker) leaf(n *yaml.Node, t reflect.Type, path string) bool {
 			return true
 		}
 	} else if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "$") {
-		v, err := expandEnv(n.Value, w.lookup)
+		// Whatever a variable held is never shown in an error about
+		// this field: it may be a secret, whichever field it landed in.
+		var vals []string
+		used := false
+		lookup := func(k string) (string, bool) {
+			used = true
+			v, ok := w.lookup(k)
+			if ok && v != "" {
+				vals = append(vals, v)
+			}
+			return v, ok
+		}
+		v, err := expandEnv(n.Value, lookup)
 		var missing *MissingVarError
 		if w.unset != "" {
-			v, err = w.expandTolerant(n.Value, v, err)
+			v, err = w.expandTolerant(n.Value, v, err, lookup)
+		}
+		if used {
+			w.fromEnv[n] = vals
+			w.md.env[path] = true
+			w.md.hide(path, vals...)
+			if w.isSecret(path) {
+				w.md.hide(path, v)
+			}
 		}
 		if w.dev && path == "operator.api_key" && errors.As(err, &missing) {
 			// Dev mode talks to the in-process fake, which takes any key.
@@ -262,7 +300,7 @@ func (w *walker) leaf(n *yaml.Node, t reflect.Type, path string) bool {
 		if isUnmarshaler(t) {
 			w.fail(path, n.Line, err)
 		} else {
-			w.fail(path, n.Line, fmt.Errorf("expected %s, got %s", want(t), kindName(n)))
+			w.fail(path, n.Line, fmt.Errorf("expected %s, got %s", want(t), w.got(n, path)))
 		}
 		return true
 	}
@@ -355,6 +393,47 @@ func want(t reflect.Type) string {
 	return "a " + t.Kind().String()
 }
 
+// got describes the node at path for a type error: its value only when it
+// is neither a secret nor from the environment.
+func (w *walker) got(n *yaml.Node, path string) string {
+	if n.Kind == yaml.ScalarNode && w.md.sensitive(path) {
+		return "a single value"
+	}
+	return kindName(n)
+}
+
+// isSecret reports whether path is a Secret or SecretList field or inside one.
+func (w *walker) isSecret(path string) bool {
+	for _, p := range parents(path) {
+		if w.secret[p] {
+			return true
+		}
+	}
+	return false
+}
+
+// itemName is the name a list item gives itself ("name: ci-failures"),
+// for errors; not when it comes from the environment, nor when too long
+// to be one.
+func itemName(n *yaml.Node) (string, bool) {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if n.Kind != yaml.MappingNode {
+		return "", false
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind == yaml.ScalarNode && k.Value == "name" {
+			if v.Kind != yaml.ScalarNode || v.Value == "" || len(v.Value) > maxNameLen || strings.Contains(v.Value, "$") {
+				return "", false
+			}
+			return v.Value, true
+		}
+	}
+	return "", false
+}
+
 // kindName describes a node for errors. Scalars are quoted only when short:
 // the value may be a secret written in the wrong place.
 func kindName(n *yaml.Node) string {
@@ -376,7 +455,7 @@ func kindName(n *yaml.Node) string {
 
 // expandTolerant re-expands s with Options.Unset standing in for every
 // variable that is unset and has no default; defaults still apply.
-func (w *walker) expandTolerant(s, v string, err error) (string, error) {
+func (w *walker) expandTolerant(s, v string, err error, lookup func(string) (string, bool)) (string, error) {
 	missing := map[string]bool{}
 	var miss *MissingVarError
 	for errors.As(err, &miss) && !missing[miss.Name] {
@@ -385,7 +464,7 @@ func (w *walker) expandTolerant(s, v string, err error) (string, error) {
 			if missing[k] {
 				return w.unset, true
 			}
-			return w.lookup(k)
+			return lookup(k)
 		})
 	}
 	return v, err

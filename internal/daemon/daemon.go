@@ -82,7 +82,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 	}
 	table, err := CompileIngest(cfg)
 	if err != nil {
-		return nil, err
+		return nil, cfg.Describe(err)
 	}
 	d.metrics = metrics.New(d.reg)
 	d.metrics.SetBuildInfo(o.Version, o.Revision)
@@ -106,7 +106,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 
 func (d *Daemon) operatorOptions(cfg *config.Config) operator.Options {
 	o := operator.Options{
-		BaseURL: cfg.Operator.BaseURL, APIKey: cfg.Operator.APIKey, Version: cfg.Operator.Version,
+		BaseURL: cfg.Operator.BaseURL, APIKey: string(cfg.Operator.APIKey), Version: cfg.Operator.Version,
 		Timeout: cfg.Operator.Timeout.D(), MaxTurn: cfg.Operator.MaxTurn.D(), Response: cfg.Operator.Response,
 		UserAgent: "relayd/" + d.o.Version,
 	}
@@ -245,9 +245,11 @@ func (d *Daemon) config() *config.Config {
 	return d.cfg
 }
 
-func (d *Daemon) adminToken() string { return d.config().Server.AdminToken }
+func (d *Daemon) adminToken() string { return string(d.config().Server.AdminToken) }
 
-func (d *Daemon) redactedConfig() any { return d.config().Redacted() }
+// redactedConfig is the running config for GET /admin/config: it marshals
+// with relay.yaml's keys and hides its secrets itself.
+func (d *Daemon) redactedConfig() any { return d.config() }
 
 // ready reports whether this replica can accept webhooks: storage open,
 // not draining, under storage.max_pending. A dispatch pause is left out on
@@ -309,7 +311,7 @@ func (d *Daemon) reload() error {
 	}
 	table, err := CompileIngest(cfg)
 	if err != nil {
-		return err
+		return cfg.Describe(err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -75,6 +75,12 @@ func TestAdminToken(t *testing.T) {
 			t.Errorf("/admin/config shows a secret: %s", body)
 		}
 	}
+	// It reads as relay.yaml does.
+	for _, want := range []string{`"base_url":`, `"api_key":"<secret>"`, `"admin_token":"<secret>"`, `"secrets":["<secret>"]`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/admin/config lacks %s: %s", want, body)
+		}
+	}
 }
 
 func TestReload(t *testing.T) {
@@ -93,8 +99,9 @@ func TestReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, body := call(t, http.MethodPost, h.admin+"/admin/reload", "")
-	if code != http.StatusBadRequest || !strings.Contains(body, "routes[0].conversation") {
-		t.Fatalf("bad reload = %d %s, want 400 naming routes[0].conversation", code, body)
+	want := `routes[0] \"ci-failures\".conversation (line 23): unexpected token EOF`
+	if code != http.StatusBadRequest || !strings.Contains(body, want) {
+		t.Fatalf("bad reload = %d %s, want 400 with %s", code, body, want)
 	}
 	if v := testutil.ToFloat64(m.ReloadSuccessful); v != 0 {
 		t.Errorf("reload_successful = %v after a failed reload, want 0", v)

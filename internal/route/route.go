@@ -63,6 +63,9 @@ type FieldError struct {
 func (e *FieldError) Error() string { return e.Field + ": " + oneLine(e.Err) }
 func (e *FieldError) Unwrap() error { return e.Err }
 
+// errNotBool is a filter whose result is not known to be a bool.
+var errNotBool = errors.New(`not known to be true or false (body fields are untyped): compare, as in body.pull_request.merged == true`)
+
 // oneLine drops the source snippet expr appends to its messages, keeping
 // the position, so errors fit on one log or check line.
 func oneLine(err error) string {
@@ -96,6 +99,12 @@ func Compile(s Spec) (*Route, error) {
 	if strings.TrimSpace(s.Filter) != "" {
 		if r.filter, err = compileExpr(s.Filter, expr.AsBool()); err != nil {
 			return nil, &FieldError{Field: "filter", Err: err}
+		}
+		// AsBool lets through what may or may not be a bool at run time
+		// (body is untyped): body.repository.full_name would compile and
+		// then drop every event. Ask for a comparison instead.
+		if t := r.filter.Node().Type(); t == nil || t.Kind() != reflect.Bool {
+			return nil, &FieldError{Field: "filter", Err: errNotBool}
 		}
 	}
 	if strings.TrimSpace(s.Conversation) != "" {

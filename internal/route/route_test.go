@@ -256,7 +256,6 @@ func TestFilterRunTimeErrors(t *testing.T) {
 		{"nil compared with a number", `body.missing > 1`, push, "invalid operation: <nil> > int"},
 		{"string compared with a number", `body.ref > 1`, push, "invalid operation"},
 		{"field of a text body", `body.action == "x"`, textEnv("text"), ""},
-		{"not a bool at run time", `body.ref`, push, "bool(string)"},
 		{"index out of range", `body.commits[3].id == "x"`, push, "index out of range"},
 	}
 	for _, tc := range tests {
@@ -338,6 +337,9 @@ func TestCompileErrors(t *testing.T) {
 		{"unbalanced", Spec{Filter: `(event == "push"`}, "filter", "filter: unexpected token EOF…"},
 		{"string filter", Spec{Filter: `source`}, "filter", "filter: expected bool, but got string"},
 		{"number filter", Spec{Filter: `len(headers)`}, "filter", "filter: expected bool, but got int"},
+		// body is untyped: a bare field would compile and drop every event.
+		{"untyped body field", Spec{Filter: `body.repository.full_name`}, "filter", "filter: not known to be true or false…"},
+		{"untyped arithmetic", Spec{Filter: `body.count + 1`}, "filter", "filter: not known to be true or false…"},
 		{"unknown function", Spec{Filter: `nope(body)`}, "filter", "filter: unknown name nope (1:1)"},
 		{"type mismatch", Spec{Filter: `source > 1`}, "filter", "filter: invalid operation: > (mismatched types string and int)…"},
 		{"unknown field of received_at", Spec{Filter: `received_at.Nope == 1`}, "filter", "filter: type time.Time has no field Nope…"},
