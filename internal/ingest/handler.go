@@ -149,7 +149,7 @@ func (h *Handler) serve(c echo.Context) error {
 
 	buf := h.bufs.Get().(*bytes.Buffer)
 	buf.Reset()
-	defer h.bufs.Put(buf)
+	defer putBuf(&h.bufs, buf)
 	if err := readBody(buf, c.Response(), req, t.maxBody, t.maxInflated); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) || errors.Is(err, errInflatedTooLarge) {
