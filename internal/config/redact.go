@@ -19,6 +19,7 @@ func (c *Config) Redacted() *Config {
 	}
 	r := *c
 	r.Server.AdminToken = redact(c.Server.AdminToken)
+	r.Server.AdminHosts = slices.Clone(c.Server.AdminHosts)
 	r.Operator.APIKey = redact(c.Operator.APIKey)
 	r.Operator.BaseURL = redactURL(c.Operator.BaseURL)
 
