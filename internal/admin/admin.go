@@ -52,7 +52,10 @@ type Options struct {
 	Config       func() any // the running config, redacted
 	Token        func() string
 	TokenMetrics bool
-	Logger       *slog.Logger
+	// Hosts is the current Host policy (it follows reloads); nil answers
+	// every Host.
+	Hosts  func() HostPolicy
+	Logger *slog.Logger
 }
 
 // New returns the admin Echo server.
@@ -68,6 +71,7 @@ func New(o Options) *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = s.errorHandler
+	e.Pre(s.checkHost)
 
 	open := e.Group("")
 	if o.TokenMetrics {
