@@ -54,7 +54,10 @@ type Options struct {
 	Config       func() any // the running config; its JSON must hide its secrets (config.Config's does)
 	Token        func() string
 	TokenMetrics bool
-	Logger       *slog.Logger
+	// Hosts is the current Host policy (it follows reloads); nil answers
+	// every Host.
+	Hosts  func() HostPolicy
+	Logger *slog.Logger
 }
 
 // New returns the admin Echo server.
@@ -70,6 +73,7 @@ func New(o Options) *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = s.errorHandler
+	e.Pre(s.checkHost)
 
 	open := e.Group("")
 	if o.TokenMetrics {

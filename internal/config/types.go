@@ -75,6 +75,10 @@ type Server struct {
 	AdminTokenFile    string `yaml:"admin_token_file"`    // _file twin, relative to the config file
 	AdminTokenMetrics bool   `yaml:"admin_token_metrics"` // also protect /metrics and health
 	TrustProxy        bool   `yaml:"trust_proxy"`         // honour X-Forwarded-For for allow_cidrs
+	// AdminHosts are the host names the admin listener answers besides
+	// localhost and IP literals (a guard against DNS rebinding, see
+	// admin.HostPolicy): the names a reverse proxy or browser uses for it.
+	AdminHosts []string `yaml:"admin_hosts"`
 }
 
 // Storage selects the queue and conversation-state backend.

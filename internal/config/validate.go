@@ -76,6 +76,38 @@ func (l *loader) validateServer() {
 	if s.AdminTokenMetrics && s.AdminToken == "" && !l.written("server.admin_token") {
 		l.errorf("server.admin_token_metrics", "needs admin_token or admin_token_file")
 	}
+	for i, h := range s.AdminHosts {
+		// The value is not quoted: it may have come from the environment.
+		if !validAdminHost(h) {
+			l.errorf(index("server.admin_hosts", i), "not a host name or IP address (write the name alone: no scheme, port, path or wildcard)")
+		}
+	}
+}
+
+// hostLabelRE is one DNS label; underscores are allowed, as resolvers do.
+var hostLabelRE = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$`)
+
+// validAdminHost reports whether h can match a request's Host header: a
+// DNS name (a trailing dot is allowed) or an IP address, IPv6 bracketed or
+// not.
+func validAdminHost(h string) bool {
+	ip := h
+	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		ip = h[1 : len(h)-1]
+	}
+	if _, err := netip.ParseAddr(ip); err == nil {
+		return true
+	}
+	name := strings.TrimSuffix(h, ".")
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		if !hostLabelRE.MatchString(label) {
+			return false
+		}
+	}
+	return true
 }
 
 func (l *loader) listenAddr(field, addr string) {

@@ -176,8 +176,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 			Gatherer: d.reg, DeadLetters: d.store, Chats: d.store,
 			Ready: d.ready, Health: d.health, Reload: d.Reload, Config: d.redactedConfig,
 			Token: d.adminToken, TokenMetrics: cfg.Server.AdminTokenMetrics, Logger: d.log,
+			Hosts: d.adminHostPolicy(isLoopback(d.adminLn.Addr()), cfg.Server.AdminListen),
 		}),
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: adminReadHeaderTimeout,
+		ReadTimeout:       adminReadTimeout,
+		WriteTimeout:      adminWriteTimeout,
 		IdleTimeout:       cfg.Server.IdleTimeout.D(),
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 	}
@@ -246,6 +249,37 @@ func (d *Daemon) config() *config.Config {
 }
 
 func (d *Daemon) adminToken() string { return string(d.config().Server.AdminToken) }
+
+// Admin listener timeouts. Its requests are small and its answers quick,
+// except a few (a replay of every dead letter, /metrics of a large
+// registry), so the write timeout is generous; a streaming answer (a live
+// event feed) must lift the read and write deadlines for its own response
+// with http.ResponseController, since either one ending cuts the stream.
+const (
+	adminReadHeaderTimeout = 5 * time.Second
+	adminReadTimeout       = 30 * time.Second
+	adminWriteTimeout      = 5 * time.Minute
+)
+
+// adminHostPolicy returns the admin API's Host policy as the running config
+// says (admin_token and admin_hosts follow reloads).
+func (d *Daemon) adminHostPolicy(loopback bool, listen string) func() admin.HostPolicy {
+	var name string
+	if host, _, err := net.SplitHostPort(listen); err == nil && net.ParseIP(host) == nil {
+		name = host
+	}
+	return func() admin.HostPolicy {
+		s := d.config().Server
+		return admin.HostPolicy{Loopback: loopback, Token: s.AdminToken != "", Hosts: s.AdminHosts, Listen: name}
+	}
+}
+
+// isLoopback reports whether a bound address is reachable from this host
+// only. A wildcard address (":9090") is not.
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
 
 // redactedConfig is the running config for GET /admin/config: it marshals
 // with relay.yaml's keys and hides its secrets itself.

@@ -85,7 +85,8 @@ type Options struct {
 	// Rand is the jitter source, uniform in [0, 1). Default math/rand/v2.
 	Rand func() float64
 	// ProbeInitial and ProbeMax bound the health-probe backoff during a
-	// pause. Default 1s and 1m.
+	// pause, and the resume backoff across pauses that follow each other
+	// closely. Default 1s and 1m.
 	ProbeInitial, ProbeMax time.Duration
 }
 
@@ -176,7 +177,7 @@ func New(q Queue, chats ChatStore, api Chatter, s Settings, o Options) *Dispatch
 	s = cloneSettings(s)
 	d.settings.Store(&s)
 	d.lim = newLimits(s, d.m)
-	d.pause = newPauser(func(paused bool) {
+	d.pause = newPauser(d.probeInitial, d.probeMax, func(paused bool) {
 		if paused {
 			d.m.DispatchPaused.Set(1)
 		} else {

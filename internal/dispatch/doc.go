@@ -24,7 +24,11 @@
 //     forgotten and the message is sent again at once as a new chat.
 //   - 401: the key is wrong for every message. The lease is released (no
 //     attempt counted), all dispatch pauses, and GET /api/cli/health is
-//     probed with backoff until the key works again.
+//     probed with backoff until the key works again. A pause that comes
+//     soon after a resume (the chat endpoint refuses a key the health probe
+//     accepts) waits twice as long as the last before its first probe, up
+//     to the probe ceiling, so such a key costs a few requests per ceiling
+//     rather than per second.
 //   - 403: the message is dead-lettered; when every route that was answered
 //     recently is answered 403 (see forbidThreshold), dispatch pauses as for
 //     401, and resumes once a trial request is no longer refused.

@@ -42,10 +42,30 @@ type pauser struct {
 	changed  chan struct{} // closed and replaced on every change
 	kick     chan struct{} // Resume: probe now
 	onChange func(paused bool)
+
+	// Resume backoff: when the API keeps refusing chats while the health
+	// probe accepts the key, every resume lets a batch of requests out to
+	// be refused again. So a pause that comes within relapseWindow of the
+	// last resume doubles the wait before the next probe (and so before the
+	// next resume), up to ceiling; a pause after dispatch stayed running
+	// that long starts again from initial.
+	now       func() time.Time // real clock; tests replace it
+	initial   time.Duration
+	ceiling   time.Duration
+	wait      time.Duration // the current pause's first probe delay
+	resumedAt time.Time     // zero: never resumed
 }
 
-func newPauser(onChange func(paused bool)) *pauser {
-	return &pauser{changed: make(chan struct{}), kick: make(chan struct{}, 1), onChange: onChange}
+// relapseWindow is how long dispatch must stay running after a resume for
+// the next pause to count as new rather than as the same trouble again; at
+// least the probe ceiling.
+const relapseWindow = time.Minute
+
+func newPauser(initial, ceiling time.Duration, onChange func(paused bool)) *pauser {
+	return &pauser{
+		changed: make(chan struct{}), kick: make(chan struct{}, 1), onChange: onChange,
+		now: time.Now, initial: initial, ceiling: ceiling, wait: initial,
+	}
 }
 
 // broadcast wakes every waiter. Callers hold mu.
@@ -80,6 +100,13 @@ func (p *pauser) pause(k pauseKind) (changed bool) {
 	}
 	wasRunning := p.kind == running
 	p.kind, p.trial, p.trialOut = k, false, false
+	if wasRunning {
+		if !p.resumedAt.IsZero() && p.now().Sub(p.resumedAt) < max(relapseWindow, p.ceiling) {
+			p.wait = min(p.wait*2, p.ceiling)
+		} else {
+			p.wait = p.initial
+		}
+	}
 	p.broadcast()
 	if wasRunning && p.onChange != nil {
 		p.onChange(true)
@@ -94,6 +121,7 @@ func (p *pauser) resume() (changed bool) {
 		return false
 	}
 	p.kind, p.trial, p.trialOut = running, false, false
+	p.resumedAt = p.now()
 	p.broadcast()
 	if p.onChange != nil {
 		p.onChange(false)
@@ -172,13 +200,14 @@ func (p *pauser) resumeNow() {
 }
 
 // probe runs while Run runs: whenever dispatch is paused it probes
-// GET /api/cli/health with exponential backoff (initial, doubling up to
-// ceiling; Resume probes at once) and ends the pause when the key works.
+// GET /api/cli/health with exponential backoff (from the pause's wait,
+// doubling up to ceiling; Resume probes at once) and ends the pause when the
+// key works.
 func (d *Dispatcher) probe(ctx context.Context) {
 	p := d.pause
 	for {
 		p.mu.Lock()
-		paused, ch := p.kind != running, p.changed
+		paused, ch, delay := p.kind != running, p.changed, p.wait
 		p.mu.Unlock()
 		if !paused {
 			select {
@@ -188,7 +217,6 @@ func (d *Dispatcher) probe(ctx context.Context) {
 				return
 			}
 		}
-		delay := d.probeInitial
 		for {
 			select {
 			case <-ctx.Done():

@@ -192,7 +192,7 @@ func (h *Handler) handle(c echo.Context, t *Table, src *Source) (reply, *httpErr
 
 	buf := h.bufs.Get().(*bytes.Buffer)
 	buf.Reset()
-	defer h.bufs.Put(buf)
+	defer putBuf(&h.bufs, buf)
 	if herr := read(buf, c.Response(), req, t); herr != nil {
 		return reply{}, herr
 	}
