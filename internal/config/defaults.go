@@ -34,6 +34,7 @@ const (
 	DefaultWriteTimeout      = 30 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultShutdownTimeout   = 30 * time.Second
+	DefaultGitHubAPIURL      = "https://api.github.com"
 )
 
 // defaults fills the fields the file left out. A field written with a zero
@@ -122,6 +123,12 @@ func (l *loader) defaults() {
 	for i := range c.Routes {
 		if rl := c.Routes[i].RateLimit; rl != nil {
 			num(index("routes", i)+".rate_limit.burst", &rl.Burst, 1)
+		}
+		for j := range c.Routes[i].Reply {
+			rs := &c.Routes[i].Reply[j]
+			if rs.Type == ReplyGitHub {
+				str(index(index("routes", i)+".reply", j)+".api_url", &rs.APIURL, DefaultGitHubAPIURL)
+			}
 		}
 	}
 }

@@ -10,9 +10,10 @@ const RedactedText = "REDACTED"
 
 // Redacted returns a deep copy of c with every secret replaced by
 // "REDACTED": operator.api_key, server.admin_token, each source's secrets,
-// and credentials inside URLs. Empty secrets stay empty, so a dump still
-// shows which are unset. It is what `relayd check` prints and the admin API
-// serves; the original is never changed.
+// each reply sink's token, url and secret, and credentials inside URLs.
+// Empty secrets stay empty, so a dump still shows which are unset. It is
+// what `relayd check` prints and the admin API serves; the original is
+// never changed.
 func (c *Config) Redacted() *Config {
 	if c == nil {
 		return nil
@@ -52,6 +53,12 @@ func (c *Config) Redacted() *Config {
 		if rt.ConversationReset != nil {
 			cr := *rt.ConversationReset
 			rt.ConversationReset = &cr
+		}
+		rt.Reply = slices.Clone(rt.Reply)
+		for j := range rt.Reply {
+			rs := &rt.Reply[j]
+			rs.Token, rs.URL, rs.Secret = redact(rs.Token), redact(rs.URL), redact(rs.Secret)
+			rs.APIURL = redactURL(rs.APIURL)
 		}
 	}
 	return &r

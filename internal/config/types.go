@@ -209,6 +209,26 @@ type Route struct {
 	Template          string             `yaml:"template"`
 	TemplateFile      string             `yaml:"template_file"`
 	ConversationReset *ConversationReset `yaml:"conversation_reset"`
+	// Reply lists where the agent's answer to each turn goes; optional.
+	Reply []ReplySink `yaml:"reply"`
+	// ReplyTemplate renders the answer for the reply sinks (text/template;
+	// sees .reply, .chat_id, .route, .conversation, .events, .partial).
+	// Package reply compiles it; empty means "{{ .reply }}".
+	ReplyTemplate string `yaml:"reply_template"`
+}
+
+// ReplySink is one destination of a route's replies; which fields apply
+// depends on Type. Token, URL and Secret are secrets (a Slack incoming
+// webhook URL is its own credential), each with a _file twin.
+type ReplySink struct {
+	Type       string `yaml:"type"`       // github_comment | slack | webhook
+	Token      string `yaml:"token"`      // github_comment
+	TokenFile  string `yaml:"token_file"` // _file twin, relative to the config file
+	APIURL     string `yaml:"api_url"`    // github_comment; default https://api.github.com (Enterprise: https://HOST/api/v3)
+	URL        string `yaml:"url"`        // slack (incoming webhook) and webhook
+	URLFile    string `yaml:"url_file"`
+	Secret     string `yaml:"secret"` // webhook: whsec_ + base64 (Standard Webhooks)
+	SecretFile string `yaml:"secret_file"`
 }
 
 // ConversationReset starts a fresh chat once the current one is older than
