@@ -455,3 +455,70 @@ func TestWebhookErrors(t *testing.T) {
 		srv.Close()
 	}
 }
+
+func TestFakeGitHubControlOverHTTP(t *testing.T) {
+	_, srv := githubServer(t, fake.GitHubOptions{})
+	sk := sink(t, reply.Spec{Type: reply.TypeGitHub, Token: ghToken, APIURL: srv.URL})
+	post := func(path, body string) int {
+		resp, err := http.Post(srv.URL+"/_fake/"+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("faults", `{"next":1,"fault":{"status":502,"body":"{\"message\":\"Server Error\"}"}}`); code != 204 {
+		t.Fatalf("POST faults: %d", code)
+	}
+	replyError(t, sk.Send(context.Background(), issuePost("x")), 502, reply.ReasonServerError, true, 0)
+	if err := sk.Send(context.Background(), issuePost("x")); err != nil {
+		t.Fatalf("after the fault: %v", err)
+	}
+	if code := post("rate-limit", `{"reset_in":"2m"}`); code != 204 {
+		t.Fatalf("POST rate-limit: %d", code)
+	}
+	replyError(t, sk.Send(context.Background(), issuePost("x")), 403, reply.ReasonRateLimited, true, 2*time.Minute+time.Second)
+	for _, bad := range []struct{ path, body string }{
+		{"faults", `{"next":0,"fault":{"status":500}}`},
+		{"faults", `{"next":1}`},
+		{"rate-limit", `{"reset_in":"soon"}`},
+	} {
+		if code := post(bad.path, bad.body); code != 400 {
+			t.Errorf("POST %s %s: %d, want 400", bad.path, bad.body, code)
+		}
+	}
+	resp, err := http.Get(srv.URL + "/_fake/comments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var comments []fake.Comment
+	if err := json.NewDecoder(resp.Body).Decode(&comments); err != nil || len(comments) != 1 || comments[0].Number != 2 {
+		t.Errorf("GET comments = %+v, %v", comments, err)
+	}
+}
+
+func TestFakeSlackPayloadChecks(t *testing.T) {
+	s, u := slackServer(t)
+	for _, tt := range []struct {
+		body, want string
+		status     int
+	}{
+		{`not json`, "invalid_payload", 400},
+		{`{"username":"x"}`, "no_text", 400},
+		{`{"blocks":[{"type":"section"}]}`, "ok", 200},
+	} {
+		resp, err := http.Post(u, "application/json", strings.NewReader(tt.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status || string(b) != tt.want {
+			t.Errorf("%s: %d %q, want %d %q", tt.body, resp.StatusCode, b, tt.status, tt.want)
+		}
+	}
+	if n := len(s.Messages()); n != 1 {
+		t.Errorf("messages = %d, want 1", n)
+	}
+}

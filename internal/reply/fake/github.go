@@ -53,8 +53,13 @@ type Comment struct {
 // an unknown repository, issue or pull request, 422 for an empty or too
 // long body or an unknown commit, and 403 with x-ratelimit-remaining 0 and
 // x-ratelimit-reset once a token has used its hourly requests. Every
-// answer carries the x-ratelimit-* headers. GET {prefix}/_fake/comments
-// lists the comments. It is safe for concurrent use.
+// answer carries the x-ratelimit-* headers.
+//
+// Under {prefix}/_fake/, with no token: GET comments lists the comments;
+// POST faults with {"next": N, "fault": {"status", "header", "body"}}
+// answers the next N requests with the fault; DELETE faults drops them;
+// POST rate-limit with {"reset_in": "90s"} uses up the hourly requests.
+// It is safe for concurrent use.
 type GitHub struct {
 	o      GitHubOptions
 	faults faults
@@ -129,8 +134,8 @@ func (g *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		notFound(w)
 		return
 	}
-	if path == "/_fake/comments" && r.Method == http.MethodGet {
-		writeJSON(w, http.StatusOK, g.Comments())
+	if strings.HasPrefix(path, "/_fake/") {
+		g.control(w, r, path)
 		return
 	}
 	token, scheme, ok := bearer(r.Header.Get("Authorization"))
@@ -296,4 +301,42 @@ func validation(resource, code, msg string) map[string]any {
 
 func notFound(w http.ResponseWriter) {
 	writeJSON(w, http.StatusNotFound, ghError("Not Found", "https://docs.github.com/rest"))
+}
+
+// control serves the /_fake/ surface described on GitHub.
+func (g *GitHub) control(w http.ResponseWriter, r *http.Request, path string) {
+	switch r.Method + " " + path {
+	case "GET /_fake/comments":
+		writeJSON(w, http.StatusOK, g.Comments())
+	case "POST /_fake/faults":
+		var in struct {
+			Next  int    `json:"next"`
+			Fault *Fault `json:"fault"`
+		}
+		if json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&in) != nil || in.Next < 1 || in.Fault == nil || in.Fault.Status < 100 || in.Fault.Status > 599 {
+			writeJSON(w, http.StatusBadRequest, ghError(`want {"next": N >= 1, "fault": {"status": 100-599, "header": {…}, "body": "…"}}`, ""))
+			return
+		}
+		g.FailNext(in.Next, *in.Fault)
+		w.WriteHeader(http.StatusNoContent)
+	case "DELETE /_fake/faults":
+		g.ClearFaults()
+		w.WriteHeader(http.StatusNoContent)
+	case "POST /_fake/rate-limit":
+		var in struct {
+			ResetIn string `json:"reset_in"`
+		}
+		d, err := time.Duration(0), error(nil)
+		if err = json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&in); err == nil {
+			d, err = time.ParseDuration(in.ResetIn)
+		}
+		if err != nil || d <= 0 {
+			writeJSON(w, http.StatusBadRequest, ghError(`want {"reset_in": "90s"}`, ""))
+			return
+		}
+		g.ExhaustRateLimit(g.o.Now().Add(d))
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		notFound(w)
+	}
 }
