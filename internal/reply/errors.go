@@ -25,15 +25,20 @@ const (
 	ReasonServerError = "server_error"
 	ReasonNetwork     = "network"
 	ReasonTimeout     = "timeout"
+	ReasonCanceled    = "canceled" // the context ended before an answer
 	// Permanent.
-	ReasonAuth       = "auth"      // the token or webhook is refused (401, 403)
-	ReasonNotFound   = "not_found" // no such pull request, issue, commit or webhook
-	ReasonInvalid    = "invalid"   // the request was refused as it is (400, 422)
-	ReasonGone       = "gone"      // 410: issues disabled, channel archived
-	ReasonRejected   = "rejected"  // any other 3xx or 4xx answer
-	ReasonBadPost    = "bad_post"  // a Post this Replier cannot send (unknown sink, bad target)
-	ReasonCanceled   = "canceled"  // the context ended; retryable
-	defaultRateWait  = time.Minute // GitHub: wait at least a minute on a secondary limit that names no time
+	ReasonAuth     = "auth"      // the token or webhook is refused (401, 403)
+	ReasonNotFound = "not_found" // no such pull request, issue, commit or webhook
+	ReasonInvalid  = "invalid"   // the request was refused as it is (400, 422)
+	ReasonGone     = "gone"      // 410: issues disabled, channel archived
+	ReasonRejected = "rejected"  // any other 3xx or 4xx answer
+	ReasonBadPost  = "bad_post"  // a Post this Replier cannot send (unknown sink, bad target)
+)
+
+const (
+	// defaultRateWait is GitHub's advice for a secondary rate limit that
+	// names no time: wait at least a minute.
+	defaultRateWait  = time.Minute
 	maxErrorSnippet  = 200
 	maxResponseBytes = 64 << 10
 )
