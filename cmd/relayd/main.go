@@ -28,6 +28,7 @@ Usage:
   relayd chats list|reset [ROUTE [KEY]] [-o json] [-c relay.yaml | --admin URL] [--token T]
   relayd healthcheck [-c relay.yaml | --admin URL]
   relayd mock-operator [--listen 127.0.0.1:8099] [--key ck_live_…] [--turn-wait D] [--turn-steps N] [--turn-every D] [--turn-cut N]
+  relayd mock-github [--listen 127.0.0.1:8098] [--token T]... [--prefix /api/v3] [--rate-limit N]
   relayd compact [-c relay.yaml] [--path FILE]
   relayd version | relayd --version
 
@@ -55,6 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"dlq":           cmdDLQ,
 		"chats":         cmdChats,
 		"mock-operator": cmdMockOperator,
+		"mock-github":   cmdMockGitHub,
 		"compact":       cmdCompact,
 		"version":       cmdVersion,
 		"healthcheck":   cmdHealthcheck,

@@ -41,7 +41,8 @@ const (
 	DefaultMaxPromptBytes    = 32 << 10
 	// MaxMaxPromptBytes is the largest max_prompt_bytes: far beyond what
 	// an agent reads in one turn, it catches a misplaced digit.
-	MaxMaxPromptBytes = 16 << 20
+	MaxMaxPromptBytes   = 16 << 20
+	DefaultGitHubAPIURL = "https://api.github.com"
 )
 
 // defaults fills the fields the file left out. A field written with a zero
@@ -140,5 +141,11 @@ func (l *loader) defaults() {
 			num(index("routes", i)+".rate_limit.burst", &rl.Burst, 1)
 		}
 		num(index("routes", i)+".max_prompt_bytes", &c.Routes[i].MaxPromptBytes, DefaultMaxPromptBytes)
+		for j := range c.Routes[i].Reply {
+			rs := &c.Routes[i].Reply[j]
+			if rs.Type == ReplyGitHub {
+				str(index(index("routes", i)+".reply", j)+".api_url", &rs.APIURL, DefaultGitHubAPIURL)
+			}
+		}
 	}
 }

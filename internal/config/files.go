@@ -58,6 +58,7 @@ func (l *loader) files() {
 		case r.Template == "":
 			l.errorf(p+".template", "required (set template or template_file)")
 		}
+		l.replyFiles(p, r)
 	}
 
 	// NATS files are opened by the client later; resolve them here, so they

@@ -256,6 +256,26 @@ type Route struct {
 	// MaxPromptBytes bounds the text of one turn (a preamble comes on
 	// top); default 32768.
 	MaxPromptBytes int `yaml:"max_prompt_bytes"`
+	// Reply lists where the agent's answer to each turn goes; optional.
+	Reply []ReplySink `yaml:"reply"`
+	// ReplyTemplate renders the answer for the reply sinks (text/template;
+	// sees .reply, .chat_id, .route, .conversation, .events, .partial).
+	// Package reply compiles it; empty means "{{ .reply }}".
+	ReplyTemplate string `yaml:"reply_template"`
+}
+
+// ReplySink is one destination of a route's replies; which fields apply
+// depends on Type. Token, URL and Secret are secrets (a Slack incoming
+// webhook URL is its own credential), each with a _file twin.
+type ReplySink struct {
+	Type       string `yaml:"type"`       // github_comment | slack | webhook
+	Token      Secret `yaml:"token"`      // github_comment
+	TokenFile  string `yaml:"token_file"` // _file twin, relative to the config file
+	APIURL     string `yaml:"api_url"`    // github_comment; default https://api.github.com (Enterprise: https://HOST/api/v3)
+	URL        Secret `yaml:"url"`        // slack (incoming webhook) and webhook
+	URLFile    string `yaml:"url_file"`
+	Secret     Secret `yaml:"secret"` // webhook: whsec_ + base64 (Standard Webhooks)
+	SecretFile string `yaml:"secret_file"`
 }
 
 // ConversationReset starts a fresh chat once the current one is older than

@@ -381,6 +381,7 @@ func (l *loader) validateRoutes() {
 				l.errorf(p+".conversation_reset.messages", "must be >= 0, got %d", cr.Messages)
 			}
 		}
+		l.validateReply(p, r)
 	}
 }
 
