@@ -160,7 +160,13 @@ func (h *Handler) serve(c echo.Context) error {
 	raw := buf.Bytes()
 
 	now := h.o.Now()
-	res, err := src.Verifier.Verify(&verify.Request{Header: req.Header, Body: raw, Now: now})
+	res, err := src.Verifier.Verify(&verify.Request{Header: req.Header, Body: raw, Now: now, Context: req.Context()})
+	if errors.Is(err, verify.ErrUnavailable) {
+		// Not proven wrong: a certificate, key set or confirmation could
+		// not be fetched. The sender retries.
+		h.o.Logger.Warn("webhook not verified: a resource is unavailable", "source", src.Name, "err", err)
+		return h.fail(c, src.Name, http.StatusServiceUnavailable, "verify_unavailable", "could not verify the request now; retry later")
+	}
 	if err != nil {
 		reason, code := "mismatch", "signature_mismatch"
 		var ve *verify.Error
@@ -172,6 +178,11 @@ func (h *Handler) serve(c echo.Context) error {
 		h.o.Logger.Info("webhook rejected", "source", src.Name, "reason", reason,
 			"delivery", req.Header.Get(src.DeliveryHeader))
 		return h.fail(c, src.Name, http.StatusUnauthorized, code, verifyMessages[reason])
+	}
+	if res.Control != "" { // e.g. an SNS subscription confirmation, already dealt with
+		h.o.Logger.Info("control message answered", "source", src.Name, "control", res.Control)
+		h.count(src.Name, http.StatusOK)
+		return c.JSON(http.StatusOK, answerWithRoutes{Delivery: newID(), Routes: []string{}})
 	}
 
 	// The one copy of the body: it outlives the pooled buffer, and the

@@ -148,6 +148,12 @@ func senderHeaders(verifyType string) (event, delivery string) {
 		return "X-Buildkite-Event", ""
 	case "circleci":
 		return "Circleci-Event-Type", ""
+	case "bitbucket":
+		return "X-Event-Key", "X-Request-Uuid"
+	case "gitea":
+		return "X-Gitea-Event", "X-Gitea-Delivery"
+	case "forgejo":
+		return "X-Forgejo-Event", "X-Forgejo-Delivery"
 	}
 	return "", ""
 }
@@ -161,6 +167,7 @@ func hiddenHeaders(v *config.Verify) map[string]bool {
 		"x-hub-signature": true, "x-hub-signature-256": true, "x-gitlab-token": true,
 		"webhook-signature": true, "stripe-signature": true, "x-buildkite-signature": true,
 		"x-buildkite-token": true, "circleci-signature": true, "x-signature": true,
+		"x-gitea-signature": true, "x-forgejo-signature": true,
 	}
 	if v != nil && v.Header != "" {
 		h[strings.ToLower(v.Header)] = true

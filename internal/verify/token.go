@@ -52,7 +52,7 @@ func newGitLab(c config.Verify) (compiled, error) {
 	if err := onlyFields(c); err != nil {
 		return nil, err
 	}
-	sw, err := compileSW(c)
+	sw, err := compileSW(c, false)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@
 package verify
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -29,6 +30,9 @@ type Request struct {
 	// Now is the time timestamped schemes are checked against; the zero
 	// value means time.Now().
 	Now time.Time
+	// Context bounds what a verifier fetches (certificates, keys); nil
+	// means context.Background().
+	Context context.Context
 }
 
 // Result carries what ingest needs beyond pass/fail.
@@ -38,6 +42,11 @@ type Result struct {
 	// "" when not applicable. It is set by the timestamped HMAC schemes,
 	// whose signature header is unique per delivery.
 	ReplayKey string
+	// Control is set when the request is the sender's own control message
+	// (an SNS subscription or unsubscribe confirmation), verified and
+	// already dealt with: ingest answers 200 and routes nothing. It names
+	// the message, e.g. "sns:SubscriptionConfirmation", for the log.
+	Control string
 }
 
 // Verifier checks one request. Implementations are safe for concurrent use.
@@ -88,6 +97,7 @@ func fail(reason, format string, args ...any) *Error {
 var Types = []string{
 	"github", "gitlab", "standard-webhooks", "hmac",
 	"buildkite", "circleci", "stripe", "bearer", "none",
+	"sns", "oidc", "basic", "bitbucket", "gitea", "forgejo",
 }
 
 // DefaultTolerance is how far a signed timestamp may be from the clock, in
@@ -113,7 +123,17 @@ var builders = map[string]builder{
 	"stripe":            presetBuilder("stripe"),
 	"bearer":            newBearer,
 	"none":              newNone,
+	"sns":               buildSNS,
+	"oidc":              buildOIDC,
+	"basic":             buildBasic,
+	"bitbucket":         presetBuilder("bitbucket"),
+	"gitea":             presetBuilder("gitea"),
+	"forgejo":           presetBuilder("forgejo"),
 }
+
+// secretless are the types that check a proof against something other
+// than configured secrets.
+var secretless = map[string]bool{"none": true, "sns": true, "oidc": true}
 
 // New compiles a verifier from config at load time. Errors name the
 // sub-field (`secrets: at least one secret is required`); the caller
@@ -134,7 +154,7 @@ func compile(c config.Verify) (compiled, error) {
 	if !ok {
 		return nil, fmt.Errorf("type: %q is not one of %s", c.Type, strings.Join(Types, ", "))
 	}
-	if c.Type != "none" {
+	if !secretless[c.Type] {
 		if err := checkSecrets(c.Secrets); err != nil {
 			return nil, err
 		}
@@ -186,11 +206,20 @@ func onlyFields(c config.Verify, allowed ...string) error {
 		"timestamp_key": c.TimestampKey != "",
 		"signature_key": c.SignatureKey != "",
 		"separator":     c.Separator != "",
+		"topics":        len(c.Topics) > 0,
+		"cert_hosts":    len(c.CertHosts) > 0,
+		"ca_file":       c.CAFile != "",
+		"issuer":        c.Issuer != "",
+		"audience":      c.Audience != "",
+		"email":         c.Email != "",
+		"jwks_url":      c.JWKSURL != "",
+		"username":      c.Username != "",
 	}
 	for _, a := range allowed {
 		delete(set, a)
 	}
-	for _, f := range []string{"header", "algorithm", "encoding", "prefix", "timestamped", "timestamp_key", "signature_key", "separator"} {
+	for _, f := range []string{"header", "algorithm", "encoding", "prefix", "timestamped", "timestamp_key", "signature_key", "separator",
+		"topics", "cert_hosts", "ca_file", "issuer", "audience", "email", "jwks_url", "username"} {
 		if set[f] {
 			return fmt.Errorf("%s: not used by type %s", f, c.Type)
 		}

@@ -60,7 +60,7 @@ func schemes() []scheme {
 			header: "Webhook-Signature", malformed: map[string]string{"Webhook-Signature": "v1,%%%not-base64%%%"}, bodyBound: true, timestamped: true},
 		{name: "standard-webhooks/no-v1", cfg: config.Verify{Type: "standard-webhooks"}, secret: whsec("landing key bytes"), wrong: whsec("another key"),
 			header: "Webhook-Signature", malformed: map[string]string{"Webhook-Signature": "v2,AAAA v1a,BBBB"}, bodyBound: true, timestamped: true},
-		{name: "standard-webhooks/raw-secret", cfg: config.Verify{Type: "standard-webhooks"}, secret: "plain secret bytes", wrong: "other bytes",
+		{name: "standard-webhooks/unprefixed-secret", cfg: config.Verify{Type: "standard-webhooks"}, secret: "cGxhaW4gc2VjcmV0IGJ5dGVz", wrong: "b3RoZXIgYnl0ZXM=",
 			header: "Webhook-Id", malformed: map[string]string{"Webhook-Timestamp": "1e9"}, bodyBound: true, timestamped: true},
 		{name: "hmac/sha256-hex-prefix", cfg: config.Verify{Type: "hmac", Header: "X-Signature", Prefix: "sha256="}, secret: "ci", wrong: "ic",
 			header: "X-Signature", malformed: hexMalformed("X-Signature", "sha256="), bodyBound: true},
@@ -158,7 +158,7 @@ func TestVerifyTable(t *testing.T) {
 			case "wrong":
 				return s.wrong
 			case "old":
-				if strings.HasPrefix(s.secret, whsecPrefix) && s.cfg.Type != "stripe" {
+				if strings.HasPrefix(s.secret, whsecPrefix) && s.cfg.Type != "stripe" || s.cfg.Type == "standard-webhooks" {
 					return whsec("an old retired key")
 				}
 				return "old-" + s.secret
@@ -422,7 +422,7 @@ func TestConcurrentVerify(t *testing.T) {
 	body := pushBody(t)
 	for _, s := range schemes() {
 		c := withSecrets(s.cfg, "other", s.secret)
-		if strings.HasPrefix(s.secret, whsecPrefix) && s.cfg.Type != "stripe" {
+		if strings.HasPrefix(s.secret, whsecPrefix) && s.cfg.Type != "stripe" || s.cfg.Type == "standard-webhooks" {
 			c = withSecrets(s.cfg, whsec("other"), s.secret)
 		}
 		v := mustNew(t, c)
@@ -469,8 +469,8 @@ func TestNewErrors(t *testing.T) {
 		c    config.Verify
 		want string // the whole message
 	}{
-		{"no type", config.Verify{}, "type: required, one of github, gitlab, standard-webhooks, hmac, buildkite, circleci, stripe, bearer, none"},
-		{"unknown type", config.Verify{Type: "GitHub", Secrets: []string{"s"}}, `type: "GitHub" is not one of github, gitlab, standard-webhooks, hmac, buildkite, circleci, stripe, bearer, none`},
+		{"no type", config.Verify{}, "type: required, one of github, gitlab, standard-webhooks, hmac, buildkite, circleci, stripe, bearer, none, sns, oidc, basic, bitbucket, gitea, forgejo"},
+		{"unknown type", config.Verify{Type: "GitHub", Secrets: []string{"s"}}, `type: "GitHub" is not one of github, gitlab, standard-webhooks, hmac, buildkite, circleci, stripe, bearer, none, sns, oidc, basic, bitbucket, gitea, forgejo`},
 		{"no secrets", config.Verify{Type: "github"}, "secrets: at least one secret is required"},
 		{"no secrets bearer", config.Verify{Type: "bearer", Secrets: []string{}}, "secrets: at least one secret is required"},
 		{"empty secret", config.Verify{Type: "gitlab", Secrets: []string{"a", ""}}, "secrets[1]: empty secret"},
