@@ -155,6 +155,10 @@ type Source struct {
 	Unwrap         string   `yaml:"unwrap"`      // "" | s3 | pubsub | cloudevents
 	DedupeTTL      Duration `yaml:"dedupe_ttl"`  // 0 or absent: storage.dedupe_ttl
 	AllowCIDRs     []string `yaml:"allow_cidrs"` // CIDRs or bare IPs; empty allows all
+	// Delivery is an expr giving the delivery id (the dedupe key) from the
+	// event itself, e.g. "body.id"; package ingest defaults it for the
+	// stripe and circleci presets.
+	Delivery string `yaml:"delivery"`
 }
 
 // AllowedPrefixes returns AllowCIDRs parsed, a bare IP as a single-address

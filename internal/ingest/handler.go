@@ -193,7 +193,11 @@ func (h *Handler) serve(c echo.Context) error {
 		return h.fail(c, src.Name, http.StatusBadRequest, "invalid_body", err.Error())
 	}
 
-	delivery := requestDelivery(src, req.Header, items)
+	headers := flattenHeaders(req.Header, src.hidden)
+	delivery := h.exprDelivery(src, items, headers, now)
+	if delivery == "" {
+		delivery = requestDelivery(src, req.Header, items)
+	}
 	dedupeKey := ""
 	if delivery != "" {
 		dedupeKey = src.Name + "\x00" + delivery
@@ -203,7 +207,6 @@ func (h *Handler) serve(c echo.Context) error {
 	if delivery == "" {
 		delivery = newID()
 	}
-	headers := flattenHeaders(req.Header, src.hidden)
 
 	if src.VerifyType == "github" && len(items) == 1 && items[0].event == "ping" {
 		h.count(src.Name, http.StatusOK)
@@ -438,6 +441,33 @@ func requestDelivery(src *Source, hdr http.Header, items []item) string {
 		return ""
 	}
 	return "batch-" + hex.EncodeToString(hash.Sum(nil)[:12])
+}
+
+// exprDelivery evaluates the source's delivery expression on each item and,
+// when every item has a value, makes them the items' delivery ids and
+// returns the request's; "" otherwise, leaving the items alone.
+func (h *Handler) exprDelivery(src *Source, items []item, headers map[string]string, now time.Time) string {
+	if src.deliveryKey == nil || len(items) == 0 {
+		return ""
+	}
+	ids := make([]string, len(items))
+	for i, it := range items {
+		ev := event.Event{Source: src.Name, Event: it.event, Headers: headers, Body: it.body, ReceivedAt: now, Extra: it.extra}
+		id, err := src.deliveryKey.Eval(ev.Env())
+		if err != nil {
+			h.o.Logger.Debug("delivery expression failed", "source", src.Name, "err", err)
+			return ""
+		}
+		if id == "" {
+			return ""
+		}
+		ids[i] = id
+	}
+	for i := range items {
+		items[i].delivery = ids[i]
+	}
+	// With the header rules off, requestDelivery combines the items' ids.
+	return requestDelivery(&Source{}, nil, items)
 }
 
 // handshake answers the CloudEvents/Event Grid webhook validation request.

@@ -31,6 +31,7 @@ type Source struct {
 	Verifier       verify.Verifier
 	EventHeader    string // canonical header names
 	DeliveryHeader string
+	deliveryKey    *route.Key // delivery: the delivery id from the event; nil when none
 	BodyMode       string
 	Unwrap         string
 	DedupeTTL      time.Duration
@@ -131,7 +132,29 @@ func compileSource(sc *config.Source) (*Source, error) {
 	if s.DeliveryHeader == "" {
 		s.DeliveryHeader = defDelivery
 	}
+	delivery := sc.Delivery
+	if delivery == "" {
+		delivery = senderDelivery(sc.Verify.Type)
+	}
+	if strings.TrimSpace(delivery) != "" {
+		k, err := route.CompileKey(delivery)
+		if err != nil {
+			return nil, &fieldError{"delivery", err}
+		}
+		s.deliveryKey = k
+	}
 	return s, nil
+}
+
+// senderDelivery is the delivery expression of senders that put their
+// event id in the body only: their retries carry a new signature, so the
+// id is the one thing that says it is the same delivery.
+func senderDelivery(verifyType string) string {
+	switch verifyType {
+	case "stripe", "circleci":
+		return "body.id"
+	}
+	return ""
 }
 
 // senderHeaders names where well-known senders put the event type and the
