@@ -213,8 +213,9 @@ type jwk struct {
 func (s *keySet) find(kid, alg string) []crypto.PublicKey {
 	var out []crypto.PublicKey
 	for _, k := range s.keys {
-		// A token without kid may be checked against every key of its alg.
-		if k.alg == alg && (kid == "" || k.kid == kid) {
+		// A token without kid may be checked against every key of its alg,
+		// and a key published without kid against every token.
+		if k.alg == alg && (kid == "" || k.kid == "" || k.kid == kid) {
 			out = append(out, k.key)
 		}
 	}

@@ -207,6 +207,18 @@ func TestOIDCWithoutEmail(t *testing.T) {
 	if f.discoveries.Load() != 0 {
 		t.Error("discovery fetched although jwks_url is set")
 	}
+	t.Run("a key published without kid serves any kid", func(t *testing.T) {
+		k := rsaJWK("", &f.rsaKey.PublicKey)
+		delete(k, "kid")
+		f.publish(k)
+		v := f.verifier(t, "", f.issuer+"/certs")
+		if _, err := v.Verify(&Request{Header: bearer(token(t, jwt.SigningMethodRS256, "any", f.rsaKey, c)), Now: clock}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Verify(&Request{Header: bearer(token(t, jwt.SigningMethodRS256, "any", testRSAKey(t, 1), c)), Now: clock}); reasonOf(err) != ReasonMismatch {
+			t.Fatalf("another key: %v", err)
+		}
+	})
 	t.Run("no kid tries the keys of its alg", func(t *testing.T) {
 		if _, err := v.Verify(&Request{Header: bearer(token(t, jwt.SigningMethodES256, "", f.ecKey, c)), Now: clock}); err != nil {
 			t.Fatal(err)
