@@ -39,6 +39,8 @@ func (c *Config) Redacted() *Config {
 		if s.Verify != nil {
 			v := *s.Verify
 			v.Secrets = cloneMap(v.Secrets, redact)
+			v.Topics = slices.Clone(v.Topics)
+			v.CertHosts = slices.Clone(v.CertHosts)
 			s.Verify = &v
 		}
 	}
