@@ -57,11 +57,15 @@ sources:
     path: /hooks/events
     unwrap: cloudevents
     verify: {type: bearer, secrets: ["` + kindsToken + `"]}
+  - name: gitea
+    path: /hooks/gitea
+    verify: {type: gitea, secrets: ["` + kindsToken + `"]}
 routes:
   - {name: gh, source: github, template: '{{ .event }} {{ .delivery }}'}
   - {name: objects, source: s3, template: '{{ .event }} {{ .object.bucket }}/{{ .object.key }}'}
   - {name: gcs, source: pubsub, template: '{{ .event }} {{ .object.bucket }}/{{ .object.key }} {{ .body.name }}'}
   - {name: ce, source: events, template: '{{ .event }} {{ .body.message }}'}
+  - {name: forge, source: gitea, template: 'gitea {{ .event }} {{ .delivery }}'}
 `
 
 func writeKindsConfig(t *testing.T, apiURL string) string {
@@ -174,6 +178,7 @@ func TestSendEveryKind(t *testing.T) {
 		{"s3 via sns", []string{"--source", "s3", "--sns", "--event", "ObjectCreated:Copy"}, "objects", regexp.MustCompile(`^ObjectCreated:Copy landing/`)},
 		{"pubsub", []string{"--source", "pubsub", "--set", "name=reports/q3.csv"}, "gcs", regexp.MustCompile(`^OBJECT_FINALIZE landing/incoming/report\.csv reports/q3\.csv$`)},
 		{"cloudevents", []string{"--source", "events", "--event", "com.example.built"}, "ce", regexp.MustCompile(`^com\.example\.built a test event from relayd send$`)},
+		{"gitea", []string{"--source", "gitea", "--event", "push"}, "forge", regexp.MustCompile(`^gitea push kind-gitea-1$`)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := "kind-" + strings.ReplaceAll(tc.name, " ", "-") + "-1"

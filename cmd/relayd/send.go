@@ -121,6 +121,15 @@ func setSenderHeaders(h http.Header, src *config.Source, event, delivery string)
 		h.Set("X-Buildkite-Event", firstNonEmpty(event, "build.finished"))
 	case "circleci":
 		h.Set("Circleci-Event-Type", firstNonEmpty(event, "workflow-completed"))
+	case "bitbucket":
+		h.Set("X-Event-Key", firstNonEmpty(event, "repo:push"))
+		h.Set("X-Request-UUID", delivery)
+	case "gitea":
+		h.Set("X-Gitea-Event", firstNonEmpty(event, "push"))
+		h.Set("X-Gitea-Delivery", delivery)
+	case "forgejo":
+		h.Set("X-Forgejo-Event", firstNonEmpty(event, "push"))
+		h.Set("X-Forgejo-Delivery", delivery)
 	}
 	if src.EventHeader != "" && event != "" {
 		h.Set(src.EventHeader, event)

@@ -67,6 +67,12 @@ func (l *loader) files() {
 	for _, f := range []*string{&n.CredsFile, &n.TLS.CAFile, &n.TLS.CertFile, &n.TLS.KeyFile} {
 		*f = l.resolve(*f)
 	}
+	// So is a verify ca_file, read when the source's verifier is compiled.
+	for i := range c.Sources {
+		if v := c.Sources[i].Verify; v != nil {
+			v.CAFile = l.resolve(v.CAFile)
+		}
+	}
 }
 
 // secretFile fills *val from the file named by its _file twin.

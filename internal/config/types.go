@@ -199,6 +199,10 @@ type Source struct {
 	Unwrap         string   `yaml:"unwrap"`      // "" | s3 | pubsub | cloudevents
 	DedupeTTL      Duration `yaml:"dedupe_ttl"`  // 0 or absent: storage.dedupe_ttl
 	AllowCIDRs     []string `yaml:"allow_cidrs"` // CIDRs or bare IPs; empty allows all
+	// Delivery is an expr giving the delivery id (the dedupe key) from the
+	// event itself, e.g. "body.id"; package ingest defaults it for the
+	// stripe and circleci presets.
+	Delivery string `yaml:"delivery"`
 }
 
 // AllowedPrefixes returns AllowCIDRs parsed, a bare IP as a single-address
@@ -216,7 +220,7 @@ func (s *Source) AllowedPrefixes() []netip.Prefix {
 // Verify is one source's proof-of-sender settings; which fields apply
 // depends on Type (see package verify, which checks them).
 type Verify struct {
-	Type    string     `yaml:"type"` // github|gitlab|standard-webhooks|hmac|bearer|none|buildkite|circleci|stripe
+	Type    string     `yaml:"type"` // github|gitlab|standard-webhooks|hmac|bearer|none|buildkite|circleci|stripe|bitbucket|gitea|forgejo|sns|oidc|basic
 	Secrets SecretList `yaml:"secrets"`
 	// SecretsFile holds one secret per line; blank lines and lines starting
 	// with # are skipped. Relative to the config file. Not with secrets.
@@ -231,6 +235,23 @@ type Verify struct {
 	TimestampKey string `yaml:"timestamp_key"` // e.g. "t", "timestamp"
 	SignatureKey string `yaml:"signature_key"` // e.g. "v1", "signature"
 	Separator    string `yaml:"separator"`     // between pairs; default "," (applied by package verify)
+
+	// sns: the TopicArn allow-list (empty allows all) and where
+	// SigningCertURL and SubscribeURL may point (default sns.*.amazonaws.com).
+	Topics    []string `yaml:"topics"`
+	CertHosts []string `yaml:"cert_hosts"`
+	// CAFile (sns, oidc) adds a CA bundle for the certificates and keys
+	// fetched; relative to the config file, resolved at load.
+	CAFile string `yaml:"ca_file"`
+	// oidc: the token's iss and aud, the optional email claim (with
+	// email_verified true), and the JWKS URL (default: the jwks_uri of the
+	// issuer's discovery document).
+	Issuer   string `yaml:"issuer"`
+	Audience string `yaml:"audience"`
+	Email    string `yaml:"email"`
+	JWKSURL  string `yaml:"jwks_url"`
+	// basic: the user name; secrets are the passwords.
+	Username string `yaml:"username"`
 }
 
 // Route turns events of one source into prompts in conversations.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
@@ -342,6 +343,48 @@ func (l *loader) validateVerify(p string, v *Verify) {
 	}
 	if v.Tolerance < 0 {
 		l.errorf(p+".tolerance", "must be >= 0, got %s", v.Tolerance)
+	}
+	l.validateVerifyType(p, v)
+}
+
+// validateVerifyType checks what the sns, oidc and basic types need; package
+// verify checks the rest when it compiles the block.
+func (l *loader) validateVerifyType(p string, v *Verify) {
+	noSecrets := func() {
+		if len(v.Secrets) > 0 || v.SecretsFile != "" {
+			// The type is no secret, though the field is one.
+			l.add(p+".secrets", fmt.Errorf("not used by type %s", v.Type))
+		}
+	}
+	nonEmpty := func(field string, list []string) {
+		for j, s := range list {
+			if strings.TrimSpace(s) == "" {
+				l.errorf(index(p+"."+field, j), "empty")
+			}
+		}
+	}
+	switch v.Type {
+	case "sns":
+		noSecrets()
+		nonEmpty("topics", v.Topics)
+		nonEmpty("cert_hosts", v.CertHosts)
+	case "oidc":
+		noSecrets()
+		if v.Issuer == "" {
+			l.errorf(p+".issuer", "required for type oidc")
+		}
+		if v.Audience == "" {
+			l.errorf(p+".audience", "required for type oidc")
+		}
+	case "basic":
+		if v.Username == "" {
+			l.errorf(p+".username", "required for type basic")
+		} else if strings.ContainsAny(v.Username, ":\r\n") {
+			l.errorf(p+".username", "must not contain ':' or a line break")
+		}
+		if len(v.Secrets) == 0 && v.SecretsFile == "" {
+			l.errorf(p+".secrets", "required for type basic (the passwords)")
+		}
 	}
 }
 

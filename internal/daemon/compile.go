@@ -43,6 +43,7 @@ func IngestSpec(cfg *config.Config) (ingest.Spec, error) {
 			Envelope:       envelopes[sc.Unwrap],
 			DedupeTTL:      sc.DedupeTTL.D(),
 			AllowNets:      sc.AllowedPrefixes(),
+			Delivery:       sc.Delivery,
 		}
 	}
 	for i := range cfg.Routes {
@@ -87,5 +88,13 @@ func VerifySpec(v *config.Verify) verify.Spec {
 		TimestampKey: v.TimestampKey,
 		SignatureKey: v.SignatureKey,
 		Separator:    v.Separator,
+		Topics:       v.Topics,
+		CertHosts:    v.CertHosts,
+		CAFile:       v.CAFile,
+		Issuer:       v.Issuer,
+		Audience:     v.Audience,
+		Email:        v.Email,
+		JWKSURL:      v.JWKSURL,
+		Username:     v.Username,
 	}
 }

@@ -1,12 +1,14 @@
 package daemon
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/relayd/relayd/internal/config"
 	"github.com/relayd/relayd/internal/dispatch"
+	"github.com/relayd/relayd/internal/verify"
 )
 
 func TestNatsqOptions(t *testing.T) {
@@ -71,5 +73,36 @@ func TestDispatchSettings(t *testing.T) {
 	}
 	if tuned.Reset == nil || *tuned.Reset != (dispatch.ConversationReset{After: time.Hour, Messages: 50}) {
 		t.Errorf("tuned reset %+v", tuned.Reset)
+	}
+}
+
+// TestVerifySpec: every verify field of relay.yaml reaches verify's spec
+// (secrets_file is read into secrets by the loader).
+func TestVerifySpec(t *testing.T) {
+	v := &config.Verify{
+		Type: "hmac", Secrets: []string{"s"}, Header: "X-S", Algorithm: "sha1", Encoding: "base64", Prefix: "p=",
+		Tolerance: config.Duration(time.Minute), Timestamped: true, TimestampKey: "t", SignatureKey: "v", Separator: ";",
+		Topics: []string{"arn"}, CertHosts: []string{"h"}, CAFile: "/ca.pem", Issuer: "https://i", Audience: "a",
+		Email: "e@x", JWKSURL: "https://i/jwks", Username: "u",
+	}
+	want := verify.Spec{
+		Type: "hmac", Secrets: []string{"s"}, Header: "X-S", Algorithm: "sha1", Encoding: "base64", Prefix: "p=",
+		Tolerance: time.Minute, Timestamped: true, TimestampKey: "t", SignatureKey: "v", Separator: ";",
+		Topics: []string{"arn"}, CertHosts: []string{"h"}, CAFile: "/ca.pem", Issuer: "https://i", Audience: "a",
+		Email: "e@x", JWKSURL: "https://i/jwks", Username: "u",
+	}
+	if got := VerifySpec(v); !reflect.DeepEqual(got, want) {
+		t.Fatalf("VerifySpec = %+v\nwant %+v", got, want)
+	}
+	// A field added to verify.Spec and not set above fails here, so the
+	// mapping cannot silently miss it.
+	rv := reflect.ValueOf(want)
+	for i := range rv.NumField() {
+		if rv.Field(i).IsZero() {
+			t.Errorf("verify.Spec.%s is not covered by this test", rv.Type().Field(i).Name)
+		}
+	}
+	if got, err := IngestSpec(&config.Config{Sources: []config.Source{{Delivery: "body.id", Verify: v}}}); err != nil || got.Sources[0].Delivery != "body.id" {
+		t.Errorf("source delivery %q, want body.id", got.Sources[0].Delivery)
 	}
 }

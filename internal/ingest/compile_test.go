@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,7 +49,7 @@ func TestCompiledSenderRules(t *testing.T) {
 			"X-Gitlab-Event", []string{"X-Gitlab-Event-Uuid", "Idempotency-Key"}, ""},
 		{"gitlab with own delivery header", SourceSpec{Verify: verify.Spec{Type: "gitlab", Secrets: sec}, DeliveryHeader: "x-request-id"},
 			"X-Gitlab-Event", []string{"X-Request-Id", "Idempotency-Key"}, ""},
-		{"standard-webhooks", SourceSpec{Verify: verify.Spec{Type: "standard-webhooks", Secrets: sec}},
+		{"standard-webhooks", SourceSpec{Verify: verify.Spec{Type: "standard-webhooks", Secrets: []string{"c2VjcmV0"}}},
 			"", []string{"Webhook-Id"}, ""},
 		{"buildkite", SourceSpec{Verify: verify.Spec{Type: "buildkite", Secrets: sec}},
 			"X-Buildkite-Event", nil, ""},
@@ -59,6 +60,12 @@ func TestCompiledSenderRules(t *testing.T) {
 		{"github with own event header keeps ping", SourceSpec{Verify: verify.Spec{Type: "github", Secrets: sec}, EventHeader: "X-Kind"},
 			"X-Kind", []string{"X-Github-Delivery"}, "ping"},
 		{"none", SourceSpec{Verify: verify.Spec{Type: "none"}}, "", nil, ""},
+		{"bitbucket", SourceSpec{Verify: verify.Spec{Type: "bitbucket", Secrets: sec}},
+			"X-Event-Key", []string{"X-Request-Uuid"}, ""},
+		{"gitea", SourceSpec{Verify: verify.Spec{Type: "gitea", Secrets: sec}},
+			"X-Gitea-Event", []string{"X-Gitea-Delivery"}, ""},
+		{"forgejo", SourceSpec{Verify: verify.Spec{Type: "forgejo", Secrets: sec}},
+			"X-Forgejo-Event", []string{"X-Forgejo-Delivery"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := compileOne(t, tc.sc)
@@ -69,7 +76,8 @@ func TestCompiledSenderRules(t *testing.T) {
 				t.Errorf("ping event %q, want %q", s.pingEvent, tc.ping)
 			}
 			hdr := http.Header{}
-			for _, h := range []string{"X-Github-Event", "X-Gitlab-Event", "X-Buildkite-Event", "Circleci-Event-Type", "X-Kind"} {
+			for _, h := range []string{"X-Github-Event", "X-Gitlab-Event", "X-Buildkite-Event", "Circleci-Event-Type", "X-Kind",
+				"X-Event-Key", "X-Gitea-Event", "X-Forgejo-Event"} {
 				hdr.Set(h, "from "+h)
 			}
 			items, err := s.parser.Parse(hdr, "{}")
@@ -141,11 +149,17 @@ func TestHiddenHeaders(t *testing.T) {
 	}{
 		{verify.Spec{Type: "github", Secrets: []string{"s"}}, []string{"x-hub-signature-256"}},
 		{verify.Spec{Type: "gitlab", Secrets: []string{"s"}}, []string{"webhook-signature", "x-gitlab-token"}},
-		{verify.Spec{Type: "standard-webhooks", Secrets: []string{"s"}}, []string{"webhook-signature"}},
+		{verify.Spec{Type: "standard-webhooks", Secrets: []string{"c2VjcmV0"}}, []string{"webhook-signature"}},
 		{verify.Spec{Type: "hmac", Header: "X-My-Sig", Secrets: []string{"s"}}, []string{"x-my-sig"}},
 		{verify.Spec{Type: "stripe", Secrets: []string{"s"}}, []string{"stripe-signature"}},
 		{verify.Spec{Type: "bearer", Secrets: []string{"s"}}, nil},
 		{verify.Spec{Type: "none"}, nil},
+		{verify.Spec{Type: "bitbucket", Secrets: []string{"s"}}, []string{"x-hub-signature"}},
+		{verify.Spec{Type: "gitea", Secrets: []string{"s"}}, []string{"x-gitea-signature"}},
+		{verify.Spec{Type: "forgejo", Secrets: []string{"s"}}, []string{"x-forgejo-signature"}},
+		{verify.Spec{Type: "basic", Username: "u", Secrets: []string{"s"}}, nil},
+		{verify.Spec{Type: "oidc", Issuer: "https://accounts.google.com", Audience: "a"}, nil},
+		{verify.Spec{Type: "sns"}, nil},
 	} {
 		s := compileOne(t, SourceSpec{Verify: tc.v})
 		want := slices.Sorted(slices.Values(append(slices.Clone(generic), tc.want...)))
@@ -169,12 +183,48 @@ func TestHiddenHeaders(t *testing.T) {
 	}
 }
 
+// TestCompiledDelivery: the delivery expression is the source's own, else
+// the sender's (body.id for stripe and circleci), compiled once.
+func TestCompiledDelivery(t *testing.T) {
+	sec := []string{"s"}
+	for _, tc := range []struct {
+		name string
+		sc   SourceSpec
+		want string // the id for the body below; "" for no expression
+	}{
+		{"stripe", SourceSpec{Verify: verify.Spec{Type: "stripe", Secrets: sec}}, "evt_1"},
+		{"circleci", SourceSpec{Verify: verify.Spec{Type: "circleci", Secrets: sec}}, "evt_1"},
+		{"github has none", SourceSpec{Verify: verify.Spec{Type: "github", Secrets: sec}}, ""},
+		{"own expression", SourceSpec{Verify: verify.Spec{Type: "none"}, Delivery: "body.request.id"}, "42"},
+		{"own expression wins over the sender's", SourceSpec{Verify: verify.Spec{Type: "stripe", Secrets: sec}, Delivery: "body.type"}, "invoice.paid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := compileOne(t, tc.sc)
+			if s.deliveryKey == nil {
+				if tc.want != "" {
+					t.Fatalf("no delivery expression, want one giving %q", tc.want)
+				}
+				return
+			}
+			items, err := s.parser.Parse(http.Header{}, `{"id":"evt_1","type":"invoice.paid","request":{"id":42}}`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := New(&Table{}, Options{})
+			if got := h.exprDelivery(s, items, nil, "", time.Now()); got != tc.want || items[0].Delivery != tc.want {
+				t.Errorf("delivery %q (item %q), want %q", got, items[0].Delivery, tc.want)
+			}
+		})
+	}
+}
+
 // TestCompileErrors: errors are *FieldError named by their config path.
 func TestCompileErrors(t *testing.T) {
 	_, err := Compile(Spec{
 		Sources: []SourceSpec{
 			{Name: "a", Path: "/a", Verify: verify.Spec{Type: "none"}},
 			{Name: "b", Path: "/b", Verify: verify.Spec{Type: "github"}},
+			{Name: "c", Path: "/c", Verify: verify.Spec{Type: "none"}, Delivery: "body.id +"},
 		},
 		Routes: []route.Spec{
 			{Name: "r0", Source: "a", Template: "x"},
@@ -182,7 +232,7 @@ func TestCompileErrors(t *testing.T) {
 		},
 	})
 	if err == nil {
-		t.Fatal("Compile accepted a verify block without secrets and a bad filter")
+		t.Fatal("Compile accepted a verify block without secrets, a bad delivery expression and a bad filter")
 	}
 	var fields []string
 	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
@@ -192,7 +242,7 @@ func TestCompileErrors(t *testing.T) {
 		}
 		fields = append(fields, fe.Field)
 	}
-	if want := []string{"sources[1].verify", "routes[1].filter"}; !slices.Equal(fields, want) {
+	if want := []string{"sources[1].verify", "sources[2].delivery", "routes[1].filter"}; !slices.Equal(fields, want) {
 		t.Errorf("fields %q, want %q", fields, want)
 	}
 	msg := err.Error()
@@ -223,6 +273,7 @@ func TestStageErrors(t *testing.T) {
 		{errForbidden, 403, "forbidden", "", "forbidden_ip"},
 		{errQueueFull, 503, "queue_full", "Retry-After", ""},
 		{errStorage, 503, "storage_unavailable", "Retry-After", ""},
+		{errVerifyUnavailable, 503, "verify_unavailable", "Retry-After", ""},
 		{badBody("body is not valid JSON"), 400, "invalid_body", "", ""},
 		{verifyError(verify.ReasonMissing), 401, "signature_missing", "", "missing"},
 		{verifyError(verify.ReasonMismatch), 401, "signature_mismatch", "", "mismatch"},

@@ -26,6 +26,10 @@ var (
 	errForbidden = &httpError{status: http.StatusForbidden, code: "forbidden", msg: "sender address not allowed", reason: "forbidden_ip"}
 	errQueueFull = &httpError{status: http.StatusServiceUnavailable, code: "queue_full", msg: "too many messages pending; retry later"}
 	errStorage   = &httpError{status: http.StatusServiceUnavailable, code: "storage_unavailable", msg: "storage unavailable; retry later"}
+	// errVerifyUnavailable: what a verifier fetches (a certificate, a key
+	// set) could not be had; the request is not proven wrong, so it is not
+	// counted as a verification failure.
+	errVerifyUnavailable = &httpError{status: http.StatusServiceUnavailable, code: "verify_unavailable", msg: "could not verify the request now; retry later"}
 )
 
 func badBody(msg string) *httpError {

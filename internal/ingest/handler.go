@@ -201,6 +201,12 @@ func (h *Handler) handle(c echo.Context, t *Table, src *Source) (reply, *httpErr
 	if herr != nil {
 		return reply{}, herr
 	}
+	if res.Control != "" {
+		// The sender's own control message (an SNS subscription
+		// confirmation), verified and already dealt with: never routed.
+		h.o.Logger.Info("control message answered", "source", src.Name, "control", res.Control)
+		return ok(http.StatusOK, newID(), nil), nil
+	}
 
 	// The one copy of the body: it outlives the pooled buffer, and the
 	// parsed body's strings and the event's raw share it.
@@ -210,13 +216,14 @@ func (h *Handler) handle(c echo.Context, t *Table, src *Source) (reply, *httpErr
 		h.o.Logger.Debug("webhook body not parseable", "source", src.Name, "remote", req.RemoteAddr, "err", err)
 		return reply{}, badBody(err.Error())
 	}
-	delivery, dedupeKey := src.delivery(req.Header, items, res)
+	headers := flattenHeaders(req.Header, src.hidden)
+	delivery, dedupeKey := h.delivery(src, req.Header, items, headers, text, res, now)
 	if src.pingEvent != "" && len(items) == 1 && items[0].Event == src.pingEvent {
 		return ok(http.StatusOK, delivery, nil), nil
 	}
 
 	batch := queue.Batch{DedupeKey: dedupeKey, DedupeTTL: src.dedupeTTL}
-	routes := h.routeAll(src, &batch, items, flattenHeaders(req.Header, src.hidden), text, delivery, now)
+	routes := h.routeAll(src, &batch, items, headers, text, delivery, now)
 	if len(batch.Messages) == 0 {
 		return ok(http.StatusOK, delivery, nil), nil
 	}
@@ -262,9 +269,16 @@ func read(buf *bytes.Buffer, w http.ResponseWriter, req *http.Request, t *Table)
 // verify is the proof-of-sender stage.
 func (h *Handler) verify(src *Source, req *http.Request, raw []byte, now time.Time) (verify.Result, *httpError) {
 	hdr := req.Header
-	res, err := src.verifier.Verify(&verify.Request{Header: hdr, Body: raw, Now: now})
+	res, err := src.verifier.Verify(&verify.Request{Header: hdr, Body: raw, Now: now, Context: req.Context()})
 	if err == nil {
 		return res, nil
+	}
+	if errors.Is(err, verify.ErrUnavailable) {
+		// Not proven wrong: a certificate, key set or confirmation could
+		// not be fetched. The sender retries.
+		h.o.Logger.Warn("webhook not verified: a resource is unavailable", "source", src.Name,
+			"delivery", src.headerDelivery(hdr), "remote", req.RemoteAddr, "err", err)
+		return res, errVerifyUnavailable
 	}
 	reason := verify.ReasonMismatch
 	var ve *verify.Error
@@ -365,24 +379,55 @@ func (s *Source) headerDelivery(hdr http.Header) string {
 	return ""
 }
 
-// delivery returns the id of the whole request (generated when the sender
-// gave none) and the key it is deduplicated by ("" for none): the sender's
-// delivery id, else the signature's replay key.
-func (s *Source) delivery(hdr http.Header, items []payload.Item, res verify.Result) (delivery, dedupeKey string) {
-	delivery = s.headerDelivery(hdr)
+// delivery is the delivery stage. It returns the id of the whole request
+// (generated when the sender gave none) and the key it is deduplicated by
+// ("" for none): the source's delivery expression, else the sender's
+// delivery header, else the envelope's ids, else the signature's replay key.
+func (h *Handler) delivery(src *Source, hdr http.Header, items []payload.Item, headers map[string]string,
+	text string, res verify.Result, now time.Time) (delivery, dedupeKey string) {
+	delivery = h.exprDelivery(src, items, headers, text, now)
+	if delivery == "" {
+		delivery = src.headerDelivery(hdr)
+	}
 	if delivery == "" {
 		delivery = itemsDelivery(items)
 	}
 	switch {
 	case delivery != "":
-		dedupeKey = s.Name + "\x00" + delivery
+		dedupeKey = src.Name + "\x00" + delivery
 	case res.ReplayKey != "":
-		dedupeKey = s.Name + "\x00sig:" + res.ReplayKey
+		dedupeKey = src.Name + "\x00sig:" + res.ReplayKey
 	}
 	if delivery == "" {
 		delivery = newID()
 	}
 	return delivery, dedupeKey
+}
+
+// exprDelivery evaluates the source's delivery expression on each item and,
+// when every item has a value, makes them the items' delivery ids and
+// returns the request's; "" otherwise, leaving the items alone.
+func (h *Handler) exprDelivery(src *Source, items []payload.Item, headers map[string]string, text string, now time.Time) string {
+	if src.deliveryKey == nil || len(items) == 0 {
+		return ""
+	}
+	ids := make([]string, len(items))
+	for i, it := range items {
+		ev := event.Event{Source: src.Name, Event: it.Event, Headers: headers, Body: it.Body, Raw: text, ReceivedAt: now, Extra: it.Extra}
+		id, err := src.deliveryKey.Eval(ev.Env())
+		if err != nil {
+			h.o.Logger.Debug("delivery expression failed", "source", src.Name, "err", err)
+			return ""
+		}
+		if id == "" {
+			return ""
+		}
+		ids[i] = id
+	}
+	for i := range items {
+		items[i].Delivery = ids[i]
+	}
+	return itemsDelivery(items)
 }
 
 // itemsDelivery is the id of a single enveloped event, or one made of

@@ -34,6 +34,9 @@ type SourceSpec struct {
 	Envelope       payload.Envelope
 	DedupeTTL      time.Duration // 0 for Spec.DedupeTTL
 	AllowNets      []netip.Prefix
+	// Delivery is an expression giving the delivery id from the event
+	// ("body.id"); "" for the sender's default, if any.
+	Delivery string
 }
 
 // FieldError is a part of the Spec that does not compile. Field is its path
@@ -70,6 +73,10 @@ type Source struct {
 	// (canonical): the source's delivery header, then the sender's
 	// fallback (GitLab's Idempotency-Key).
 	deliveryHeaders []string
+	// deliveryKey gives the delivery id from the event itself (the
+	// source's delivery expression, or the sender's); nil when none. It
+	// wins over the headers.
+	deliveryKey *route.Key
 	// pingEvent is the sender's connectivity check, answered 200 without
 	// routing (GitHub's ping); "" when the sender has none.
 	pingEvent string
@@ -93,9 +100,9 @@ func Compile(spec Spec) (*Table, error) {
 	var errs []error
 	byName := make(map[string]*Source, len(spec.Sources))
 	for i := range spec.Sources {
-		s, err := compileSource(&spec.Sources[i])
+		s, err := compileSource(i, &spec.Sources[i])
 		if err != nil {
-			errs = append(errs, &FieldError{Field: fmt.Sprintf("sources[%d].verify", i), Err: err})
+			errs = append(errs, err)
 			continue
 		}
 		if s.dedupeTTL == 0 {
@@ -145,6 +152,11 @@ type sender struct {
 	event, delivery  string // default headers for the event type and delivery id
 	deliveryFallback string // header tried when the delivery header is absent
 	ping             string // event answered without routing
+	// deliveryExpr gives the delivery id from the body, for senders that
+	// put their event id only there: their retries carry a new
+	// signature, so the id is the one thing that says it is the same
+	// delivery.
+	deliveryExpr string
 }
 
 var senders = map[string]sender{
@@ -152,7 +164,11 @@ var senders = map[string]sender{
 	"gitlab":            {event: "X-Gitlab-Event", delivery: "X-Gitlab-Event-Uuid", deliveryFallback: "Idempotency-Key"},
 	"standard-webhooks": {delivery: "Webhook-Id"},
 	"buildkite":         {event: "X-Buildkite-Event"},
-	"circleci":          {event: "Circleci-Event-Type"},
+	"circleci":          {event: "Circleci-Event-Type", deliveryExpr: "body.id"},
+	"stripe":            {deliveryExpr: "body.id"},
+	"bitbucket":         {event: "X-Event-Key", delivery: "X-Request-Uuid"},
+	"gitea":             {event: "X-Gitea-Event", delivery: "X-Gitea-Delivery"},
+	"forgejo":           {event: "X-Forgejo-Event", delivery: "X-Forgejo-Delivery"},
 }
 
 // genericCredentials are hidden from routes whatever the verifier reads:
@@ -160,12 +176,19 @@ var senders = map[string]sender{
 // source that does not check them (type none) may still receive.
 var genericCredentials = []string{"Authorization", "Proxy-Authorization", "Cookie", "X-Gitlab-Token", "X-Buildkite-Token"}
 
-func compileSource(sc *SourceSpec) (*Source, error) {
+// compileSource compiles sources[i]; its error is a *FieldError.
+func compileSource(i int, sc *SourceSpec) (*Source, error) {
 	v, err := verify.New(sc.Verify)
 	if err != nil {
-		return nil, err
+		return nil, &FieldError{Field: fmt.Sprintf("sources[%d].verify", i), Err: err}
 	}
 	snd := senders[sc.Verify.Type]
+	var deliveryKey *route.Key
+	if expr := orDefault(sc.Delivery, snd.deliveryExpr); strings.TrimSpace(expr) != "" {
+		if deliveryKey, err = route.CompileKey(expr); err != nil {
+			return nil, &FieldError{Field: fmt.Sprintf("sources[%d].delivery", i), Err: err}
+		}
+	}
 	eventHeader := orDefault(sc.EventHeader, snd.event)
 	var deliveryHeaders []string
 	for _, h := range []string{orDefault(sc.DeliveryHeader, snd.delivery), snd.deliveryFallback} {
@@ -180,6 +203,7 @@ func compileSource(sc *SourceSpec) (*Source, error) {
 		verifier:        v,
 		parser:          payload.New(sc.Body, sc.Envelope, eventHeader),
 		deliveryHeaders: deliveryHeaders,
+		deliveryKey:     deliveryKey,
 		pingEvent:       snd.ping,
 		dedupeTTL:       sc.DedupeTTL,
 		allowNets:       sc.AllowNets,

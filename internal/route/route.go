@@ -224,6 +224,30 @@ func (r *Route) Prompt(env map[string]any) (Prompt, error) {
 	return p, nil
 }
 
+// Key is a compiled expression giving a text key from an event, such as a
+// source's delivery id. It is safe for concurrent use.
+type Key struct{ p *vm.Program }
+
+// CompileKey compiles a key expression, with the names and rules of a
+// route's conversation expression.
+func CompileKey(src string) (*Key, error) {
+	p, err := compileExpr(src)
+	if err != nil {
+		return nil, errors.New(oneLine(err))
+	}
+	return &Key{p: p}, nil
+}
+
+// Eval returns the expression's value for env as text (numbers exactly, nil
+// as "").
+func (k *Key) Eval(env map[string]any) (string, error) {
+	out, err := run(k.p, env)
+	if err != nil {
+		return "", err
+	}
+	return keyString(out), nil
+}
+
 func keyString(v any) string {
 	switch x := v.(type) {
 	case nil:

@@ -27,6 +27,11 @@ var presets = map[string]Spec{
 	// Stripe's whsec_ secret is used as is (not base64-decoded).
 	"stripe": {Header: "Stripe-Signature", Algorithm: "sha256", Encoding: "hex",
 		Timestamped: true, TimestampKey: "t", SignatureKey: "v1", Separator: ","},
+	// Bitbucket Cloud and Server: X-Hub-Signature: sha256=<hex HMAC-SHA256 of the body>.
+	"bitbucket": {Header: "X-Hub-Signature", Algorithm: "sha256", Encoding: "hex", Prefix: "sha256="},
+	// Gitea and Forgejo: bare hex HMAC-SHA256 of the body.
+	"gitea":   {Header: "X-Gitea-Signature", Algorithm: "sha256", Encoding: "hex"},
+	"forgejo": {Header: "X-Forgejo-Signature", Algorithm: "sha256", Encoding: "hex"},
 }
 
 func presetBuilder(name string) builder {
@@ -76,6 +81,9 @@ type hmacVerifier struct {
 var _ Verifier = (*hmacVerifier)(nil)
 
 func newHMAC(c Spec) (compiled, error) {
+	if err := onlyFields(c, "header", "algorithm", "encoding", "prefix", "timestamped", "timestamp_key", "signature_key", "separator"); err != nil {
+		return nil, err
+	}
 	if c.Header == "" {
 		return nil, fmt.Errorf("header: required for type %s", c.Type)
 	}

@@ -36,13 +36,16 @@ func newStandardWebhooks(c Spec) (compiled, error) {
 	if err := onlyFields(c); err != nil {
 		return nil, err
 	}
-	return compileSW(c)
+	return compileSW(c, true)
 }
 
-func compileSW(c Spec) (*swVerifier, error) {
+// compileSW reads the secrets as Standard Webhooks keys. Unless
+// unprefixedB64, a secret without whsec_ is taken as its own bytes (GitLab's
+// plain tokens, which never sign).
+func compileSW(c Spec, unprefixedB64 bool) (*swVerifier, error) {
 	keys := make([][]byte, len(c.Secrets))
 	for i, s := range c.Secrets {
-		k, err := swKey(s)
+		k, err := swKey(s, unprefixedB64)
 		if err != nil {
 			return nil, fmt.Errorf("secrets[%d]: %w", i, err)
 		}
@@ -52,15 +55,23 @@ func compileSW(c Spec) (*swVerifier, error) {
 }
 
 // swKey turns a secret into key bytes: "whsec_<base64>" is decoded, as the
-// specification says; anything else is taken as its own bytes.
-func swKey(s string) ([]byte, error) {
+// specification says, and so is a secret without the prefix when
+// unprefixedB64 (the reference libraries strip an optional whsec_ and
+// decode the rest); otherwise an unprefixed secret is its own bytes.
+func swKey(s string, unprefixedB64 bool) ([]byte, error) {
 	b64, ok := strings.CutPrefix(s, whsecPrefix)
-	if !ok {
+	if !ok && !unprefixedB64 {
 		return []byte(s), nil
 	}
 	k, err := base64.StdEncoding.DecodeString(b64)
 	if err != nil {
+		k, err = base64.RawStdEncoding.DecodeString(b64)
+	}
+	if err != nil {
 		// Say nothing about where decoding failed: it would point into the secret.
+		if !ok {
+			return nil, fmt.Errorf("secret is not valid base64 (a Standard Webhooks secret is base64, with or without %s)", whsecPrefix)
+		}
 		return nil, fmt.Errorf("%s secret is not valid base64", whsecPrefix)
 	}
 	if len(k) == 0 {

@@ -50,7 +50,7 @@ func newGitLab(c Spec) (compiled, error) {
 	if err := onlyFields(c); err != nil {
 		return nil, err
 	}
-	sw, err := compileSW(c)
+	sw, err := compileSW(c, false)
 	if err != nil {
 		return nil, err
 	}

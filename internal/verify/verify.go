@@ -11,6 +11,7 @@
 package verify
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -27,6 +28,9 @@ type Request struct {
 	// Now is the time timestamped schemes are checked against; the zero
 	// value means time.Now().
 	Now time.Time
+	// Context bounds what a verifier fetches (certificates, keys); nil
+	// means context.Background().
+	Context context.Context
 }
 
 // Result carries what ingest needs beyond pass/fail.
@@ -36,6 +40,11 @@ type Result struct {
 	// "" when not applicable. It is set by the timestamped HMAC schemes,
 	// whose signature header is unique per delivery.
 	ReplayKey string
+	// Control is set when the request is the sender's own control message
+	// (an SNS subscription or unsubscribe confirmation), verified and
+	// already dealt with: ingest answers 200 and routes nothing. It names
+	// the message, e.g. "sns:SubscriptionConfirmation", for the log.
+	Control string
 }
 
 // Verifier checks one request. Implementations are safe for concurrent use.
@@ -49,8 +58,9 @@ type Verifier interface {
 
 // Spec is one source's proof-of-sender settings, as written in its verify
 // block; which fields apply depends on Type. Values are checked by the
-// config loader (required type, non-empty secrets, tolerance >= 0); New
-// checks what only a scheme knows.
+// config loader (required type, non-empty secrets, tolerance >= 0, and the
+// required fields of sns, oidc and basic); New checks what only a scheme
+// knows.
 type Spec struct {
 	Type    string // one of Types
 	Secrets []string
@@ -67,6 +77,24 @@ type Spec struct {
 	TimestampKey string
 	SignatureKey string
 	Separator    string // between pairs; default ","
+
+	// sns: the TopicArn allow-list (empty allows all) and the host patterns
+	// SigningCertURL and SubscribeURL may point to (empty:
+	// DefaultSNSCertHosts).
+	Topics    []string
+	CertHosts []string
+	// CAFile (sns, oidc) is an extra CA bundle for what is fetched; the
+	// caller resolves a relative path.
+	CAFile string
+	// oidc: the token's iss and aud, the optional email claim (which must
+	// then be verified), and the JWKS URL ("" means the jwks_uri of the
+	// issuer's discovery document).
+	Issuer   string
+	Audience string
+	Email    string
+	JWKSURL  string
+	// basic: the user name; Secrets are the passwords.
+	Username string
 }
 
 // Failure reasons, a fixed set usable as a metrics label.
@@ -112,6 +140,7 @@ func fail(reason, format string, args ...any) *Error {
 var Types = []string{
 	"github", "gitlab", "standard-webhooks", "hmac",
 	"buildkite", "circleci", "stripe", "bearer", "none",
+	"sns", "oidc", "basic", "bitbucket", "gitea", "forgejo",
 }
 
 // DefaultTolerance is how far a signed timestamp may be from the clock, in
@@ -137,7 +166,17 @@ var builders = map[string]builder{
 	"stripe":            presetBuilder("stripe"),
 	"bearer":            newBearer,
 	"none":              newNone,
+	"sns":               buildSNS,
+	"oidc":              buildOIDC,
+	"basic":             buildBasic,
+	"bitbucket":         presetBuilder("bitbucket"),
+	"gitea":             presetBuilder("gitea"),
+	"forgejo":           presetBuilder("forgejo"),
 }
+
+// secretless are the types that check a proof against something other
+// than configured secrets.
+var secretless = map[string]bool{"none": true, "sns": true, "oidc": true}
 
 // New compiles a verifier from s at load time. Errors name the
 // sub-field (`secrets: at least one secret is required`); the caller
@@ -155,7 +194,7 @@ func compile(c Spec) (compiled, error) {
 	if !ok {
 		return nil, fmt.Errorf("type: %q is not one of %s", c.Type, strings.Join(Types, ", "))
 	}
-	if c.Type != "none" && len(c.Secrets) == 0 {
+	if !secretless[c.Type] && len(c.Secrets) == 0 {
 		return nil, fmt.Errorf("secrets: at least one secret is required")
 	}
 	return b(c)
@@ -190,11 +229,20 @@ func onlyFields(c Spec, allowed ...string) error {
 		"timestamp_key": c.TimestampKey != "",
 		"signature_key": c.SignatureKey != "",
 		"separator":     c.Separator != "",
+		"topics":        len(c.Topics) > 0,
+		"cert_hosts":    len(c.CertHosts) > 0,
+		"ca_file":       c.CAFile != "",
+		"issuer":        c.Issuer != "",
+		"audience":      c.Audience != "",
+		"email":         c.Email != "",
+		"jwks_url":      c.JWKSURL != "",
+		"username":      c.Username != "",
 	}
 	for _, a := range allowed {
 		delete(set, a)
 	}
-	for _, f := range []string{"header", "algorithm", "encoding", "prefix", "timestamped", "timestamp_key", "signature_key", "separator"} {
+	for _, f := range []string{"header", "algorithm", "encoding", "prefix", "timestamped", "timestamp_key", "signature_key", "separator",
+		"topics", "cert_hosts", "ca_file", "issuer", "audience", "email", "jwks_url", "username"} {
 		if set[f] {
 			return fmt.Errorf("%s: not used by type %s", f, c.Type)
 		}

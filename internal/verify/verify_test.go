@@ -59,7 +59,7 @@ func schemes() []scheme {
 			header: "Webhook-Signature", malformed: map[string]string{"Webhook-Signature": "v1,%%%not-base64%%%"}, bodyBound: true, timestamped: true},
 		{name: "standard-webhooks/no-v1", cfg: Spec{Type: "standard-webhooks"}, secret: whsec("landing key bytes"), wrong: whsec("another key"),
 			header: "Webhook-Signature", malformed: map[string]string{"Webhook-Signature": "v2,AAAA v1a,BBBB"}, bodyBound: true, timestamped: true},
-		{name: "standard-webhooks/raw-secret", cfg: Spec{Type: "standard-webhooks"}, secret: "plain secret bytes", wrong: "other bytes",
+		{name: "standard-webhooks/unprefixed-secret", cfg: Spec{Type: "standard-webhooks"}, secret: "cGxhaW4gc2VjcmV0IGJ5dGVz", wrong: "b3RoZXIgYnl0ZXM=",
 			header: "Webhook-Id", malformed: map[string]string{"Webhook-Timestamp": "1e9"}, bodyBound: true, timestamped: true},
 		{name: "hmac/sha256-hex-prefix", cfg: Spec{Type: "hmac", Header: "X-Signature", Prefix: "sha256="}, secret: "ci", wrong: "ic",
 			header: "X-Signature", malformed: hexMalformed("X-Signature", "sha256="), bodyBound: true},
@@ -157,7 +157,7 @@ func TestVerifyTable(t *testing.T) {
 			case "wrong":
 				return s.wrong
 			case "old":
-				if strings.HasPrefix(s.secret, whsecPrefix) && s.cfg.Type != "stripe" {
+				if strings.HasPrefix(s.secret, whsecPrefix) && s.cfg.Type != "stripe" || s.cfg.Type == "standard-webhooks" {
 					return whsec("an old retired key")
 				}
 				return "old-" + s.secret
@@ -421,7 +421,7 @@ func TestConcurrentVerify(t *testing.T) {
 	body := pushBody(t)
 	for _, s := range schemes() {
 		c := withSecrets(s.cfg, "other", s.secret)
-		if strings.HasPrefix(s.secret, whsecPrefix) && s.cfg.Type != "stripe" {
+		if strings.HasPrefix(s.secret, whsecPrefix) && s.cfg.Type != "stripe" || s.cfg.Type == "standard-webhooks" {
 			c = withSecrets(s.cfg, whsec("other"), s.secret)
 		}
 		v := mustNew(t, c)
@@ -468,8 +468,8 @@ func TestNewErrors(t *testing.T) {
 		c    Spec
 		want string // the whole message
 	}{
-		{"no type", Spec{}, `type: "" is not one of github, gitlab, standard-webhooks, hmac, buildkite, circleci, stripe, bearer, none`},
-		{"unknown type", Spec{Type: "GitHub", Secrets: []string{"s"}}, `type: "GitHub" is not one of github, gitlab, standard-webhooks, hmac, buildkite, circleci, stripe, bearer, none`},
+		{"no type", Spec{}, `type: "" is not one of github, gitlab, standard-webhooks, hmac, buildkite, circleci, stripe, bearer, none, sns, oidc, basic, bitbucket, gitea, forgejo`},
+		{"unknown type", Spec{Type: "GitHub", Secrets: []string{"s"}}, `type: "GitHub" is not one of github, gitlab, standard-webhooks, hmac, buildkite, circleci, stripe, bearer, none, sns, oidc, basic, bitbucket, gitea, forgejo`},
 		{"no secrets", Spec{Type: "github"}, "secrets: at least one secret is required"},
 		{"no secrets bearer", Spec{Type: "bearer", Secrets: []string{}}, "secrets: at least one secret is required"},
 		{"bad algorithm", Spec{Type: "hmac", Header: "X-S", Algorithm: "md5", Secrets: []string{"s"}}, `algorithm: "md5" is not one of sha1, sha256, sha512`},
@@ -537,13 +537,19 @@ func TestHeaders(t *testing.T) {
 		{Spec{Type: "github", Secrets: []string{"s"}}, []string{"X-Hub-Signature-256"}},
 		{Spec{Type: "github", Header: "x-hub-signature", Algorithm: "sha1", Prefix: "sha1=", Secrets: []string{"s"}}, []string{"X-Hub-Signature"}},
 		{Spec{Type: "gitlab", Secrets: []string{"s"}}, []string{"X-Gitlab-Token", "Webhook-Signature"}},
-		{Spec{Type: "standard-webhooks", Secrets: []string{"s"}}, []string{"Webhook-Signature"}},
+		{Spec{Type: "standard-webhooks", Secrets: []string{"c2VjcmV0"}}, []string{"Webhook-Signature"}},
 		{Spec{Type: "hmac", Header: "x-my-sig", Secrets: []string{"s"}}, []string{"X-My-Sig"}},
 		{Spec{Type: "buildkite", Secrets: []string{"s"}}, []string{"X-Buildkite-Signature"}},
 		{Spec{Type: "circleci", Secrets: []string{"s"}}, []string{"Circleci-Signature"}},
 		{Spec{Type: "stripe", Secrets: []string{"s"}}, []string{"Stripe-Signature"}},
 		{Spec{Type: "bearer", Secrets: []string{"s"}}, []string{"Authorization"}},
 		{Spec{Type: "none"}, nil},
+		{Spec{Type: "bitbucket", Secrets: []string{"s"}}, []string{"X-Hub-Signature"}},
+		{Spec{Type: "gitea", Secrets: []string{"s"}}, []string{"X-Gitea-Signature"}},
+		{Spec{Type: "forgejo", Secrets: []string{"s"}}, []string{"X-Forgejo-Signature"}},
+		{Spec{Type: "basic", Username: "u", Secrets: []string{"s"}}, []string{"Authorization"}},
+		{Spec{Type: "oidc", Issuer: "https://accounts.google.com", Audience: "a"}, []string{"Authorization"}},
+		{Spec{Type: "sns"}, nil},
 	} {
 		v := mustNew(t, tc.c)
 		if got := v.Headers(); !slices.Equal(got, tc.want) {
