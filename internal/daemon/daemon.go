@@ -268,7 +268,8 @@ func (d *Daemon) adminToken() string { return d.config().Server.AdminToken }
 
 func (d *Daemon) redactedConfig() any { return d.config().Redacted() }
 
-// ready reports the readiness checks: storage writable, dispatch not paused.
+// ready reports the readiness checks: storage writable and above its
+// free-space floor, dispatch not paused.
 func (d *Daemon) ready(ctx context.Context) []admin.Check {
 	checks := []admin.Check{{Name: "config", OK: true}}
 	if d.draining.Load() {
@@ -277,6 +278,10 @@ func (d *Daemon) ready(ctx context.Context) []admin.Check {
 	st := admin.Check{Name: "storage", OK: true}
 	if err := d.store.Ping(ctx); err != nil {
 		st.OK, st.Error = false, err.Error()
+	} else if sr, ok := d.store.(spaceReporter); ok {
+		if err := sr.LowSpace(); err != nil {
+			st.OK, st.Error = false, err.Error()
+		}
 	}
 	checks = append(checks, st)
 	dc := admin.Check{Name: "dispatch", OK: true}

@@ -1,0 +1,5 @@
+package boltq
+
+import "syscall"
+
+const syscallENOSPC = syscall.ENOSPC
