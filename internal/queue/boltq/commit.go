@@ -202,6 +202,9 @@ func (s *Store) run(ops []op) (retry []op) {
 				}
 				results[i] = err
 			}
+			if f := s.opts.commitFault; f != nil {
+				return f()
+			}
 			return nil
 		})
 		switch {

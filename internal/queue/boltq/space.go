@@ -50,6 +50,7 @@ type space struct {
 	every   time.Duration
 	free    atomic.Int64 // last measurement less what the log wrote since; -1: unknown
 	owed    atomic.Int64 // room that applying the messages logged and not yet applied may take
+	inner   atomic.Int64 // bbolt's free pages: room new messages take before the file grows
 	held    atomic.Bool  // the reserve file is in place
 	low     bool         // spaceLoop only: below the floor at the last measurement
 }
@@ -85,12 +86,12 @@ func (sp *space) lowErr() error {
 	if sp.floor == 0 || free < 0 {
 		return nil
 	}
-	owed := sp.owed.Load()
-	if free-owed >= sp.floor {
+	owed, inner := sp.owed.Load(), sp.inner.Load()
+	if free+inner-owed >= sp.floor {
 		return nil
 	}
-	return fmt.Errorf("%w: %d bytes free, %d of them owed to messages being applied; floor %d (storage.min_free_bytes)",
-		ErrLowSpace, free, owed, sp.floor)
+	return fmt.Errorf("%w: %d bytes free on disk and %d in the file, %d of them owed to messages being applied; floor %d (storage.min_free_bytes)",
+		ErrLowSpace, free, inner, owed, sp.floor)
 }
 
 // used counts n bytes written since the last measurement.
@@ -100,10 +101,10 @@ func (sp *space) used(n int64) {
 	}
 }
 
-// room reports whether n more bytes leave the floor free.
+// room reports whether n more bytes on disk leave the floor free there.
 func (sp *space) room(n int64) bool {
 	free := sp.free.Load()
-	return sp.floor == 0 || free < 0 || free-sp.owed.Load()-n >= sp.floor
+	return sp.floor == 0 || free < 0 || free-n >= sp.floor
 }
 
 // LowSpace returns an error wrapping ErrLowSpace while the free space of
@@ -142,6 +143,11 @@ func (s *Store) checkSpace() {
 			free = sp.measure()
 		}
 	}
+	// A drained queue leaves its pages free inside the file, not on the
+	// disk: they count, or a queue that once reached the floor would stay
+	// below it.
+	st := s.db.Stats()
+	sp.inner.Store(int64(st.FreePageN) * int64(s.db.Info().PageSize))
 	sp.free.Store(free)
 	if low := sp.lowErr() != nil; low != sp.low {
 		sp.low = low

@@ -1,12 +1,15 @@
 package boltq
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,7 +55,7 @@ func fillDisk(t *testing.T, dir string) string {
 	chunk := make([]byte, 4096)
 	for {
 		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscallENOSPC) {
+			if !errors.Is(err, syscall.ENOSPC) {
 				t.Fatalf("fill the disk: %v", err)
 			}
 			return p
@@ -150,5 +153,188 @@ func TestFloorAndReserveKeepAcksCommitting(t *testing.T) {
 	waitFor(t, "the reserve file again", func() bool { _, err := os.Stat(reservePath(path)); return err == nil })
 	if _, empty := segmentCount(t, path); empty > 1 {
 		t.Errorf("%d empty log segments left", empty)
+	}
+}
+
+// A lease ending whose commit fails is not lost with its caller's patience:
+// the store retries it, and once commits work again the conversation moves
+// on without a restart.
+func TestLeaseEndRetriedAfterFailedCommit(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(ctx context.Context, l queue.Lease) error
+		next string // the message leased next
+	}{
+		{"ack", func(ctx context.Context, l queue.Lease) error { return l.Ack(ctx) }, "m2"},
+		{"ack with chat", func(ctx context.Context, l queue.Lease) error {
+			return l.(*lease).AckWithChat(ctx, "r1", "A", queue.ChatState{ChatID: "c1"})
+		}, "m2"},
+		{"retry", func(ctx context.Context, l queue.Lease) error {
+			return l.Retry(ctx, time.Time{}, queue.Failure{Status: 503})
+		}, "m1"},
+		{"release", func(ctx context.Context, l queue.Lease) error { return l.Release(ctx, time.Time{}) }, "m1"},
+		{"dead", func(ctx context.Context, l queue.Lease) error { return l.Dead(ctx, queue.Failure{Status: 400}) }, "m2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var failing atomic.Bool
+			s, _ := openTemp(t, Options{commitFault: func() error {
+				if failing.Load() {
+					return syscall.ENOSPC
+				}
+				return nil
+			}})
+			mustEnqueue(t, s, newMsg("m1", "r1", "A"), newMsg("m2", "r1", "A"))
+			settle(t, s)
+			l := mustNext(t, s)
+			failing.Store(true)
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			err := tc.end(ctx, l)
+			cancel()
+			if err == nil {
+				t.Fatal("the lease ending answered nil while commits fail")
+			}
+			failing.Store(false)
+			n := mustNext(t, s)
+			if got := n.Message().ID; got != tc.next {
+				t.Fatalf("leased %s after commits came back, want %s", got, tc.next)
+			}
+			if tc.name == "retry" && n.Message().Attempts != 1 {
+				t.Errorf("attempts %d after the retried Retry, want 1", n.Message().Attempts)
+			}
+			if tc.name == "ack with chat" {
+				if st, err := s.GetChat(ctxT(t), "r1", "A"); err != nil || st.ChatID != "c1" {
+					t.Errorf("chat %+v, %v; want c1 stored with the ack", st, err)
+				}
+			}
+		})
+	}
+}
+
+// logBehindCommitter logs n messages of conversation A that the committer
+// has not applied, as a crash would leave them, and returns the function
+// that lets the committer go on.
+func logBehindCommitter(t *testing.T, s *Store, n int) (release func()) {
+	t.Helper()
+	release = blockCommitter(t, s)
+	for i := range n {
+		mustEnqueue(t, s, bigMsg(fmt.Sprintf("m%03d", i), "A", 2000))
+	}
+	return release
+}
+
+// crashCopy copies the bbolt file and its log segments into dir, as a
+// crash would leave them.
+func crashCopy(t *testing.T, src, dir string) string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	segs, err := segments(src)
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("segments: %v %v", segs, err)
+	}
+	for _, p := range append(segs, src) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(p)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, filepath.Base(src))
+}
+
+// A crash leaves logged messages that bbolt does not hold, on a disk that
+// is then full. The next start must work and lose nothing: with a reserve
+// it applies them at once; without one it starts with them unapplied and
+// applies them once space returns, no restart needed.
+func TestStartOnFullDisk(t *testing.T) {
+	const n = 300
+	for _, reserve := range []int64{2 << 20, 0} {
+		t.Run(fmt.Sprintf("reserve %d", reserve), func(t *testing.T) {
+			mnt := mountTmpfs(t, "8m")
+			orig := filepath.Join(mnt, "a", "relayd.db")
+			s := openAt(t, orig, Options{})
+			release := logBehindCommitter(t, s, n)
+			crashed := crashCopy(t, orig, filepath.Join(mnt, "b"))
+			release()
+			if err := s.Close(); err != nil {
+				t.Logf("close: %v", err)
+			}
+			if err := os.RemoveAll(filepath.Dir(orig)); err != nil {
+				t.Fatal(err)
+			}
+			if reserve > 0 {
+				// The crashed process had its reserve in place.
+				if err := writeReserve(reservePath(crashed), reserve); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ballast := fillDisk(t, mnt)
+
+			c := openAt(t, crashed, Options{ReserveBytes: reserve, SpaceCheckInterval: 5 * time.Millisecond})
+			if reserve == 0 {
+				if err := os.Remove(ballast); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range n {
+				l := mustNext(t, c)
+				if got, want := l.Message().ID, fmt.Sprintf("m%03d", i); got != want {
+					t.Fatalf("leased %s, want %s", got, want)
+				}
+				if err := l.Ack(ctxT(t)); err != nil {
+					t.Fatalf("ack %s: %v", l.Message().ID, err)
+				}
+			}
+			if st := mustStats(t, c); st != (queue.Stats{}) {
+				t.Fatalf("stats %+v after draining, want empty", st)
+			}
+			_ = os.Remove(ballast)
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			c = openAt(t, crashed, Options{})
+			if st := mustStats(t, c); st != (queue.Stats{}) {
+				t.Fatalf("stats %+v after another start, want nothing applied twice", st)
+			}
+		})
+	}
+}
+
+// A log that cannot write (the disk is full and no segment is prepared)
+// leaves no empty segment per failed write, and its frame numbers go on
+// from the last one written once space returns.
+func TestFullDiskLeavesNoEmptySegments(t *testing.T) {
+	mnt := mountTmpfs(t, "4m")
+	path := filepath.Join(mnt, "relayd.db")
+	s := openAt(t, path, Options{segmentSize: 64 << 10})
+	mustEnqueue(t, s, newMsg("first", "r1", "A"))
+	settle(t, s)
+	before := s.wal.next
+	ballast := fillDisk(t, mnt)
+	refused := 0
+	for i := range 200 {
+		_, err := s.Enqueue(ctxT(t), queue.Batch{Messages: []queue.Message{bigMsg(fmt.Sprint(i), "A", 4000)}})
+		if err != nil {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Fatal("no enqueue failed on a full disk")
+	}
+	if n, empty := segmentCount(t, path); empty > 1 {
+		t.Fatalf("%d of %d segments are empty after %d failed writes", empty, n, refused)
+	}
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, s)
+	st := mustStats(t, s)
+	accepted := uint64(st.Ready + st.Delayed - 1)
+	mustEnqueue(t, s, newMsg("after", "r1", "B"))
+	if got, want := s.wal.next, before+accepted+1; got != want {
+		t.Errorf("next frame number %d after %d accepted and %d refused, want %d", got, accepted, refused, want)
 	}
 }

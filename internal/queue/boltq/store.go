@@ -112,6 +112,7 @@ type Options struct {
 	segmentSize  int64         // walSegmentSize
 	maxUnapplied int           // defaultMaxUnapplied
 	applyPace    time.Duration // applyPace
+	commitFault  func() error  // when it returns an error, the transaction fails as a full disk's would
 }
 
 // Store is a durable queue, dead-letter store, chat-state store and dedupe

@@ -1,5 +1,0 @@
-package boltq
-
-import "syscall"
-
-const syscallENOSPC = syscall.ENOSPC
