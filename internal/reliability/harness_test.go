@@ -93,7 +93,7 @@ func writeConfig(t *testing.T, s settings) string {
 	if s.minFree == 0 {
 		s.minFree = 64 << 20
 	}
-	cfg := strings.NewReplacer("@MINFREE@", strconv.FormatInt(s.minFree, 10),"@DB@", s.db, "@API@", s.apiURL, "@CONCURRENCY@", strconv.Itoa(s.concurrency),
+	cfg := strings.NewReplacer("@MINFREE@", strconv.FormatInt(s.minFree, 10), "@DB@", s.db, "@API@", s.apiURL, "@CONCURRENCY@", strconv.Itoa(s.concurrency),
 		"@ATTEMPTS@", strconv.Itoa(s.attempts), "@RETRYMAX@", s.retryMax.String(),
 		"@MAXPENDING@", strconv.Itoa(s.maxPending)).Replace(configTemplate)
 	path := filepath.Join(t.TempDir(), "relay.yaml")
