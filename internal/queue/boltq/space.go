@@ -47,6 +47,7 @@ type space struct {
 	reserve string // the reserve file's path
 	floor   int64
 	size    int64 // the reserve's size
+	page    int64 // bbolt's page size, read at Open (db.Info races with a remap)
 	every   time.Duration
 	free    atomic.Int64 // last measurement less what the log wrote since; -1: unknown
 	owed    atomic.Int64 // room that applying the messages logged and not yet applied may take
@@ -147,7 +148,7 @@ func (s *Store) checkSpace() {
 	// disk: they count, or a queue that once reached the floor would stay
 	// below it.
 	st := s.db.Stats()
-	sp.inner.Store(int64(st.FreePageN) * int64(s.db.Info().PageSize))
+	sp.inner.Store(int64(st.FreePageN) * sp.page)
 	sp.free.Store(free)
 	if low := sp.lowErr() != nil; low != sp.low {
 		sp.low = low

@@ -218,6 +218,7 @@ func Open(path string, o Options) (*Store, error) {
 	if fi, err := os.Stat(path); err == nil {
 		dropMapped(db, fi.Size())
 	}
+	s.space.page = int64(db.Info().PageSize)
 
 	s.wg.Add(1)
 	go s.commitLoop()
