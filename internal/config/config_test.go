@@ -158,7 +158,7 @@ func TestDefaults(t *testing.T) {
 			ShutdownTimeout: Duration(30 * time.Second),
 		},
 		Storage: Storage{
-			Backend: "bbolt", Path: "./data/relayd.db", MaxPending: 100000,
+			Backend: "bbolt", Path: "./data/relayd.db", MaxPending: 100000, MinFreeBytes: 64 << 20,
 			DedupeTTL: Duration(24 * time.Hour),
 			NATS:      NATS{Stream: "RELAYD", Partitions: 16, Replicas: 1},
 		},
@@ -300,6 +300,7 @@ func TestErrors(t *testing.T) {
 		{"bad backend", "storage: {backend: redis}\n" + base(op, src, route), nil, []string{`storage.backend (line 1): must be bbolt or nats, got "redis"`}},
 		{"empty bbolt path", "storage: {path: ''}\n" + base(op, src, route), nil, []string{"storage.path (line 1): required with backend bbolt"}},
 		{"negative max pending", "storage: {max_pending: -1}\n" + base(op, src, route), nil, []string{"storage.max_pending (line 1): must be >= 0"}},
+		{"negative free-space floor", "storage: {min_free_bytes: -1}\n" + base(op, src, route), nil, []string{"storage.min_free_bytes (line 1): must be >= 0"}},
 		{"negative dedupe", "storage: {dedupe_ttl: -1s}\n" + base(op, src, route), nil, []string{"storage.dedupe_ttl (line 1): must be >= 0"}},
 		{"nats without url", "storage: {backend: nats}\n" + base(op, src, route), nil, []string{"storage.nats.url (line 1): required with backend nats"}},
 		{"nats url and urls", "storage: {backend: nats, nats: {url: 'nats://a:4222', urls: ['nats://b:4222']}}\n" + base(op, src, route), nil,

@@ -15,6 +15,7 @@ const (
 	DefaultStorageBackend    = "bbolt"
 	DefaultStoragePath       = "./data/relayd.db"
 	DefaultMaxPending        = 100000
+	DefaultMinFreeBytes      = 64 << 20
 	DefaultDedupeTTL         = 24 * time.Hour
 	DefaultNATSStream        = "RELAYD"
 	DefaultNATSPartitions    = 16
@@ -87,6 +88,7 @@ func (l *loader) defaults() {
 	str("storage.backend", &st.Backend, DefaultStorageBackend)
 	str("storage.path", &st.Path, DefaultStoragePath)
 	num("storage.max_pending", &st.MaxPending, DefaultMaxPending)
+	i64("storage.min_free_bytes", &st.MinFreeBytes, DefaultMinFreeBytes)
 	dur("storage.dedupe_ttl", &st.DedupeTTL, DefaultDedupeTTL)
 	str("storage.nats.stream", &st.NATS.Stream, DefaultNATSStream)
 	num("storage.nats.partitions", &st.NATS.Partitions, DefaultNATSPartitions)

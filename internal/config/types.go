@@ -91,6 +91,11 @@ type Storage struct {
 	MaxPending int      `yaml:"max_pending"` // default 100000; 0 means no limit
 	NATS       NATS     `yaml:"nats"`        // checked only when backend is nats
 	DedupeTTL  Duration `yaml:"dedupe_ttl"`  // default for sources; default 24h
+
+	// MinFreeBytes is the free-space floor of the bbolt file's file system:
+	// below it ingest answers 503 and /readyz fails, so acks and the log's
+	// replay keep room to commit. Default 64 MiB; 0 means no floor.
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
 }
 
 // NATS configures the JetStream backend.

@@ -154,6 +154,9 @@ func (l *loader) validateStorage() {
 	if st.MaxPending < 0 {
 		l.errorf("storage.max_pending", "must be >= 0 (0: no limit), got %d", st.MaxPending)
 	}
+	if st.MinFreeBytes < 0 {
+		l.errorf("storage.min_free_bytes", "must be >= 0 (0: no floor), got %d", st.MinFreeBytes)
+	}
 	if st.DedupeTTL < 0 {
 		l.errorf("storage.dedupe_ttl", "must be >= 0, got %s", st.DedupeTTL)
 	}

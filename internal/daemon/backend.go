@@ -36,7 +36,13 @@ func OpenBackend(ctx context.Context, cfg *config.Config, log *slog.Logger) (Bac
 
 // boltqOptions maps the storage section onto boltq's options.
 func boltqOptions(cfg *config.Config, log *slog.Logger) boltq.Options {
-	return boltq.Options{MaxPending: cfg.Storage.MaxPending, Logger: log}
+	s := cfg.Storage
+	return boltq.Options{
+		MaxPending:   s.MaxPending,
+		Logger:       log,
+		MinFreeBytes: s.MinFreeBytes,
+		ReserveBytes: reserveBytes(s.MinFreeBytes),
+	}
 }
 
 // natsqOptions maps the storage section onto natsq's options. DedupeTTL is
@@ -69,3 +75,17 @@ func natsqOptions(cfg *config.Config, log *slog.Logger) natsq.Options {
 		Logger:     log,
 	}
 }
+
+// reserveBytes sizes the disk reserve kept beside the bbolt file: half the
+// free-space floor, at most 16 MiB. It only has to carry the acks and the
+// log's replay over a disk something else filled; the floor keeps relayd's
+// own growth off the last of the disk.
+func reserveBytes(floor int64) int64 { return min(floor/2, 16<<20) }
+
+// spaceReporter is a backend that watches its disk's free space.
+type spaceReporter interface {
+	LowSpace() error
+	FreeBytes() int64
+}
+
+var _ spaceReporter = (*boltq.Store)(nil)

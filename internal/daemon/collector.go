@@ -17,6 +17,8 @@ type storeCollector struct {
 	config func() *config.Config // the running config: routes change on reload
 	queue  *prometheus.Desc
 	convs  *prometheus.Desc
+	free   *prometheus.Desc
+	low    *prometheus.Desc
 }
 
 func newStoreCollector(s Backend, cfg func() *config.Config) *storeCollector {
@@ -25,12 +27,16 @@ func newStoreCollector(s Backend, cfg func() *config.Config) *storeCollector {
 		config: cfg,
 		queue:  prometheus.NewDesc("relayd_queue_messages", "Queued messages by state.", []string{"state"}, nil),
 		convs:  prometheus.NewDesc("relayd_conversations", "Conversations with a remembered chat id, by route.", []string{"route"}, nil),
+		free:   prometheus.NewDesc("relayd_storage_free_bytes", "Free space on the bbolt file's disk, as last measured.", nil, nil),
+		low:    prometheus.NewDesc("relayd_storage_low_space", "1 while free disk space is below storage.min_free_bytes (ingest answers 503), else 0.", nil, nil),
 	}
 }
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.queue
 	ch <- c.convs
+	ch <- c.free
+	ch <- c.low
 }
 
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -41,6 +47,16 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(st.Delayed), "delayed")
 		ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(st.Inflight), "inflight")
 		ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(st.Dead), "dead")
+	}
+	if sr, ok := c.store.(spaceReporter); ok {
+		if free := sr.FreeBytes(); free >= 0 {
+			ch <- prometheus.MustNewConstMetric(c.free, prometheus.GaugeValue, float64(free))
+		}
+		low := 0.0
+		if sr.LowSpace() != nil {
+			low = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.low, prometheus.GaugeValue, low)
 	}
 	if counts, err := c.store.ChatCounts(ctx); err == nil {
 		// Every configured route, with or without chats; routes removed by

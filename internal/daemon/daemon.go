@@ -297,6 +297,10 @@ func (d *Daemon) ready(ctx context.Context) []admin.Check {
 	st := admin.Check{Name: "storage", OK: true}
 	if err := d.store.Ping(ctx); err != nil {
 		st.OK, st.Error = false, err.Error()
+	} else if sr, ok := d.store.(spaceReporter); ok {
+		if err := sr.LowSpace(); err != nil {
+			st.OK, st.Error = false, err.Error()
+		}
 	}
 	checks = append(checks, st)
 	if max := d.config().Storage.MaxPending; max > 0 && st.OK {

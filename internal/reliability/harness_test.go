@@ -48,6 +48,7 @@ type settings struct {
 	attempts    int           // retry.max_attempts
 	retryMax    time.Duration // retry.max
 	maxPending  int
+	minFree     int64 // storage.min_free_bytes; 0: the default
 }
 
 const configTemplate = `
@@ -58,6 +59,7 @@ server:
 storage:
   path: @DB@
   max_pending: @MAXPENDING@
+  min_free_bytes: @MINFREE@
 operator:
   base_url: @API@
   api_key: ` + apiKey + `
@@ -88,7 +90,10 @@ func writeConfig(t *testing.T, s settings) string {
 	if s.retryMax == 0 {
 		s.retryMax = 200 * time.Millisecond
 	}
-	cfg := strings.NewReplacer("@DB@", s.db, "@API@", s.apiURL, "@CONCURRENCY@", strconv.Itoa(s.concurrency),
+	if s.minFree == 0 {
+		s.minFree = 64 << 20
+	}
+	cfg := strings.NewReplacer("@MINFREE@", strconv.FormatInt(s.minFree, 10), "@DB@", s.db, "@API@", s.apiURL, "@CONCURRENCY@", strconv.Itoa(s.concurrency),
 		"@ATTEMPTS@", strconv.Itoa(s.attempts), "@RETRYMAX@", s.retryMax.String(),
 		"@MAXPENDING@", strconv.Itoa(s.maxPending)).Replace(configTemplate)
 	path := filepath.Join(t.TempDir(), "relay.yaml")

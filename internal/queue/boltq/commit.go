@@ -119,8 +119,8 @@ const (
 // ended) and nothing else waits, a commit starts at most every applyPace,
 // so under load bbolt's fsyncs (two a commit) do not crowd out the log's on
 // the same disk and each commit applies more. An idle store applies at
-// once. Logged enqueues whose transaction failed are retried first, after
-// a pause.
+// once. Logged enqueues and lease endings whose transaction failed are
+// retried first, after a pause (see run).
 func (s *Store) commitLoop() {
 	defer s.wg.Done()
 	var (
@@ -140,13 +140,7 @@ func (s *Store) commitLoop() {
 		var stop bool
 		group, stop = s.commitQ.take(group[:0], maxGroup)
 		if len(group) > 0 {
-			taken := 0
-			for _, o := range group {
-				if !isApply(o) {
-					taken++
-				}
-			}
-			s.urgent.Add(-int64(taken))
+			s.urgent.Add(-int64(len(group) - countApply(group)))
 			lastCommit = time.Now()
 			retry := s.run(group)
 			clear(group)
@@ -163,9 +157,14 @@ func (s *Store) commitLoop() {
 			backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
 			select {
 			case <-s.closing:
-				// They stay in the log and are applied at the next Open.
-				s.log.Warn("boltq: closing with logged messages not yet in the store; the next start applies them", "batches", len(retry))
+				// Logged enqueues stay in the log and are applied at the
+				// next Open; leases end with the process anyway.
+				s.log.Warn("boltq: closing with logged messages or lease endings not yet in the store; the next start applies the messages", "requests", len(retry))
+				for _, o := range retry {
+					o.finish(fmt.Errorf("%w: closed before the write could commit", queue.ErrUnavailable))
+				}
 			case <-time.After(backoff):
+				s.urgent.Add(int64(len(retry) - countApply(retry)))
 				s.commitQ.pushFront(retry...)
 			}
 			continue
@@ -178,10 +177,15 @@ func (s *Store) commitLoop() {
 }
 
 // run commits ops in one transaction. A request whose write fails is
-// dropped from the group and the rest retried; a failed commit fails all
-// but the logged enqueues, which run returns to be retried.
+// dropped from the group and the rest retried. A failed commit (most
+// likely a full disk) gives up the disk reserve and fails all but the
+// logged enqueues and the lease endings, which run returns to be retried:
+// a lease ending that failed for good would hold its conversation until
+// the process ends. A caller that stops waiting meanwhile leaves it to the
+// store (see do).
 func (s *Store) run(ops []op) (retry []op) {
 	results := make([]error, len(ops))
+	split := false // the lease endings were tried alone
 	for len(ops) > 0 {
 		s.attempt++
 		now := s.now()
@@ -197,6 +201,9 @@ func (s *Store) run(ops []op) (retry []op) {
 					return err
 				}
 				results[i] = err
+			}
+			if f := s.opts.commitFault; f != nil {
+				return f()
 			}
 			return nil
 		})
@@ -214,7 +221,7 @@ func (s *Store) run(ops []op) (retry []op) {
 			for i, o := range ops {
 				o.finish(results[i])
 			}
-			return nil
+			return retry
 		case failed >= 0 && !isApply(ops[failed]):
 			s.log.Error("boltq: write failed; retrying the rest of the group", "err", err)
 			ops[failed].finish(fmt.Errorf("boltq: write: %w", err))
@@ -222,18 +229,30 @@ func (s *Store) run(ops []op) (retry []op) {
 			results = results[:len(ops)]
 		default:
 			s.log.Error("boltq: commit failed", "err", err, "requests", len(ops))
+			s.releaseReserve()
 			err = fmt.Errorf("%w: commit: %v", queue.ErrUnavailable, err)
+			var ends []op
 			for _, o := range ops {
-				if isApply(o) {
+				switch {
+				case isApply(o):
 					retry = append(retry, o)
-					continue
+				case isLeaseEnd(o):
+					ends = append(ends, o)
+				default:
+					o.finish(err)
 				}
-				o.finish(err)
 			}
-			return retry
+			if len(ends) > 0 && len(retry) > 0 && !split {
+				split = true
+				// Lease endings alone need few pages, and the acks among
+				// them free pages the logged messages can take later.
+				ops, results = ends, results[:len(ends)]
+				continue
+			}
+			return append(retry, ends...)
 		}
 	}
-	return nil
+	return retry
 }
 
 // pause waits until, unless a request someone waits on is queued (or
@@ -259,6 +278,21 @@ func (s *Store) pause(until time.Time, timer *time.Timer) {
 func isApply(o op) bool {
 	_, ok := o.(*applyOp)
 	return ok
+}
+
+func isLeaseEnd(o op) bool {
+	_, ok := o.(*leaseOp)
+	return ok
+}
+
+func countApply(ops []op) int {
+	n := 0
+	for _, o := range ops {
+		if isApply(o) {
+			n++
+		}
+	}
+	return n
 }
 
 // placement is a message written to msgs, for the in-memory index.

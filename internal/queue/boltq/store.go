@@ -97,11 +97,23 @@ type Options struct {
 	// 0 means DefaultDedupeSweepInterval; negative disables the sweeper
 	// (expired marks are still ignored, just not deleted).
 	DedupeSweepInterval time.Duration
+	// MinFreeBytes is the free-space floor of the file's disk: below it
+	// Enqueue fails with ErrLowSpace, so what is left goes to the commits
+	// that free space (see space.go). 0 means no floor.
+	MinFreeBytes int64
+	// ReserveBytes is the size of the reserve file kept beside the bbolt
+	// file and given up when a commit or the log's replay needs the room
+	// (see space.go). 0 means no reserve.
+	ReserveBytes int64
+	// SpaceCheckInterval is how often free space is measured. 0 means
+	// DefaultSpaceCheckInterval.
+	SpaceCheckInterval time.Duration
 
 	// Test knobs; zero means the defaults.
 	segmentSize  int64         // walSegmentSize
 	maxUnapplied int           // defaultMaxUnapplied
 	applyPace    time.Duration // applyPace
+	commitFault  func() error  // when it returns an error, the transaction fails as a full disk's would
 }
 
 // Store is a durable queue, dead-letter store, chat-state store and dedupe
@@ -143,6 +155,8 @@ type Store struct {
 	urgentKick chan struct{} // capacity 1
 	attempt    uint64        // committer only: number of the current write transaction
 	commits    atomic.Uint64 // committed write transactions, for tests and benchmarks
+
+	space space // free space and the reserve (see space.go)
 
 	stopSweep context.CancelFunc
 	wg        sync.WaitGroup
@@ -200,6 +214,7 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.space.init(path, o)
 	if err := s.init(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("boltq: open %s: %w", path, err)
@@ -220,15 +235,19 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	if fi, err := os.Stat(path); err == nil {
 		dropMapped(db, fi.Size())
 	}
+	s.space.page = int64(db.Info().PageSize)
 
 	s.wg.Add(1)
 	go s.commitLoop()
-	s.wal.prep = newPreparer(path, s.log)
+	s.wal.prep = newPreparer(path, s.log, &s.space)
 	go s.wal.prep.run()
 	s.walDone.Add(1)
 	go s.walLoop()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopSweep = cancel
+	s.space.free.Store(s.space.measure())
+	s.wg.Add(1)
+	go s.spaceLoop(ctx)
 	if iv := sweepInterval(o.DedupeSweepInterval); iv > 0 {
 		s.wg.Add(1)
 		go s.sweepLoop(ctx, iv)
@@ -430,6 +449,9 @@ func (s *Store) Enqueue(ctx context.Context, b queue.Batch) (bool, error) {
 	}
 	if err := ctx.Err(); err != nil {
 		return false, err
+	}
+	if err := s.space.lowErr(); err != nil {
+		return false, lowSpaceErr(err)
 	}
 	o.init()
 	if err := s.enqueues.push(o); err != nil {

@@ -284,7 +284,14 @@ func (w *wal) receiveSpare() {
 func (w *wal) rotate(first uint64) error {
 	if w.f != nil {
 		_ = w.f.Close()
-		w.closed = append(w.closed, walSeg{w.path, w.last})
+		if w.size == 0 {
+			// No frame reached it (its first write failed): it holds
+			// nothing to apply, and a disk that stays full would
+			// otherwise leave one empty segment per failed write.
+			_ = os.Remove(w.path)
+		} else {
+			w.closed = append(w.closed, walSeg{w.path, w.last})
+		}
 		w.f = nil
 	}
 	path := segmentPath(w.base, first)
@@ -365,7 +372,11 @@ func syncDir(dir string) error {
 }
 
 // replayWAL applies the frames bbolt is missing, then deletes the
-// segments: from here on bbolt holds everything they did.
+// segments: from here on bbolt holds everything they did. It first deletes
+// the disk reserve (see space.go) to make room. If bbolt still cannot take
+// them (a disk that stays full), the store starts all the same: the frames
+// not applied are handed to the committer, which applies them as the disk
+// allows, and their segments stay until it has.
 func (s *Store) replayWAL(base string) error {
 	s.wal.base = base
 	s.wal.limit = cmp.Or(s.opts.segmentSize, walSegmentSize)
@@ -386,14 +397,24 @@ func (s *Store) replayWAL(base string) error {
 	if err := os.Remove(sparePath(base)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("write-ahead log: %w", err)
 	}
-	top := applied
+	if err := os.Remove(reservePath(base)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("release the disk reserve: %w", err)
+	}
+	top, done := applied, applied
 	var (
 		batch    []walEntry
 		inBatch  int
 		replayed int
+		deferred []walEntry // frames bbolt could not take at start
+		lasts    []uint64   // each segment's highest LSN
 	)
 	flush := func() error {
 		if len(batch) == 0 {
+			return nil
+		}
+		if deferred != nil {
+			deferred = append(deferred, batch...)
+			batch, inBatch = batch[:0], 0
 			return nil
 		}
 		err := s.db.Update(func(tx *bolt.Tx) error {
@@ -404,9 +425,16 @@ func (s *Store) replayWAL(base string) error {
 			}
 			return setApplied(tx, batch[len(batch)-1].lsn)
 		})
-		replayed += inBatch
+		if err != nil {
+			s.log.Error("boltq: cannot apply the write-ahead log at start; starting with it unapplied, to be applied as the disk allows",
+				"err", err)
+			deferred = append(make([]walEntry, 0, len(batch)), batch...)
+		} else {
+			replayed += inBatch
+			done = batch[len(batch)-1].lsn
+		}
 		batch, inBatch = batch[:0], 0
-		return err
+		return nil
 	}
 	var buf []byte
 	for _, p := range paths {
@@ -415,6 +443,7 @@ func (s *Store) replayWAL(base string) error {
 			return fmt.Errorf("write-ahead log: %w", err)
 		}
 		r := bufio.NewReaderSize(f, 1<<20)
+		var last uint64
 		for {
 			var e walEntry
 			e, buf, err = readFrame(r, buf)
@@ -422,6 +451,7 @@ func (s *Store) replayWAL(base string) error {
 				break
 			}
 			top = max(top, e.lsn)
+			last = max(last, e.lsn)
 			if e.lsn <= applied {
 				continue
 			}
@@ -435,6 +465,7 @@ func (s *Store) replayWAL(base string) error {
 			}
 		}
 		_ = f.Close()
+		lasts = append(lasts, last)
 		if err != nil && !errors.Is(err, io.EOF) {
 			// Only the last write before a crash can be cut short; anything
 			// after it was never written, so the segment ends here.
@@ -443,6 +474,11 @@ func (s *Store) replayWAL(base string) error {
 	}
 	if err := flush(); err != nil {
 		return fmt.Errorf("apply write-ahead log: %w", err)
+	}
+	s.wal.next = top + 1
+	if deferred != nil {
+		s.deferReplay(deferred, paths, lasts, done)
+		return nil
 	}
 	// bbolt's commit synced what the segments held; they can go.
 	for _, p := range paths {
@@ -458,9 +494,39 @@ func (s *Store) replayWAL(base string) error {
 	if replayed > 0 {
 		s.log.Info("boltq: applied messages from the write-ahead log", "messages", replayed)
 	}
-	s.wal.next = top + 1
 	s.walApplied.Store(top)
 	return nil
+}
+
+// deferReplay hands logged frames that bbolt could not take at start to
+// the committer, which applies them in order before anything logged
+// later, exactly as it applies a running log. Their segments stay, closed,
+// until those frames are applied; applied is the highest LSN bbolt holds.
+func (s *Store) deferReplay(entries []walEntry, paths []string, lasts []uint64, applied uint64) {
+	for i, p := range paths {
+		s.wal.closed = append(s.wal.closed, walSeg{p, lasts[i]})
+	}
+	s.walApplied.Store(applied)
+	n := 0
+	for len(entries) > 0 {
+		k, msgs := 0, 0
+		for k < len(entries) && (k == 0 || msgs < replayChunk) {
+			msgs += len(entries[k].msgs)
+			k++
+		}
+		chunk := entries[:k:k]
+		entries = entries[k:]
+		for _, e := range chunk {
+			if e.dedupe != nil {
+				s.logged[string(e.dedupe)] = loggedMark{e.exp, e.lsn}
+			}
+		}
+		s.unapplied += msgs
+		n += msgs
+		_ = s.commitQ.push(&applyOp{entries: chunk, n: msgs}) // open, nothing runs yet
+	}
+	s.log.Warn("boltq: started with messages of the write-ahead log not yet applied; they are delivered once the disk has room",
+		"messages", n)
 }
 
 // applyEntry writes a logged batch into bbolt: its messages at the tails of
@@ -527,7 +593,34 @@ func (s *Store) walLoop() {
 		if stop {
 			return
 		}
-		<-s.enqueues.kick
+		select {
+		case <-s.enqueues.kick:
+		case <-s.appliedKick:
+			s.pruneIdle()
+		}
+	}
+}
+
+// pruneIdle deletes the segments applied since the last write: the room
+// comes back now, not at the next enqueue, which a store below its floor
+// refuses. Below the floor it also gives up the current segment once all
+// of it is applied, and a prepared one not yet used: the next write starts
+// afresh.
+func (s *Store) pruneIdle() {
+	w := &s.wal
+	applied := s.walApplied.Load()
+	w.prune(applied)
+	if s.space.lowErr() == nil {
+		return
+	}
+	if w.f != nil && w.last <= applied {
+		_ = w.f.Close()
+		_ = os.Remove(w.path)
+		w.f = nil
+	}
+	if w.spare.f != nil {
+		discardSpare(w.spare, w.prep.path)
+		w.spare = spare{}
 	}
 }
 
@@ -636,7 +729,15 @@ func (s *Store) logGroup(ops []*enqueueOp) {
 		err := w.write(w.buf, entries[0].lsn, entries[len(entries)-1].lsn)
 		if err == nil {
 			s.logWrites.Add(1)
-			err = s.commitQ.push(&applyOp{entries: entries, n: n})
+			s.space.used(int64(len(w.buf)))
+			owed := int64(owedFactor * len(w.buf))
+			s.space.owed.Add(owed)
+			err = s.commitQ.push(&applyOp{entries: entries, n: n, bytes: owed})
+		} else {
+			// Nobody is answered for these numbers and the next write
+			// starts a segment of its own: the next frames take them, so
+			// a disk that stays full does not run the numbers ahead.
+			w.next = entries[0].lsn
 		}
 		if err != nil {
 			s.log.Error("boltq: write-ahead log write failed", "err", err, "requests", len(entries))
@@ -699,6 +800,7 @@ func (s *Store) waitBacklog() error {
 type applyOp struct {
 	entries []walEntry
 	n       int
+	bytes   int64 // what applying them may take in bbolt (see space.owed)
 	placed  []placement
 }
 
@@ -723,6 +825,7 @@ func setApplied(tx *bolt.Tx, lsn uint64) error {
 }
 
 func (o *applyOp) commit(s *Store) {
+	s.space.owed.Add(-o.bytes)
 	s.commitPlacements(o.placed)
 	s.forgetLocked(o.entries, o.n)
 	if lsn := o.entries[len(o.entries)-1].lsn; lsn > s.walApplied.Load() {

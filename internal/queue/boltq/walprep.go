@@ -40,11 +40,12 @@ type preparer struct {
 	stop  chan struct{}
 	done  chan struct{}
 	log   *slog.Logger
+	space *space // a segment is prepared only if it leaves the floor free
 }
 
 func sparePath(base string) string { return base + ".wal.spare" }
 
-func newPreparer(base string, log *slog.Logger) *preparer {
+func newPreparer(base string, log *slog.Logger, sp *space) *preparer {
 	return &preparer{
 		path:  sparePath(base),
 		want:  make(chan int64, 1),
@@ -52,6 +53,7 @@ func newPreparer(base string, log *slog.Logger) *preparer {
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 		log:   log,
+		space: sp,
 	}
 }
 
@@ -67,10 +69,19 @@ func (p *preparer) run() {
 		case <-p.stop:
 			return
 		}
+		if !p.space.room(size) {
+			// The zeros would take space ingest is refused: the log
+			// appends instead, growing only with what it logs.
+			p.ready <- spare{}
+			continue
+		}
 		if zero == nil {
 			zero = make([]byte, zeroChunk)
 		}
 		f, err := p.prepare(size, zero)
+		if err == nil {
+			p.space.used(size)
+		}
 		if err != nil {
 			if f != nil {
 				_ = f.Close()
