@@ -26,6 +26,9 @@ var (
 	errForbidden = &httpError{status: http.StatusForbidden, code: "forbidden", msg: "sender address not allowed", reason: "forbidden_ip"}
 	errQueueFull = &httpError{status: http.StatusServiceUnavailable, code: "queue_full", msg: "too many messages pending; retry later"}
 	errStorage   = &httpError{status: http.StatusServiceUnavailable, code: "storage_unavailable", msg: "storage unavailable; retry later"}
+	// errOverloaded: the bodies being read at once hold
+	// server.max_inflight_body_bytes.
+	errOverloaded = &httpError{status: http.StatusServiceUnavailable, code: "overloaded", msg: "too many request bodies being read at once; retry later"}
 )
 
 func badBody(msg string) *httpError {

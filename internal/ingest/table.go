@@ -17,7 +17,10 @@ import (
 type Spec struct {
 	MaxBody     int64 // bytes on the wire
 	MaxInflated int64 // bytes after gzip; at least MaxBody
-	TrustProxy  bool  // take the peer from X-Forwarded-For
+	// MaxInflight bounds the bytes of all bodies being read at once
+	// (past it: 503 overloaded); 0 for DefaultMaxInflight.
+	MaxInflight int64
+	TrustProxy  bool // take the peer from X-Forwarded-For
 	DedupeTTL   time.Duration
 	Sources     []SourceSpec
 	Routes      []route.Spec
@@ -34,6 +37,13 @@ type SourceSpec struct {
 	Envelope       payload.Envelope
 	DedupeTTL      time.Duration // 0 for Spec.DedupeTTL
 	AllowNets      []netip.Prefix
+}
+
+// DefaultMaxInflight is the budget of bodies being read at once when the
+// config sets none: 64 bodies of the largest size, at most 64 MiB (a small
+// part of a 256 MiB container), and never less than one inflated body.
+func DefaultMaxInflight(maxBody, maxInflated int64) int64 {
+	return max(min(64*maxBody, 64<<20), maxInflated)
 }
 
 // FieldError is a part of the Spec that does not compile. Field is its path
@@ -53,6 +63,7 @@ type Table struct {
 	sources     []*Source
 	maxBody     int64
 	maxInflated int64
+	maxInflight int64
 	trustProxy  bool
 }
 
@@ -65,7 +76,10 @@ type Source struct {
 	Routes     []*route.Route
 
 	verifier verify.Verifier
-	parser   *payload.Parser
+	// headerOnly is the verifier when it can decide some requests from
+	// their headers alone (tokens), before the body is read; nil otherwise.
+	headerOnly verify.HeaderOnly
+	parser     *payload.Parser
 	// deliveryHeaders name the request's delivery id, first found wins
 	// (canonical): the source's delivery header, then the sender's
 	// fallback (GitLab's Idempotency-Key).
@@ -88,7 +102,11 @@ func Compile(spec Spec) (*Table, error) {
 		byPath:      make(map[string]*Source, len(spec.Sources)),
 		maxBody:     spec.MaxBody,
 		maxInflated: spec.MaxInflated,
+		maxInflight: spec.MaxInflight,
 		trustProxy:  spec.TrustProxy,
+	}
+	if t.maxInflight <= 0 {
+		t.maxInflight = DefaultMaxInflight(spec.MaxBody, spec.MaxInflated)
 	}
 	var errs []error
 	byName := make(map[string]*Source, len(spec.Sources))
@@ -173,7 +191,9 @@ func compileSource(sc *SourceSpec) (*Source, error) {
 			deliveryHeaders = append(deliveryHeaders, http.CanonicalHeaderKey(h))
 		}
 	}
+	headerOnly, _ := v.(verify.HeaderOnly)
 	return &Source{
+		headerOnly:      headerOnly,
 		Name:            sc.Name,
 		Path:            sc.Path,
 		VerifyType:      sc.Verify.Type,

@@ -1,0 +1,366 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/relayd/relayd/internal/payload"
+	"github.com/relayd/relayd/internal/queue"
+	"github.com/relayd/relayd/internal/route"
+	"github.com/relayd/relayd/internal/verify"
+)
+
+func TestBudgetReserveRelease(t *testing.T) {
+	var b budget
+	const limit = 100
+	steps := []struct {
+		op   string
+		n    int64
+		ok   bool
+		held int64
+	}{
+		{"reserve", 150, true, 150}, // alone: a body larger than the limit is still readable
+		{"reserve", 1, false, 150},  // but nothing joins it
+		{"release", 150, true, 0},
+		{"reserve", 60, true, 60},
+		{"reserve", 40, true, 100}, // exactly the limit
+		{"reserve", 1, false, 100},
+		{"release", 40, true, 60},
+		{"reserve", 30, true, 90},
+		{"release", 90, true, 0},
+	}
+	for i, s := range steps {
+		ok := true
+		if s.op == "reserve" {
+			ok = b.reserve(s.n, limit)
+		} else {
+			b.release(s.n)
+		}
+		if ok != s.ok || b.Held() != s.held {
+			t.Fatalf("step %d %s(%d): ok=%v held=%d, want ok=%v held=%d", i, s.op, s.n, ok, b.Held(), s.ok, s.held)
+		}
+	}
+}
+
+// TestBudgetConcurrentNoLeak: reservations taken and given back from many
+// goroutines never exceed the limit and leave nothing held.
+func TestBudgetConcurrentNoLeak(t *testing.T) {
+	var b budget
+	const limit = 1000
+	var wg sync.WaitGroup
+	var over sync.Once
+	for g := range 16 {
+		wg.Go(func() {
+			for i := range 2000 {
+				r := reservation{b: &b, limit: limit}
+				for range 1 + (g+i)%5 {
+					if !r.grow(int64(10 + i%90)) {
+						break
+					}
+					if h := b.Held(); h > limit {
+						over.Do(func() { t.Errorf("held %d > limit %d", h, limit) })
+					}
+				}
+				r.release()
+				r.release() // twice is harmless
+			}
+		})
+	}
+	wg.Wait()
+	if b.Held() != 0 {
+		t.Errorf("held %d after every reservation was released", b.Held())
+	}
+}
+
+// trickle yields its data one byte per Read, then fails like a cut
+// connection.
+type trickle struct {
+	data []byte
+	max  int // cap of the destination seen by any Read
+}
+
+func (r *trickle) Read(p []byte) (int, error) {
+	r.max = max(r.max, len(p))
+	if len(r.data) == 0 {
+		return 0, io.ErrUnexpectedEOF
+	}
+	p[0] = r.data[0]
+	r.data = r.data[1:]
+	return 1, nil
+}
+
+// TestReadGrowsAsBytesArrive: a body announced at 1 MiB that trickles
+// holds one first chunk, not the announced size, and all it holds is
+// reserved.
+func TestReadGrowsAsBytesArrive(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		got, hint int64
+		wantCap   int
+	}{
+		{"trickle of a 1 MiB body", 10, 1 << 20, firstChunk},
+		{"small announced body", 10, 300, 301},
+		{"unknown length", 10, -1, firstChunk},
+		{"5000 of 1 MiB", 5000, 1 << 20, 2 * firstChunk},
+		{"100 KiB of 1 MiB", 100 << 10, 1 << 20, 128 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var bud budget
+			res := reservation{b: &bud, limit: 64 << 20}
+			src := &trickle{data: bytes.Repeat([]byte("x"), int(tc.got))}
+			b, err := readGrowing(nil, src, 1<<20, tc.hint, &res)
+			if !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("err %v, want the cut connection's", err)
+			}
+			if int64(len(b)) != tc.got {
+				t.Errorf("read %d bytes, want %d", len(b), tc.got)
+			}
+			if cap(b) != tc.wantCap {
+				t.Errorf("buffer cap %d, want %d", cap(b), tc.wantCap)
+			}
+			if res.held != int64(cap(b)) || bud.Held() != res.held {
+				t.Errorf("reserved %d (budget %d), want the buffer's cap %d", res.held, bud.Held(), cap(b))
+			}
+		})
+	}
+}
+
+// TestReadGrowingLimits: a complete body fits in its announced size plus
+// one byte; past the limit it stops one byte over, and a budget that is
+// full stops it.
+func TestReadGrowingLimits(t *testing.T) {
+	body := bytes.Repeat([]byte("y"), 20000)
+	var bud budget
+	res := reservation{b: &bud, limit: 1 << 20}
+	b, err := readGrowing(nil, bytes.NewReader(body), 1<<20, int64(len(body)), &res)
+	if err != nil || !bytes.Equal(b, body) {
+		t.Fatalf("read %d bytes, err %v", len(b), err)
+	}
+	if cap(b) != len(body)+1 {
+		t.Errorf("cap %d, want the announced size + 1", cap(b))
+	}
+	res.release()
+
+	b, err = readGrowing(nil, bytes.NewReader(body), 1000, -1, &res)
+	if err != nil || len(b) != 1001 || cap(b) != 1001 {
+		t.Errorf("over the limit: len %d cap %d err %v, want 1001 bytes held", len(b), cap(b), err)
+	}
+	res.release()
+
+	bud.reserve(1<<20-100, 1<<20) // others hold nearly all of it
+	_, err = readGrowing(nil, bytes.NewReader(body), 1<<20, -1, &res)
+	if !errors.Is(err, errNoBudget) {
+		t.Errorf("err %v, want errNoBudget", err)
+	}
+	res.release()
+	if got := bud.Held(); got != 1<<20-100 {
+		t.Errorf("held %d after release, want only the others' %d", got, 1<<20-100)
+	}
+}
+
+// TestGzipBombBounded: a body that inflates far past max_inflated_bytes is
+// refused having held no more than the limit (and the inflater).
+func TestGzipBombBounded(t *testing.T) {
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write(make([]byte, 4<<20)) // 16 x the limit, from a few KiB on the wire
+	zw.Close()
+	const maxInflated = 256 << 10
+
+	var bud budget
+	res := reservation{b: &bud, limit: 64 << 20}
+	req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(z.Bytes()))
+	req.Header.Set("Content-Encoding", "gzip")
+	var buf []byte
+	err := readBody(&buf, &res, httptest.NewRecorder(), req, 1<<20, maxInflated)
+	if !errors.Is(err, errInflatedTooLarge) {
+		t.Fatalf("err %v, want errInflatedTooLarge", err)
+	}
+	if cap(buf) > maxInflated+1 {
+		t.Errorf("buffer grew to %d, past the inflated limit", cap(buf))
+	}
+	if res.held > maxInflated+1+gzipState {
+		t.Errorf("reserved %d, want at most the limit and the inflater", res.held)
+	}
+	res.release()
+
+	// A budget that cannot hold the inflater refuses before inflating.
+	bud.reserve(64<<20, 64<<20)
+	req = httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(z.Bytes()))
+	req.Header.Set("Content-Encoding", "gzip")
+	if err := readBody(&buf, &res, httptest.NewRecorder(), req, 1<<20, maxInflated); !errors.Is(err, errNoBudget) {
+		t.Errorf("full budget: err %v, want errNoBudget", err)
+	}
+}
+
+func TestPutBufDropsOversized(t *testing.T) {
+	h := New(nil, Options{})
+	big := make([]byte, 0, maxPooledBuf+1)
+	h.putBuf(&big)
+	small := make([]byte, 10, maxPooledBuf)
+	h.putBuf(&small)
+	for range 4 { // sync.Pool may drop items; it never invents large ones
+		if b := h.getBuf(); cap(*b) > maxPooledBuf {
+			t.Fatalf("pool returned a %d-byte buffer", cap(*b))
+		}
+	}
+}
+
+type countStore struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (s *countStore) Enqueue(context.Context, queue.Batch) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n++
+	return false, nil
+}
+
+// budgetServer serves a text source (verify none), a token source and a
+// signed source with small limits.
+func budgetServer(t *testing.T, maxInflight int64) (*Handler, *httptest.Server) {
+	t.Helper()
+	tab, err := Compile(Spec{
+		MaxBody: 64 << 10, MaxInflated: 64 << 10, MaxInflight: maxInflight,
+		Sources: []SourceSpec{
+			{Name: "plain", Path: "/plain", Body: payload.Text, Verify: verify.Spec{Type: "none"}},
+			{Name: "tok", Path: "/tok", Body: payload.Text, Verify: verify.Spec{Type: "bearer", Secrets: []string{"tok-secret"}}},
+			{Name: "ci", Path: "/ci", Body: payload.Text, Verify: verify.Spec{Type: "hmac", Header: "X-Sig", Algorithm: "sha256", Encoding: "hex", Secrets: []string{"ci-secret"}}},
+		},
+		Routes: []route.Spec{
+			{Name: "p", Source: "plain", Template: "x"},
+			{Name: "t", Source: "tok", Template: "x"},
+			{Name: "c", Source: "ci", Template: "x"},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := New(tab, Options{Store: &countStore{}})
+	srv := httptest.NewServer(h.Echo())
+	t.Cleanup(srv.Close)
+	return h, srv
+}
+
+// openBody starts a POST announcing size bytes on a raw connection and
+// sends the first sent bytes of it.
+func openBody(t *testing.T, srv *httptest.Server, path string, size, sent int, hdr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n%s\r\n", path, size, hdr)
+	c.Write(bytes.Repeat([]byte("z"), sent))
+	return c
+}
+
+// waitHeld waits until the budget holds want bytes (the server reads on
+// its own goroutines). It bounds no duration: a wrong figure fails the
+// test through the test binary's own timeout.
+func waitHeld(t *testing.T, h *Handler, want func(int64) bool) {
+	t.Helper()
+	for !want(h.budget.Held()) {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func post(t *testing.T, srv *httptest.Server, path string, body string, hdr http.Header) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(body))
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+// TestOverloadedPastTheBudget: while bodies being read hold the budget, a
+// new body is answered 503 overloaded with Retry-After; when the holder is
+// cut, its reservation is given back and requests flow again.
+func TestOverloadedPastTheBudget(t *testing.T) {
+	const budgetBytes = 64 << 10
+	h, srv := budgetServer(t, budgetBytes)
+
+	// One sender sends 60 KiB of a 64 KiB body and stalls.
+	holder := openBody(t, srv, "/plain", 64<<10, 60<<10, "")
+	waitHeld(t, h, func(n int64) bool { return n >= 60<<10 })
+
+	resp := post(t, srv, "/plain", strings.Repeat("s", 8<<10), nil)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("past the budget: %d Retry-After=%q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+
+	holder.Close() // cut, as read_timeout would
+	waitHeld(t, h, func(n int64) bool { return n == 0 })
+	if resp := post(t, srv, "/plain", strings.Repeat("s", 8<<10), nil); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("after the holder left: %d, want 202", resp.StatusCode)
+	}
+	if n := h.budget.Held(); n != 0 {
+		t.Errorf("budget holds %d bytes after every request ended", n)
+	}
+}
+
+// TestTrickleDoesNotStarveSmallRequests: many connections that announce
+// large bodies and send a byte hold one first chunk each, so a small
+// request still fits in the budget.
+func TestTrickleDoesNotStarveSmallRequests(t *testing.T) {
+	const conns = 12
+	h, srv := budgetServer(t, (conns+2)*firstChunk)
+	for range conns {
+		openBody(t, srv, "/plain", 64<<10, 1, "")
+	}
+	waitHeld(t, h, func(n int64) bool { return n == conns*firstChunk })
+	for i := range 3 {
+		if resp := post(t, srv, "/plain", "small "+strconv.Itoa(i), nil); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("small request %d while %d connections trickle: %d, want 202", i, conns, resp.StatusCode)
+		}
+	}
+}
+
+// TestTokenCheckedBeforeBody: a wrong token is refused from the headers,
+// with no byte of the body read or reserved; a body-signing scheme reads
+// the body first.
+func TestTokenCheckedBeforeBody(t *testing.T) {
+	h, srv := budgetServer(t, 1<<20)
+	c := openBody(t, srv, "/tok", 64<<10, 0, "Authorization: Bearer wrong\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !resp.Close {
+		t.Errorf("wrong token: %d close=%v, want 401 and the connection closed", resp.StatusCode, resp.Close)
+	}
+	if n := h.budget.Held(); n != 0 {
+		t.Errorf("a refused token holds %d bytes", n)
+	}
+	if resp := post(t, srv, "/tok", "hello", http.Header{"Authorization": {"Bearer tok-secret"}}); resp.StatusCode != http.StatusAccepted {
+		t.Errorf("right token: %d, want 202", resp.StatusCode)
+	}
+
+	// The hmac source needs the body: a stalled one is being read.
+	openBody(t, srv, "/ci", 64<<10, 1, "X-Sig: 00\r\n")
+	waitHeld(t, h, func(n int64) bool { return n > 0 })
+}
