@@ -25,27 +25,33 @@ import (
 
 func TestBudgetReserveRelease(t *testing.T) {
 	var b budget
-	const limit = 100
+	const (
+		K     = 1 << 10
+		limit = 256 * K // large bodies get 192 KiB of it
+	)
 	steps := []struct {
-		op   string
-		n    int64
-		ok   bool
-		held int64
+		op      string
+		n, mine int64 // bytes asked, and already held by the same request
+		ok      bool
+		held    int64
 	}{
-		{"reserve", 150, true, 150}, // alone: a body larger than the limit is still readable
-		{"reserve", 1, false, 150},  // but nothing joins it
-		{"release", 150, true, 0},
-		{"reserve", 60, true, 60},
-		{"reserve", 40, true, 100}, // exactly the limit
-		{"reserve", 1, false, 100},
-		{"release", 40, true, 60},
-		{"reserve", 30, true, 90},
-		{"release", 90, true, 0},
+		{"reserve", 200 * K, 0, true, 200 * K},
+		{"reserve", 100 * K, 200 * K, true, 300 * K}, // alone: a body larger than the limit is still readable
+		{"reserve", 1, 0, false, 300 * K},            // but nothing joins it
+		{"release", 300 * K, 0, true, 0},
+		{"reserve", 150 * K, 0, true, 150 * K},
+		{"reserve", 50 * K, 0, true, 200 * K},       // a small body may use the last quarter
+		{"reserve", 10 * K, 60 * K, false, 200 * K}, // a large one may not
+		{"reserve", 56 * K, 8 * K, true, 256 * K},   // exactly the limit, still small
+		{"reserve", 1, 0, false, 256 * K},
+		{"release", 56 * K, 0, true, 200 * K},
+		{"reserve", 40 * K, 0, true, 240 * K},
+		{"release", 240 * K, 0, true, 0},
 	}
 	for i, s := range steps {
 		ok := true
 		if s.op == "reserve" {
-			ok = b.reserve(s.n, limit)
+			ok = b.reserve(s.n, s.mine, limit)
 		} else {
 			b.release(s.n)
 		}
@@ -160,7 +166,7 @@ func TestReadGrowingLimits(t *testing.T) {
 	}
 	res.release()
 
-	bud.reserve(1<<20-100, 1<<20) // others hold nearly all of it
+	bud.reserve(1<<20-100, 0, 1<<20) // others hold nearly all of it
 	_, err = readGrowing(nil, bytes.NewReader(body), 1<<20, -1, &res)
 	if !errors.Is(err, errNoBudget) {
 		t.Errorf("err %v, want errNoBudget", err)
@@ -198,7 +204,7 @@ func TestGzipBombBounded(t *testing.T) {
 	res.release()
 
 	// A budget that cannot hold the inflater refuses before inflating.
-	bud.reserve(64<<20, 64<<20)
+	bud.reserve(64<<20, 0, 64<<20)
 	req = httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(z.Bytes()))
 	req.Header.Set("Content-Encoding", "gzip")
 	if err := readBody(&buf, &res, httptest.NewRecorder(), req, 1<<20, maxInflated); !errors.Is(err, errNoBudget) {
@@ -236,7 +242,7 @@ func (s *countStore) Enqueue(context.Context, queue.Batch) (bool, error) {
 func budgetServer(t *testing.T, maxInflight int64) (*Handler, *httptest.Server) {
 	t.Helper()
 	tab, err := Compile(Spec{
-		MaxBody: 64 << 10, MaxInflated: 64 << 10, MaxInflight: maxInflight,
+		MaxBody: 128 << 10, MaxInflated: 128 << 10, MaxInflight: maxInflight,
 		Sources: []SourceSpec{
 			{Name: "plain", Path: "/plain", Body: payload.Text, Verify: verify.Spec{Type: "none"}},
 			{Name: "tok", Path: "/tok", Body: payload.Text, Verify: verify.Spec{Type: "bearer", Secrets: []string{"tok-secret"}}},
@@ -363,4 +369,29 @@ func TestTokenCheckedBeforeBody(t *testing.T) {
 	// The hmac source needs the body: a stalled one is being read.
 	openBody(t, srv, "/ci", 64<<10, 1, "X-Sig: 00\r\n")
 	waitHeld(t, h, func(n int64) bool { return n > 0 })
+}
+
+// TestSmallBodiesKeepTheirShare: large bodies being read cannot take the
+// quarter of the budget kept for small ones; the third large holder is
+// refused while a small request still gets through.
+func TestSmallBodiesKeepTheirShare(t *testing.T) {
+	h, srv := budgetServer(t, 400<<10) // bodies over 64 KiB get 300 KiB of it
+	// Each holder sends 100 KiB of 128 KiB and holds a 128 KiB buffer:
+	// the third would fit in the whole budget, not in the large share.
+	for i := range 2 {
+		openBody(t, srv, "/plain", 128<<10, 100<<10, "")
+		waitHeld(t, h, func(n int64) bool { return n >= int64(i+1)*(100<<10) })
+	}
+	third := openBody(t, srv, "/plain", 128<<10, 100<<10, "")
+	resp, err := http.ReadResponse(bufio.NewReader(third), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("third large body: %d, want 503", resp.StatusCode)
+	}
+	if resp := post(t, srv, "/plain", strings.Repeat("s", 16<<10), nil); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("small request beside two large holders: %d, want 202", resp.StatusCode)
+	}
 }

@@ -16,17 +16,31 @@ import (
 // only until the server's read_timeout cuts the connection, which releases
 // it. Past the bound a request is answered 503 at once, with Retry-After,
 // rather than queued: a wait would hold its connection and its buffer too.
+//
+// The last quarter of the limit is kept for small bodies (smallBody bytes
+// held or less): large ones, which cost a sender little when they are gzip
+// that inflates, or stall until read_timeout, cannot take it all, so the
+// common small webhook keeps flowing while they hold the rest.
 type budget struct {
 	used atomic.Int64
 }
 
-// reserve takes n bytes if they fit under limit. A request may exceed the
-// limit when nothing else is held, so that one body of the largest allowed
-// size (and its inflater) is always readable.
-func (b *budget) reserve(n, limit int64) bool {
+// smallBody is the most a request may hold and still use the part of the
+// budget kept for small bodies.
+const smallBody = 64 << 10
+
+// reserve takes n more bytes for a request that holds held already, if
+// they fit under limit (three quarters of it when the request would hold
+// more than smallBody). A request may exceed the limit when it is the only
+// one holding anything, so that one body of the largest allowed size (and
+// its inflater) is always readable.
+func (b *budget) reserve(n, held, limit int64) bool {
+	if held+n > smallBody {
+		limit -= limit / 4
+	}
 	for {
 		used := b.used.Load()
-		if used > 0 && used+n > limit {
+		if used > held && used+n > limit {
 			return false
 		}
 		if b.used.CompareAndSwap(used, used+n) {
@@ -52,7 +66,7 @@ type reservation struct {
 }
 
 func (r *reservation) grow(n int64) bool {
-	if !r.b.reserve(n, r.limit) {
+	if !r.b.reserve(n, r.held, r.limit) {
 		return false
 	}
 	r.held += n
