@@ -5,19 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"net/http"
 	"strings"
+	"sync"
 )
 
 const (
-	// firstChunk is the most a body buffer holds before the body's bytes
-	// arrive: a connection that announces a large body and trickles it
-	// holds this, not the announced size.
-	firstChunk = 4 << 10
-	// maxPooledBuf is the largest buffer kept for reuse; a larger one (a
-	// rare large body) goes to the garbage collector, so memory returns
-	// after a burst of large bodies.
-	maxPooledBuf = 64 << 10
+	// minChunk is the most a body holds before its bytes arrive: a
+	// connection that announces a large body and trickles it holds this,
+	// not the announced size.
+	minChunk = 4 << 10
+	// maxChunk is the largest chunk. A body is read into chunks that
+	// double from minChunk up to this, so growing never copies (and never
+	// leaves a half-size buffer behind as garbage), and every chunk is
+	// small enough to be kept for reuse.
+	maxChunk = 64 << 10
 	// gzipState is what one gzip reader holds while it inflates (the
 	// 32 KiB window, Huffman tables, a read buffer), reserved from the
 	// budget alongside the body.
@@ -30,33 +33,38 @@ var (
 	errNoBudget = errors.New("too many request bodies being read at once")
 )
 
-// getBuf takes a body buffer from the pool.
-func (h *Handler) getBuf() *[]byte {
-	if b, ok := h.bufs.Get().(*[]byte); ok {
-		return b
+// chunkPool keeps body chunks for reuse, one pool per size (minChunk,
+// 2×minChunk, … maxChunk): no pooled buffer is ever larger than maxChunk.
+type chunkPool [chunkClasses]sync.Pool
+
+// chunkClasses counts the chunk sizes: minChunk << 0 … 4 is maxChunk.
+const chunkClasses = 5
+
+func chunkClass(size int) int { return bits.Len(uint(size/minChunk)) - 1 }
+
+func (p *chunkPool) get(size int) []byte {
+	if c, ok := p[chunkClass(size)].Get().(*[]byte); ok {
+		return (*c)[:0]
 	}
-	return new([]byte)
+	return make([]byte, 0, size)
 }
 
-// putBuf returns a buffer to the pool unless it is oversized.
-func (h *Handler) putBuf(b *[]byte) {
-	if cap(*b) > maxPooledBuf {
+func (p *chunkPool) put(c []byte) {
+	if cap(c) < minChunk || cap(c) > maxChunk || cap(c)&(cap(c)-1) != 0 {
 		return
 	}
-	*b = (*b)[:0]
-	h.bufs.Put(b)
+	p[chunkClass(cap(c))].Put(&c)
 }
 
-// readBody reads the request body into *buf (inflating gzip) through
-// limits: maxBody bytes on the wire, maxInflated once inflated. The buffer
-// grows as bytes arrive, and everything it holds is reserved from res
-// first; errNoBudget when the budget has no room.
-func readBody(buf *[]byte, res *reservation, w http.ResponseWriter, req *http.Request, maxBody, maxInflated int64) error {
+// readBody reads the request body (inflating gzip) through limits:
+// maxBody bytes on the wire, maxInflated once inflated. It is read into
+// chunks taken as bytes arrive, each reserved from res first (errNoBudget
+// when the budget has no room), then copied into one slice of its exact
+// length, which the caller owns; the chunks go back to the pool and res
+// keeps only the slice's length.
+func readBody(pool *chunkPool, res *reservation, w http.ResponseWriter, req *http.Request, maxBody, maxInflated int64) ([]byte, error) {
 	if req.ContentLength > maxBody {
-		return &http.MaxBytesError{Limit: maxBody}
-	}
-	if c := cap(*buf); c > 0 && !res.grow(int64(c)) {
-		return errNoBudget
+		return nil, &http.MaxBytesError{Limit: maxBody}
 	}
 	body := http.MaxBytesReader(w, req.Body, maxBody)
 	var (
@@ -69,65 +77,79 @@ func readBody(buf *[]byte, res *reservation, w http.ResponseWriter, req *http.Re
 	case "", "identity":
 	case "gzip", "x-gzip":
 		if !res.grow(gzipState) {
-			return errNoBudget
+			return nil, errNoBudget
 		}
 		zr, err := gzip.NewReader(body)
 		if err != nil {
-			return fmt.Errorf("gzip: %w", err)
+			return nil, fmt.Errorf("gzip: %w", err)
 		}
 		defer zr.Close()
-		// Inflated as it arrives, into a buffer that grows with the
-		// output, so a bomb costs at most maxInflated.
+		// Inflated as it arrives, into chunks taken as the output grows,
+		// so a bomb costs at most maxInflated.
 		r, limit, hint, inflating = zr, maxInflated, -1, true
 	default:
-		return fmt.Errorf("unsupported Content-Encoding %q", req.Header.Get("Content-Encoding"))
+		return nil, fmt.Errorf("unsupported Content-Encoding %q", req.Header.Get("Content-Encoding"))
 	}
-	b, err := readGrowing((*buf)[:0], r, limit, hint, res)
-	*buf = b
-	if err != nil {
-		return err
-	}
+	chunks, n, err := readChunks(pool, r, limit, hint, res)
+	defer func() {
+		for _, c := range chunks {
+			pool.put(c)
+		}
+	}()
 	switch {
-	case int64(len(b)) > limit && inflating:
-		return errInflatedTooLarge
-	case int64(len(b)) > limit:
-		return &http.MaxBytesError{Limit: maxBody}
-	case hint >= 0 && int64(len(b)) > hint:
-		return errors.New("body longer than its Content-Length")
+	case err != nil:
+		return nil, err
+	case n > limit && inflating:
+		return nil, errInflatedTooLarge
+	case n > limit:
+		return nil, &http.MaxBytesError{Limit: maxBody}
+	case hint >= 0 && n > hint:
+		return nil, errors.New("body longer than its Content-Length")
 	}
-	return nil
+	raw := make([]byte, 0, n)
+	for _, c := range chunks {
+		raw = append(raw, c...)
+	}
+	// The chunks (and the inflater) go back now; the request holds the
+	// body itself until it is answered.
+	res.shrink(n)
+	return raw, nil
 }
 
-// readGrowing appends r to b until EOF or until it holds more than limit
-// bytes. The buffer starts at one small chunk (or the announced size, when
-// smaller) and at most doubles each time it fills, never past what the
-// body may hold (hint or limit, plus the one byte that shows it is over);
-// each growth is reserved from res before it is made.
-func readGrowing(b []byte, r io.Reader, limit, hint int64, res *reservation) ([]byte, error) {
+// readChunks reads r until EOF or until it has more than limit bytes (or
+// more than hint, the announced length, when that is smaller): one byte
+// over is enough to refuse the body. Chunks double from minChunk to
+// maxChunk; each is reserved from res before it is taken. It returns the
+// chunks, every one full but the last, and the bytes read.
+func readChunks(pool *chunkPool, r io.Reader, limit, hint int64, res *reservation) ([][]byte, int64, error) {
 	ceil := limit + 1
 	if hint >= 0 && hint < limit {
-		ceil = hint + 1 // +1: the read that returns EOF needs room to try
+		ceil = hint + 1 // a body longer than announced is refused too
 	}
-	for {
-		if len(b) == cap(b) {
-			if int64(len(b)) >= ceil {
-				return b, nil // over the limit (or over an announced size net/http enforces)
+	var (
+		chunks [][]byte
+		n      int64
+		size   = minChunk
+	)
+	for n < ceil {
+		if len(chunks) == 0 || len(chunks[len(chunks)-1]) == cap(chunks[len(chunks)-1]) {
+			if !res.grow(int64(size)) {
+				return chunks, n, errNoBudget
 			}
-			n := min(max(int64(cap(b))*2, firstChunk), ceil)
-			if !res.grow(n - int64(cap(b))) {
-				return b, errNoBudget
-			}
-			nb := make([]byte, len(b), n)
-			copy(nb, b)
-			b = nb
+			chunks = append(chunks, pool.get(size))
+			size = min(2*size, maxChunk)
 		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
+		c := chunks[len(chunks)-1]
+		end := min(cap(c), len(c)+int(ceil-n))
+		m, err := r.Read(c[len(c):end])
+		chunks[len(chunks)-1] = c[:len(c)+m]
+		n += int64(m)
 		if err == io.EOF {
-			return b, nil
+			return chunks, n, nil
 		}
 		if err != nil {
-			return b, err
+			return chunks, n, err
 		}
 	}
+	return chunks, n, nil
 }

@@ -109,66 +109,89 @@ func (r *trickle) Read(p []byte) (int, error) {
 }
 
 // TestReadGrowsAsBytesArrive: a body announced at 1 MiB that trickles
-// holds one first chunk, not the announced size, and all it holds is
-// reserved.
+// holds one first chunk, not the announced size; chunks double as bytes
+// arrive, and all they hold is reserved.
 func TestReadGrowsAsBytesArrive(t *testing.T) {
+	const K = 1 << 10
 	for _, tc := range []struct {
 		name      string
 		got, hint int64
-		wantCap   int
+		wantHeld  int64
 	}{
-		{"trickle of a 1 MiB body", 10, 1 << 20, firstChunk},
-		{"small announced body", 10, 300, 301},
-		{"unknown length", 10, -1, firstChunk},
-		{"5000 of 1 MiB", 5000, 1 << 20, 2 * firstChunk},
-		{"100 KiB of 1 MiB", 100 << 10, 1 << 20, 128 << 10},
+		{"trickle of a 1 MiB body", 10, 1 << 20, 4 * K},
+		{"small announced body", 10, 300, 4 * K},
+		{"unknown length", 10, -1, 4 * K},
+		{"5000 of 1 MiB", 5000, 1 << 20, 12 * K},
+		{"100 KiB of 1 MiB", 100 * K, 1 << 20, (4 + 8 + 16 + 32 + 64) * K},
+		{"200 KiB of 1 MiB", 200 * K, 1 << 20, (4 + 8 + 16 + 32 + 64 + 64 + 64) * K},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var bud budget
+			var pool chunkPool
 			res := reservation{b: &bud, limit: 64 << 20}
 			src := &trickle{data: bytes.Repeat([]byte("x"), int(tc.got))}
-			b, err := readGrowing(nil, src, 1<<20, tc.hint, &res)
+			chunks, n, err := readChunks(&pool, src, 1<<20, tc.hint, &res)
 			if !errors.Is(err, io.ErrUnexpectedEOF) {
 				t.Fatalf("err %v, want the cut connection's", err)
 			}
-			if int64(len(b)) != tc.got {
-				t.Errorf("read %d bytes, want %d", len(b), tc.got)
+			var caps int64
+			for _, c := range chunks {
+				caps += int64(cap(c))
+				if cap(c) > maxChunk {
+					t.Errorf("a %d-byte chunk", cap(c))
+				}
 			}
-			if cap(b) != tc.wantCap {
-				t.Errorf("buffer cap %d, want %d", cap(b), tc.wantCap)
+			if n != tc.got {
+				t.Errorf("read %d bytes, want %d", n, tc.got)
 			}
-			if res.held != int64(cap(b)) || bud.Held() != res.held {
-				t.Errorf("reserved %d (budget %d), want the buffer's cap %d", res.held, bud.Held(), cap(b))
+			if caps != tc.wantHeld || res.held != caps || bud.Held() != caps {
+				t.Errorf("chunks hold %d, reserved %d (budget %d), want %d", caps, res.held, bud.Held(), tc.wantHeld)
 			}
 		})
 	}
 }
 
-// TestReadGrowingLimits: a complete body fits in its announced size plus
-// one byte; past the limit it stops one byte over, and a budget that is
-// full stops it.
-func TestReadGrowingLimits(t *testing.T) {
-	body := bytes.Repeat([]byte("y"), 20000)
-	var bud budget
-	res := reservation{b: &bud, limit: 1 << 20}
-	b, err := readGrowing(nil, bytes.NewReader(body), 1<<20, int64(len(body)), &res)
-	if err != nil || !bytes.Equal(b, body) {
-		t.Fatalf("read %d bytes, err %v", len(b), err)
+func newPost(body []byte, hdr ...string) *http.Request {
+	req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	if cap(b) != len(body)+1 {
-		t.Errorf("cap %d, want the announced size + 1", cap(b))
+	return req
+}
+
+// TestReadBodyLimits: a complete body comes back in one slice of its
+// exact length and the request keeps only that reserved; a body over the
+// limit or longer than announced is refused, and a full budget stops it.
+func TestReadBodyLimits(t *testing.T) {
+	body := bytes.Repeat([]byte("y"), 200000)
+	var bud budget
+	var pool chunkPool
+	res := reservation{b: &bud, limit: 1 << 20}
+	raw, err := readBody(&pool, &res, httptest.NewRecorder(), newPost(body), 1<<20, 1<<20)
+	if err != nil || !bytes.Equal(raw, body) {
+		t.Fatalf("read %d bytes, err %v", len(raw), err)
+	}
+	if cap(raw) != len(body) || res.held != int64(len(body)) || bud.Held() != res.held {
+		t.Errorf("cap %d, reserved %d (budget %d), want all %d", cap(raw), res.held, bud.Held(), len(body))
 	}
 	res.release()
 
-	b, err = readGrowing(nil, bytes.NewReader(body), 1000, -1, &res)
-	if err != nil || len(b) != 1001 || cap(b) != 1001 {
-		t.Errorf("over the limit: len %d cap %d err %v, want 1001 bytes held", len(b), cap(b), err)
+	_, err = readBody(&pool, &res, httptest.NewRecorder(), newPost(body), 1000, 1000)
+	var tooLarge *http.MaxBytesError
+	if !errors.As(err, &tooLarge) {
+		t.Errorf("over max_body_bytes: err %v, want MaxBytesError", err)
+	}
+	res.release()
+
+	req := newPost(body)
+	req.ContentLength = 10 // a body longer than announced (net/http would cut it)
+	if _, err = readBody(&pool, &res, httptest.NewRecorder(), req, 1<<20, 1<<20); err == nil {
+		t.Error("a body longer than its Content-Length was taken")
 	}
 	res.release()
 
 	bud.reserve(1<<20-100, 0, 1<<20) // others hold nearly all of it
-	_, err = readGrowing(nil, bytes.NewReader(body), 1<<20, -1, &res)
-	if !errors.Is(err, errNoBudget) {
+	if _, err = readBody(&pool, &res, httptest.NewRecorder(), newPost(body), 1<<20, 1<<20); !errors.Is(err, errNoBudget) {
 		t.Errorf("err %v, want errNoBudget", err)
 	}
 	res.release()
@@ -187,40 +210,40 @@ func TestGzipBombBounded(t *testing.T) {
 	const maxInflated = 256 << 10
 
 	var bud budget
+	var pool chunkPool
 	res := reservation{b: &bud, limit: 64 << 20}
-	req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(z.Bytes()))
-	req.Header.Set("Content-Encoding", "gzip")
-	var buf []byte
-	err := readBody(&buf, &res, httptest.NewRecorder(), req, 1<<20, maxInflated)
+	_, err := readBody(&pool, &res, httptest.NewRecorder(), newPost(z.Bytes(), "Content-Encoding", "gzip"), 1<<20, maxInflated)
 	if !errors.Is(err, errInflatedTooLarge) {
 		t.Fatalf("err %v, want errInflatedTooLarge", err)
 	}
-	if cap(buf) > maxInflated+1 {
-		t.Errorf("buffer grew to %d, past the inflated limit", cap(buf))
-	}
-	if res.held > maxInflated+1+gzipState {
-		t.Errorf("reserved %d, want at most the limit and the inflater", res.held)
+	if res.held > maxInflated+maxChunk+gzipState {
+		t.Errorf("reserved %d, want at most the limit, a chunk and the inflater", res.held)
 	}
 	res.release()
 
 	// A budget that cannot hold the inflater refuses before inflating.
 	bud.reserve(64<<20, 0, 64<<20)
-	req = httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(z.Bytes()))
-	req.Header.Set("Content-Encoding", "gzip")
-	if err := readBody(&buf, &res, httptest.NewRecorder(), req, 1<<20, maxInflated); !errors.Is(err, errNoBudget) {
+	if _, err := readBody(&pool, &res, httptest.NewRecorder(), newPost(z.Bytes(), "Content-Encoding", "gzip"), 1<<20, maxInflated); !errors.Is(err, errNoBudget) {
 		t.Errorf("full budget: err %v, want errNoBudget", err)
 	}
 }
 
-func TestPutBufDropsOversized(t *testing.T) {
-	h := New(nil, Options{})
-	big := make([]byte, 0, maxPooledBuf+1)
-	h.putBuf(&big)
-	small := make([]byte, 10, maxPooledBuf)
-	h.putBuf(&small)
-	for range 4 { // sync.Pool may drop items; it never invents large ones
-		if b := h.getBuf(); cap(*b) > maxPooledBuf {
-			t.Fatalf("pool returned a %d-byte buffer", cap(*b))
+// TestChunkPoolSizes: the pool hands out chunks of the size asked and
+// keeps nothing that is not one of its sizes.
+func TestChunkPoolSizes(t *testing.T) {
+	if minChunk<<(chunkClasses-1) != maxChunk {
+		t.Fatalf("chunk classes %d do not reach maxChunk", chunkClasses)
+	}
+	var p chunkPool
+	p.put(make([]byte, 0, 2*maxChunk))
+	p.put(make([]byte, 0, minChunk+1))
+	p.put(make([]byte, 0, minChunk/2))
+	for size := minChunk; size <= maxChunk; size *= 2 {
+		p.put(make([]byte, 7, size))
+		for range 3 {
+			if c := p.get(size); cap(c) != size || len(c) != 0 {
+				t.Fatalf("get(%d): len %d cap %d", size, len(c), cap(c))
+			}
 		}
 	}
 }
@@ -333,11 +356,11 @@ func TestOverloadedPastTheBudget(t *testing.T) {
 // request still fits in the budget.
 func TestTrickleDoesNotStarveSmallRequests(t *testing.T) {
 	const conns = 12
-	h, srv := budgetServer(t, (conns+2)*firstChunk)
+	h, srv := budgetServer(t, (conns+2)*minChunk)
 	for range conns {
 		openBody(t, srv, "/plain", 64<<10, 1, "")
 	}
-	waitHeld(t, h, func(n int64) bool { return n == conns*firstChunk })
+	waitHeld(t, h, func(n int64) bool { return n == conns*minChunk })
 	for i := range 3 {
 		if resp := post(t, srv, "/plain", "small "+strconv.Itoa(i), nil); resp.StatusCode != http.StatusAccepted {
 			t.Fatalf("small request %d while %d connections trickle: %d, want 202", i, conns, resp.StatusCode)

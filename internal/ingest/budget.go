@@ -73,6 +73,14 @@ func (r *reservation) grow(n int64) bool {
 	return true
 }
 
+// shrink keeps n bytes of what the request holds and gives back the rest.
+func (r *reservation) shrink(n int64) {
+	if n < r.held {
+		r.b.release(r.held - n)
+		r.held = n
+	}
+}
+
 // release gives back everything the request holds; it is safe to call twice.
 func (r *reservation) release() {
 	r.b.release(r.held)

@@ -17,9 +17,9 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/labstack/echo/v4"
 
@@ -47,7 +47,7 @@ type Handler struct {
 	table    atomic.Pointer[Table]
 	draining atomic.Bool
 	o        Options
-	bufs     sync.Pool // *[]byte, at most maxPooledBuf each
+	chunks   chunkPool // body chunks for reuse, none over maxChunk
 	budget   budget    // bytes of the bodies being read at once
 }
 
@@ -202,26 +202,23 @@ func (h *Handler) handle(c echo.Context, t *Table, src *Source) (reply, *httpErr
 		}
 	}
 
-	buf := h.getBuf()
 	held := reservation{b: &h.budget, limit: t.maxInflight}
-	defer func() {
-		held.release()
-		h.putBuf(buf)
-	}()
-	if herr := read(buf, &held, c.Response(), req, t); herr != nil {
+	defer held.release()
+	raw, herr := h.read(&held, c.Response(), req, t)
+	if herr != nil {
 		return reply{}, herr
 	}
 	now := h.o.Now()
 	if !early {
 		var herr *httpError
-		if res, herr = h.verify(src, req, *buf, now); herr != nil {
+		if res, herr = h.verify(src, req, raw, now); herr != nil {
 			return reply{}, herr
 		}
 	}
 
-	// The one copy of the body: it outlives the pooled buffer, and the
-	// parsed body's strings and the event's raw share it.
-	text := string(*buf)
+	// The one copy of the body, never written again: the parsed body's
+	// strings and the event's raw share it.
+	text := unsafe.String(unsafe.SliceData(raw), len(raw))
 	items, err := src.parser.Parse(req.Header, text)
 	if err != nil {
 		h.o.Logger.Debug("webhook body not parseable", "source", src.Name, "remote", req.RemoteAddr, "err", err)
@@ -265,21 +262,21 @@ func (h *Handler) routeAll(src *Source, batch *queue.Batch, items []payload.Item
 
 // read is the body stage: the body, inflated, within the size limits and
 // the budget of bodies being read at once.
-func read(buf *[]byte, held *reservation, w http.ResponseWriter, req *http.Request, t *Table) *httpError {
-	err := readBody(buf, held, w, req, t.maxBody, t.maxInflated)
+func (h *Handler) read(held *reservation, w http.ResponseWriter, req *http.Request, t *Table) ([]byte, *httpError) {
+	raw, err := readBody(&h.chunks, held, w, req, t.maxBody, t.maxInflated)
 	if err == nil {
-		return nil
+		return raw, nil
 	}
 	if errors.Is(err, errNoBudget) {
 		// The rest of the body is not read; do not wait for it.
 		w.Header().Set("Connection", "close")
-		return errOverloaded
+		return nil, errOverloaded
 	}
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) || errors.Is(err, errInflatedTooLarge) {
-		return &httpError{status: http.StatusRequestEntityTooLarge, code: "body_too_large", msg: err.Error()}
+		return nil, &httpError{status: http.StatusRequestEntityTooLarge, code: "body_too_large", msg: err.Error()}
 	}
-	return badBody("could not read body: " + err.Error())
+	return nil, badBody("could not read body: " + err.Error())
 }
 
 // verify is the proof-of-sender stage.
