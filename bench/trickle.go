@@ -190,7 +190,7 @@ func modeTrickle(ctx context.Context, o options, rep *report) error {
 
 	rep.printf("\n## trickle\n\n")
 	rep.printf("relayd with the default limits (max_body_bytes 1 MiB, max_inflated_bytes 4 MiB, "+
-		"max_inflight_body_bytes 64 MiB, read_timeout 30s). Hostile connections on loopback, each "+
+		"max_inflight_body_bytes 32 MiB, read_timeout 30s). Hostile connections on loopback, each "+
 		"reconnecting a second after relayd answers or closes it: *plain* announces 1 MiB and sends a byte "+
 		"a second; *gzip* sends at once a few KiB that inflate to 3 MiB, then a byte a second. Meanwhile "+
 		"%d workers send the signed push sample back to back for %s (after %s warm-up). RSS at start: %s MiB.\n\n",

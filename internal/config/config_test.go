@@ -152,7 +152,7 @@ func TestDefaults(t *testing.T) {
 	want := Config{
 		Server: Server{
 			Listen: ":8080", AdminListen: "127.0.0.1:9090",
-			MaxBodyBytes: 1 << 20, MaxInflatedBytes: 4 << 20, MaxInflightBodyBytes: 64 << 20, MaxHeaderBytes: 64 << 10,
+			MaxBodyBytes: 1 << 20, MaxInflatedBytes: 4 << 20, MaxInflightBodyBytes: 32 << 20, MaxHeaderBytes: 64 << 10,
 			ReadHeaderTimeout: Duration(5 * time.Second), ReadTimeout: Duration(30 * time.Second),
 			WriteTimeout: Duration(30 * time.Second), IdleTimeout: Duration(120 * time.Second),
 			ShutdownTimeout: Duration(30 * time.Second),
@@ -201,8 +201,8 @@ routes:
 	if c.Server.MaxBodyBytes != 100 || c.Server.MaxInflatedBytes != 400 {
 		t.Errorf("max_inflated_bytes = %d, want 4 x max_body_bytes", c.Server.MaxInflatedBytes)
 	}
-	if c.Server.MaxInflightBodyBytes != 6400 {
-		t.Errorf("max_inflight_body_bytes = %d, want 64 x max_body_bytes", c.Server.MaxInflightBodyBytes)
+	if c.Server.MaxInflightBodyBytes != 3200 {
+		t.Errorf("max_inflight_body_bytes = %d, want 32 x max_body_bytes", c.Server.MaxInflightBodyBytes)
 	}
 	if c.Server.IdleTimeout.D() != 7*time.Second {
 		t.Errorf("idle_timeout = %s", c.Server.IdleTimeout)

@@ -67,7 +67,7 @@ func (l *loader) defaults() {
 	str("server.admin_listen", &s.AdminListen, DefaultAdminListen)
 	i64("server.max_body_bytes", &s.MaxBodyBytes, DefaultMaxBodyBytes)
 	i64("server.max_inflated_bytes", &s.MaxInflatedBytes, 4*s.MaxBodyBytes)
-	i64("server.max_inflight_body_bytes", &s.MaxInflightBodyBytes, max(min(64*s.MaxBodyBytes, 64<<20), s.MaxInflatedBytes))
+	i64("server.max_inflight_body_bytes", &s.MaxInflightBodyBytes, max(min(32*s.MaxBodyBytes, 32<<20), s.MaxInflatedBytes))
 	num("server.max_header_bytes", &s.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	dur("server.read_header_timeout", &s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	dur("server.read_timeout", &s.ReadTimeout, DefaultReadTimeout)

@@ -45,8 +45,8 @@ type Server struct {
 	MaxBodyBytes     int64  `yaml:"max_body_bytes"`     // default 1048576 (1 MiB)
 	MaxInflatedBytes int64  `yaml:"max_inflated_bytes"` // gzip bodies; default 4 x max_body_bytes
 	// MaxInflightBodyBytes bounds the bytes of all bodies being read at
-	// once (past it: 503 overloaded); default 64 x max_body_bytes, at most
-	// 64 MiB, at least max_inflated_bytes.
+	// once (past it: 503 overloaded); default 32 x max_body_bytes, at most
+	// 32 MiB, at least max_inflated_bytes.
 	MaxInflightBodyBytes int64    `yaml:"max_inflight_body_bytes"`
 	MaxHeaderBytes       int      `yaml:"max_header_bytes"`    // default 65536 (64 KiB)
 	ReadHeaderTimeout    Duration `yaml:"read_header_timeout"` // default 5s
