@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"unsafe"
 )
 
 const (
@@ -42,9 +43,11 @@ const chunkClasses = 5
 
 func chunkClass(size int) int { return bits.Len(uint(size/minChunk)) - 1 }
 
+// The pools hold a chunk's first byte: a pointer goes into an interface
+// without an allocation, and the class gives the length back.
 func (p *chunkPool) get(size int) []byte {
-	if c, ok := p[chunkClass(size)].Get().(*[]byte); ok {
-		return (*c)[:0]
+	if b, ok := p[chunkClass(size)].Get().(*byte); ok {
+		return unsafe.Slice(b, size)[:0]
 	}
 	return make([]byte, 0, size)
 }
@@ -53,7 +56,7 @@ func (p *chunkPool) put(c []byte) {
 	if cap(c) < minChunk || cap(c) > maxChunk || cap(c)&(cap(c)-1) != 0 {
 		return
 	}
-	p[chunkClass(cap(c))].Put(&c)
+	p[chunkClass(cap(c))].Put(unsafe.SliceData(c[:cap(c)]))
 }
 
 // readBody reads the request body (inflating gzip) through limits:
@@ -90,7 +93,8 @@ func readBody(pool *chunkPool, res *reservation, w http.ResponseWriter, req *htt
 	default:
 		return nil, fmt.Errorf("unsupported Content-Encoding %q", req.Header.Get("Content-Encoding"))
 	}
-	chunks, n, err := readChunks(pool, r, limit, hint, res)
+	var inline [6][]byte // the chunks of a body up to 188 KiB, on the stack
+	chunks, n, err := readChunks(pool, r, limit, hint, res, inline[:0])
 	defer func() {
 		for _, c := range chunks {
 			pool.put(c)
@@ -119,17 +123,16 @@ func readBody(pool *chunkPool, res *reservation, w http.ResponseWriter, req *htt
 // readChunks reads r until EOF or until it has more than limit bytes (or
 // more than hint, the announced length, when that is smaller): one byte
 // over is enough to refuse the body. Chunks double from minChunk to
-// maxChunk; each is reserved from res before it is taken. It returns the
-// chunks, every one full but the last, and the bytes read.
-func readChunks(pool *chunkPool, r io.Reader, limit, hint int64, res *reservation) ([][]byte, int64, error) {
+// maxChunk; each is reserved from res before it is taken. It returns them
+// appended to chunks, every one full but the last, and the bytes read.
+func readChunks(pool *chunkPool, r io.Reader, limit, hint int64, res *reservation, chunks [][]byte) ([][]byte, int64, error) {
 	ceil := limit + 1
 	if hint >= 0 && hint < limit {
 		ceil = hint + 1 // a body longer than announced is refused too
 	}
 	var (
-		chunks [][]byte
-		n      int64
-		size   = minChunk
+		n    int64
+		size = minChunk
 	)
 	for n < ceil {
 		if len(chunks) == 0 || len(chunks[len(chunks)-1]) == cap(chunks[len(chunks)-1]) {

@@ -130,7 +130,7 @@ func TestReadGrowsAsBytesArrive(t *testing.T) {
 			var pool chunkPool
 			res := reservation{b: &bud, limit: 64 << 20}
 			src := &trickle{data: bytes.Repeat([]byte("x"), int(tc.got))}
-			chunks, n, err := readChunks(&pool, src, 1<<20, tc.hint, &res)
+			chunks, n, err := readChunks(&pool, src, 1<<20, tc.hint, &res, nil)
 			if !errors.Is(err, io.ErrUnexpectedEOF) {
 				t.Fatalf("err %v, want the cut connection's", err)
 			}
