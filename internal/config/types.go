@@ -40,20 +40,16 @@ type Config struct {
 // Server configures the two listeners. The public one serves source paths
 // only; the admin one serves /metrics, /healthz, /readyz and /admin/*.
 type Server struct {
-	Listen           string `yaml:"listen"`             // default ":8080"
-	AdminListen      string `yaml:"admin_listen"`       // default "127.0.0.1:9090"; must differ from listen
-	MaxBodyBytes     int64  `yaml:"max_body_bytes"`     // default 1048576 (1 MiB)
-	MaxInflatedBytes int64  `yaml:"max_inflated_bytes"` // gzip bodies; default 4 x max_body_bytes
-	// MaxInflightBodyBytes bounds the bytes of all bodies being read at
-	// once (past it: 503 overloaded); default 32 x max_body_bytes, at most
-	// 32 MiB, at least max_inflated_bytes.
-	MaxInflightBodyBytes int64    `yaml:"max_inflight_body_bytes"`
-	MaxHeaderBytes       int      `yaml:"max_header_bytes"`    // default 65536 (64 KiB)
-	ReadHeaderTimeout    Duration `yaml:"read_header_timeout"` // default 5s
-	ReadTimeout          Duration `yaml:"read_timeout"`        // default 30s
-	WriteTimeout         Duration `yaml:"write_timeout"`       // default 30s
-	IdleTimeout          Duration `yaml:"idle_timeout"`        // default 120s
-	ShutdownTimeout      Duration `yaml:"shutdown_timeout"`    // default 30s: in-flight work drains within it
+	Listen            string   `yaml:"listen"`              // default ":8080"
+	AdminListen       string   `yaml:"admin_listen"`        // default "127.0.0.1:9090"; must differ from listen
+	MaxBodyBytes      int64    `yaml:"max_body_bytes"`      // default 1048576 (1 MiB)
+	MaxInflatedBytes  int64    `yaml:"max_inflated_bytes"`  // gzip bodies; default 4 x max_body_bytes
+	MaxHeaderBytes    int      `yaml:"max_header_bytes"`    // default 65536 (64 KiB)
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"` // default 5s
+	ReadTimeout       Duration `yaml:"read_timeout"`        // default 30s
+	WriteTimeout      Duration `yaml:"write_timeout"`       // default 30s
+	IdleTimeout       Duration `yaml:"idle_timeout"`        // default 120s
+	ShutdownTimeout   Duration `yaml:"shutdown_timeout"`    // default 30s: in-flight work drains within it
 	// AdminToken is an optional bearer for /admin/*. When the key is written
 	// it must not end up empty (an unset ${VAR:-} would otherwise silently
 	// leave the admin API open); leave the key out to run without a token.
@@ -61,6 +57,11 @@ type Server struct {
 	AdminTokenFile    string `yaml:"admin_token_file"`    // _file twin, relative to the config file
 	AdminTokenMetrics bool   `yaml:"admin_token_metrics"` // also protect /metrics and health
 	TrustProxy        bool   `yaml:"trust_proxy"`         // honour X-Forwarded-For for allow_cidrs
+
+	// MaxInflightBodyBytes bounds the bytes of all request bodies being
+	// read at once (past it: 503 overloaded); default 32 x max_body_bytes,
+	// at most 32 MiB, at least max_inflated_bytes.
+	MaxInflightBodyBytes int64 `yaml:"max_inflight_body_bytes"`
 }
 
 // Storage selects the queue and conversation-state backend.

@@ -17,13 +17,14 @@ import (
 type Spec struct {
 	MaxBody     int64 // bytes on the wire
 	MaxInflated int64 // bytes after gzip; at least MaxBody
-	// MaxInflight bounds the bytes of all bodies being read at once
-	// (past it: 503 overloaded); 0 for DefaultMaxInflight.
-	MaxInflight int64
-	TrustProxy  bool // take the peer from X-Forwarded-For
+	TrustProxy  bool  // take the peer from X-Forwarded-For
 	DedupeTTL   time.Duration
 	Sources     []SourceSpec
 	Routes      []route.Spec
+
+	// MaxInflight bounds the bytes of all bodies being read at once
+	// (past it: 503 overloaded); 0 for DefaultMaxInflight.
+	MaxInflight int64
 }
 
 // SourceSpec is one endpoint.
@@ -78,10 +79,10 @@ type Source struct {
 	Routes     []*route.Route
 
 	verifier verify.Verifier
+	parser   *payload.Parser
 	// headerOnly is the verifier when it can decide some requests from
 	// their headers alone (tokens), before the body is read; nil otherwise.
 	headerOnly verify.HeaderOnly
-	parser     *payload.Parser
 	// deliveryHeaders name the request's delivery id, first found wins
 	// (canonical): the source's delivery header, then the sender's
 	// fallback (GitLab's Idempotency-Key).
