@@ -1,7 +1,8 @@
 // Command bench measures relayd against its performance targets: durable
 // ingest against two in-process ceilings (bare Echo, and Echo with HMAC
 // verification and JSON decoding), dispatch throughput, idle
-// ingest-to-API latency, a large queue, and the bbolt and NATS backends.
+// ingest-to-API latency, a large queue, the bbolt and NATS backends, and
+// memory under connections that trickle their bodies.
 // It needs nothing but Go: every server, relayd and the fake Operator run on
 // loopback. See bench/README.md for the method and the latest figures.
 //
@@ -46,6 +47,9 @@ type options struct {
 	// bigqueue
 	bigN int
 
+	// trickle
+	trickleN, trickleGzip, trickleLoad int
+
 	// proc is where ingest targets run: "inproc" or "child".
 	proc string
 }
@@ -53,7 +57,7 @@ type options struct {
 func main() {
 	var o options
 	var conns string
-	flag.StringVar(&o.mode, "mode", "ingest", "ingest | dispatch | latency | bigqueue | backend | all (comma-separated list allowed)")
+	flag.StringVar(&o.mode, "mode", "ingest", "ingest | dispatch | latency | bigqueue | backend | trickle | all (comma-separated list allowed)")
 	flag.StringVar(&conns, "c", "64,8", "connections (concurrent senders) for ingest runs, comma-separated")
 	flag.DurationVar(&o.duration, "d", 5*time.Second, "measured duration of one run")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up before each run")
@@ -67,6 +71,9 @@ func main() {
 	flag.DurationVar(&o.slowLat, "slow-latency", time.Second, "dispatch: the slow fake Operator's latency")
 	flag.IntVar(&o.events, "events", 300, "latency: sequential events sent")
 	flag.IntVar(&o.bigN, "big-n", 1_000_000, "bigqueue: messages queued")
+	flag.IntVar(&o.trickleN, "trickle-n", 600, "trickle: connections announcing 1 MiB and sending a byte a second")
+	flag.IntVar(&o.trickleGzip, "trickle-gzip", 100, "trickle: connections sending gzip that inflates to 3 MiB, then a byte a second")
+	flag.IntVar(&o.trickleLoad, "trickle-load", 4, "trickle: workers sending signed webhooks meanwhile")
 	flag.StringVar(&o.proc, "proc", "child", "ingest: run the receivers as child processes (child) or inside the bench process (inproc)")
 	var env string
 	flag.StringVar(&env, "relayd-env", "", "extra environment for relayd child processes, comma-separated (GOGC=200,GOMEMLIMIT=48MiB)")
@@ -108,7 +115,7 @@ func main() {
 	rep.header(o)
 	modes := strings.Split(o.mode, ",")
 	if o.mode == "all" {
-		modes = []string{"ingest", "dispatch", "latency", "bigqueue", "backend"}
+		modes = []string{"ingest", "dispatch", "latency", "bigqueue", "backend", "trickle"}
 	}
 	for _, m := range modes {
 		var err error
@@ -124,6 +131,8 @@ func main() {
 			err = modeBigQueue(ctx, o, rep)
 		case "backend":
 			err = modeBackend(ctx, o, rep)
+		case "trickle":
+			err = modeTrickle(ctx, o, rep)
 		default:
 			fatalf("unknown mode %q", m)
 		}

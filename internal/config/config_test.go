@@ -152,7 +152,7 @@ func TestDefaults(t *testing.T) {
 	want := Config{
 		Server: Server{
 			Listen: ":8080", AdminListen: "127.0.0.1:9090",
-			MaxBodyBytes: 1 << 20, MaxInflatedBytes: 4 << 20, MaxHeaderBytes: 64 << 10,
+			MaxBodyBytes: 1 << 20, MaxInflatedBytes: 4 << 20, MaxInflightBodyBytes: 32 << 20, MaxHeaderBytes: 64 << 10,
 			ReadHeaderTimeout: Duration(5 * time.Second), ReadTimeout: Duration(30 * time.Second),
 			WriteTimeout: Duration(30 * time.Second), IdleTimeout: Duration(120 * time.Second),
 			ShutdownTimeout: Duration(30 * time.Second),
@@ -202,6 +202,9 @@ routes:
 `, nil)
 	if c.Server.MaxBodyBytes != 100 || c.Server.MaxInflatedBytes != 400 {
 		t.Errorf("max_inflated_bytes = %d, want 4 x max_body_bytes", c.Server.MaxInflatedBytes)
+	}
+	if c.Server.MaxInflightBodyBytes != 3200 {
+		t.Errorf("max_inflight_body_bytes = %d, want 32 x max_body_bytes", c.Server.MaxInflightBodyBytes)
 	}
 	if c.Server.IdleTimeout.D() != 7*time.Second {
 		t.Errorf("idle_timeout = %s", c.Server.IdleTimeout)
@@ -295,6 +298,8 @@ func TestErrors(t *testing.T) {
 		{"zero body", "server: {max_body_bytes: 0}\n" + base(op, src, route), nil, []string{"server.max_body_bytes (line 1): must be > 0"}},
 		{"inflated below body", "server: {max_body_bytes: 100, max_inflated_bytes: 10}\n" + base(op, src, route), nil,
 			[]string{"server.max_inflated_bytes (line 1): must be >= max_body_bytes"}},
+		{"inflight below inflated", "server: {max_inflight_body_bytes: 1000}\n" + base(op, src, route), nil,
+			[]string{"server.max_inflight_body_bytes (line 1): must be >= max_inflated_bytes (4194304), got 1000"}},
 		{"zero header bytes", "server: {max_header_bytes: 0}\n" + base(op, src, route), nil, []string{"server.max_header_bytes (line 1): must be > 0"}},
 		{"zero timeout", "server: {read_header_timeout: 0s}\n" + base(op, src, route), nil, []string{"server.read_header_timeout (line 1): must be > 0"}},
 		{"bad backend", "storage: {backend: redis}\n" + base(op, src, route), nil, []string{`storage.backend (line 1): must be bbolt or nats, got "redis"`}},

@@ -77,6 +77,8 @@ func (l *loader) defaults() {
 	str("server.admin_listen", &s.AdminListen, DefaultAdminListen)
 	i64("server.max_body_bytes", &s.MaxBodyBytes, DefaultMaxBodyBytes)
 	i64("server.max_inflated_bytes", &s.MaxInflatedBytes, 4*s.MaxBodyBytes)
+	// As ingest.DefaultMaxInflight: 32 bodies, at most 32 MiB, at least one inflated body.
+	i64("server.max_inflight_body_bytes", &s.MaxInflightBodyBytes, max(min(32*s.MaxBodyBytes, 32<<20), s.MaxInflatedBytes))
 	num("server.max_header_bytes", &s.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	dur("server.read_header_timeout", &s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	dur("server.read_timeout", &s.ReadTimeout, DefaultReadTimeout)

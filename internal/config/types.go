@@ -79,6 +79,11 @@ type Server struct {
 	// localhost and IP literals (a guard against DNS rebinding, see
 	// admin.HostPolicy): the names a reverse proxy or browser uses for it.
 	AdminHosts []string `yaml:"admin_hosts"`
+
+	// MaxInflightBodyBytes bounds the bytes of all request bodies being
+	// read at once (past it: 503 overloaded); default 32 x max_body_bytes,
+	// at most 32 MiB, at least max_inflated_bytes.
+	MaxInflightBodyBytes int64 `yaml:"max_inflight_body_bytes"`
 }
 
 // Storage selects the queue and conversation-state backend.

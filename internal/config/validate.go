@@ -54,6 +54,10 @@ func (l *loader) validateServer() {
 		l.errorf("server.max_body_bytes", "must be > 0, got %d", s.MaxBodyBytes)
 	} else if s.MaxInflatedBytes < s.MaxBodyBytes {
 		l.errorf("server.max_inflated_bytes", "must be >= max_body_bytes (%d), got %d", s.MaxBodyBytes, s.MaxInflatedBytes)
+	} else if s.MaxInflightBodyBytes < s.MaxInflatedBytes {
+		// Below it, a body of the largest allowed size could be refused
+		// 503 even when it is the only one being read.
+		l.errorf("server.max_inflight_body_bytes", "must be >= max_inflated_bytes (%d), got %d", s.MaxInflatedBytes, s.MaxInflightBodyBytes)
 	}
 	if s.MaxHeaderBytes <= 0 {
 		l.errorf("server.max_header_bytes", "must be > 0, got %d", s.MaxHeaderBytes)

@@ -26,6 +26,7 @@ func IngestSpec(cfg *config.Config) (ingest.Spec, error) {
 	spec := ingest.Spec{
 		MaxBody:     cfg.Server.MaxBodyBytes,
 		MaxInflated: cfg.Server.MaxInflatedBytes,
+		MaxInflight: cfg.Server.MaxInflightBodyBytes,
 		TrustProxy:  cfg.Server.TrustProxy,
 		DedupeTTL:   cfg.Storage.DedupeTTL.D(),
 		Sources:     make([]ingest.SourceSpec, len(cfg.Sources)),

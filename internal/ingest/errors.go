@@ -30,6 +30,9 @@ var (
 	// set) could not be had; the request is not proven wrong, so it is not
 	// counted as a verification failure.
 	errVerifyUnavailable = &httpError{status: http.StatusServiceUnavailable, code: "verify_unavailable", msg: "could not verify the request now; retry later"}
+	// errOverloaded: the bodies being read at once hold
+	// server.max_inflight_body_bytes.
+	errOverloaded = &httpError{status: http.StatusServiceUnavailable, code: "overloaded", msg: "too many request bodies being read at once; retry later"}
 )
 
 func badBody(msg string) *httpError {

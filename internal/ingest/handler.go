@@ -6,23 +6,20 @@
 package ingest
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/labstack/echo/v4"
 
@@ -50,7 +47,8 @@ type Handler struct {
 	table    atomic.Pointer[Table]
 	draining atomic.Bool
 	o        Options
-	bufs     sync.Pool
+	chunks   chunkPool // body chunks for reuse, none over maxChunk
+	budget   budget    // bytes of the bodies being read at once
 }
 
 // New returns a Handler serving t.
@@ -68,7 +66,6 @@ func New(t *Table, o Options) *Handler {
 		o.EnqueueTimeout = 10 * time.Second
 	}
 	h := &Handler{o: o}
-	h.bufs.New = func() any { return new(bytes.Buffer) }
 	h.table.Store(t)
 	return h
 }
@@ -190,16 +187,33 @@ func (h *Handler) handle(c echo.Context, t *Table, src *Source) (reply, *httpErr
 		return reply{}, errForbidden
 	}
 
-	buf := h.bufs.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer putBuf(&h.bufs, buf)
-	if herr := read(buf, c.Response(), req, t); herr != nil {
+	// A proof carried in the headers alone (a token) is checked before a
+	// byte of the body is read: an unauthenticated sender costs no buffer.
+	early := src.headerOnly != nil && src.headerOnly.HeaderOnly(req.Header)
+	var res verify.Result
+	if early {
+		var herr *httpError
+		if res, herr = h.verify(src, req, nil, h.o.Now()); herr != nil {
+			if req.ContentLength != 0 {
+				// The body is left unread; do not wait for it.
+				c.Response().Header().Set("Connection", "close")
+			}
+			return reply{}, herr
+		}
+	}
+
+	held := reservation{b: &h.budget, limit: t.maxInflight}
+	defer held.release()
+	raw, herr := h.read(&held, c.Response(), req, t)
+	if herr != nil {
 		return reply{}, herr
 	}
 	now := h.o.Now()
-	res, herr := h.verify(src, req, buf.Bytes(), now)
-	if herr != nil {
-		return reply{}, herr
+	if !early {
+		var herr *httpError
+		if res, herr = h.verify(src, req, raw, now); herr != nil {
+			return reply{}, herr
+		}
 	}
 	if res.Control != "" {
 		// The sender's own control message (an SNS subscription
@@ -208,9 +222,9 @@ func (h *Handler) handle(c echo.Context, t *Table, src *Source) (reply, *httpErr
 		return ok(http.StatusOK, newID(), nil), nil
 	}
 
-	// The one copy of the body: it outlives the pooled buffer, and the
-	// parsed body's strings and the event's raw share it.
-	text := buf.String()
+	// The one copy of the body, never written again: the parsed body's
+	// strings and the event's raw share it.
+	text := unsafe.String(unsafe.SliceData(raw), len(raw))
 	items, err := src.parser.Parse(req.Header, text)
 	if err != nil {
 		h.o.Logger.Debug("webhook body not parseable", "source", src.Name, "remote", req.RemoteAddr, "err", err)
@@ -225,6 +239,7 @@ func (h *Handler) handle(c echo.Context, t *Table, src *Source) (reply, *httpErr
 	batch := queue.Batch{DedupeKey: dedupeKey, DedupeTTL: src.dedupeTTL}
 	routes := h.routeAll(src, &batch, items, headers, text, delivery, now)
 	if len(batch.Messages) == 0 {
+		h.o.Logger.Debug("event matched no route", "source", src.Name, "delivery", delivery)
 		return ok(http.StatusOK, delivery, nil), nil
 	}
 	return h.enqueue(req.Context(), src, batch, delivery, routes)
@@ -253,17 +268,23 @@ func (h *Handler) routeAll(src *Source, batch *queue.Batch, items []payload.Item
 	return routes
 }
 
-// read is the body stage: the body, inflated, within the size limits.
-func read(buf *bytes.Buffer, w http.ResponseWriter, req *http.Request, t *Table) *httpError {
-	err := readBody(buf, w, req, t.maxBody, t.maxInflated)
+// read is the body stage: the body, inflated, within the size limits and
+// the budget of bodies being read at once.
+func (h *Handler) read(held *reservation, w http.ResponseWriter, req *http.Request, t *Table) ([]byte, *httpError) {
+	raw, err := readBody(&h.chunks, held, w, req, t.maxBody, t.maxInflated)
 	if err == nil {
-		return nil
+		return raw, nil
+	}
+	if errors.Is(err, errNoBudget) {
+		// The rest of the body is not read; do not wait for it.
+		w.Header().Set("Connection", "close")
+		return nil, errOverloaded
 	}
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) || errors.Is(err, errInflatedTooLarge) {
-		return &httpError{status: http.StatusRequestEntityTooLarge, code: "body_too_large", msg: err.Error()}
+		return nil, &httpError{status: http.StatusRequestEntityTooLarge, code: "body_too_large", msg: err.Error()}
 	}
-	return badBody("could not read body: " + err.Error())
+	return nil, badBody("could not read body: " + err.Error())
 }
 
 // verify is the proof-of-sender stage.
@@ -460,41 +481,6 @@ func handshake(w, req http.Header) reply {
 	w.Set("WebHook-Allowed-Origin", origin)
 	w.Set("WebHook-Allowed-Rate", "*")
 	return reply{status: http.StatusOK}
-}
-
-var errInflatedTooLarge = errors.New("inflated body exceeds the limit")
-
-// readBody reads the request body into buf through a limiting reader, so
-// an oversized body is refused without being held in memory first.
-func readBody(buf *bytes.Buffer, w http.ResponseWriter, req *http.Request, maxBody, maxInflated int64) error {
-	if req.ContentLength > maxBody {
-		return &http.MaxBytesError{Limit: maxBody}
-	}
-	body := http.MaxBytesReader(w, req.Body, maxBody)
-	var r io.Reader = body
-	switch strings.ToLower(req.Header.Get("Content-Encoding")) {
-	case "", "identity":
-		if req.ContentLength > 0 {
-			buf.Grow(int(req.ContentLength))
-		}
-	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(body)
-		if err != nil {
-			return fmt.Errorf("gzip: %w", err)
-		}
-		defer zr.Close()
-		r = io.LimitReader(zr, maxInflated+1)
-	default:
-		return fmt.Errorf("unsupported Content-Encoding %q", req.Header.Get("Content-Encoding"))
-	}
-	n, err := buf.ReadFrom(r)
-	if err != nil {
-		return err
-	}
-	if n > maxInflated {
-		return errInflatedTooLarge
-	}
-	return nil
 }
 
 func flattenHeaders(h http.Header, hidden map[string]bool) map[string]string {

@@ -21,6 +21,10 @@ type Spec struct {
 	DedupeTTL   time.Duration
 	Sources     []SourceSpec
 	Routes      []route.Spec
+
+	// MaxInflight bounds the bytes of all bodies being read at once
+	// (past it: 503 overloaded); 0 for DefaultMaxInflight.
+	MaxInflight int64
 }
 
 // SourceSpec is one endpoint.
@@ -37,6 +41,15 @@ type SourceSpec struct {
 	// Delivery is an expression giving the delivery id from the event
 	// ("body.id"); "" for the sender's default, if any.
 	Delivery string
+}
+
+// DefaultMaxInflight is the budget of bodies being read at once when the
+// config sets none: 32 bodies of the largest size, at most 32 MiB, and
+// never less than one inflated body. The Go heap may grow to twice what is
+// live between collections, so 32 MiB of bodies keeps relayd well inside
+// 128 MiB (measured with bench -mode trickle).
+func DefaultMaxInflight(maxBody, maxInflated int64) int64 {
+	return max(min(32*maxBody, 32<<20), maxInflated)
 }
 
 // FieldError is a part of the Spec that does not compile. Field is its path
@@ -56,6 +69,7 @@ type Table struct {
 	sources     []*Source
 	maxBody     int64
 	maxInflated int64
+	maxInflight int64
 	trustProxy  bool
 }
 
@@ -69,6 +83,9 @@ type Source struct {
 
 	verifier verify.Verifier
 	parser   *payload.Parser
+	// headerOnly is the verifier when it can decide some requests from
+	// their headers alone (tokens), before the body is read; nil otherwise.
+	headerOnly verify.HeaderOnly
 	// deliveryHeaders name the request's delivery id, first found wins
 	// (canonical): the source's delivery header, then the sender's
 	// fallback (GitLab's Idempotency-Key).
@@ -95,7 +112,11 @@ func Compile(spec Spec) (*Table, error) {
 		byPath:      make(map[string]*Source, len(spec.Sources)),
 		maxBody:     spec.MaxBody,
 		maxInflated: spec.MaxInflated,
+		maxInflight: spec.MaxInflight,
 		trustProxy:  spec.TrustProxy,
+	}
+	if t.maxInflight <= 0 {
+		t.maxInflight = DefaultMaxInflight(spec.MaxBody, spec.MaxInflated)
 	}
 	var errs []error
 	byName := make(map[string]*Source, len(spec.Sources))
@@ -196,7 +217,9 @@ func compileSource(i int, sc *SourceSpec) (*Source, error) {
 			deliveryHeaders = append(deliveryHeaders, http.CanonicalHeaderKey(h))
 		}
 	}
+	headerOnly, _ := v.(verify.HeaderOnly)
 	return &Source{
+		headerOnly:      headerOnly,
 		Name:            sc.Name,
 		Path:            sc.Path,
 		VerifyType:      sc.Verify.Type,

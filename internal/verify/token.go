@@ -42,7 +42,12 @@ type gitlabVerifier struct {
 	firstSW bool
 }
 
-var _ Verifier = (*gitlabVerifier)(nil)
+var (
+	_ Verifier   = (*gitlabVerifier)(nil)
+	_ HeaderOnly = (*gitlabVerifier)(nil)
+	_ HeaderOnly = (*bearerVerifier)(nil)
+	_ HeaderOnly = noneVerifier{}
+)
 
 const gitlabToken = "X-Gitlab-Token"
 
@@ -63,6 +68,9 @@ func newGitLab(c Spec) (compiled, error) {
 }
 
 func (v *gitlabVerifier) Headers() []string { return []string{gitlabToken, swSignature} }
+
+// HeaderOnly: a token is checked without the body; a signature is not.
+func (v *gitlabVerifier) HeaderOnly(h http.Header) bool { return h.Get(swSignature) == "" }
 
 func (v *gitlabVerifier) Verify(r *Request) (Result, error) {
 	if r.Header.Get(swSignature) != "" {
@@ -106,6 +114,8 @@ func newBearer(c Spec) (compiled, error) {
 
 func (v *bearerVerifier) Headers() []string { return []string{"Authorization"} }
 
+func (v *bearerVerifier) HeaderOnly(http.Header) bool { return true }
+
 func (v *bearerVerifier) Verify(r *Request) (Result, error) {
 	val := r.Header.Get("Authorization")
 	if val == "" {
@@ -146,5 +156,7 @@ func newNone(c Spec) (compiled, error) {
 func (noneVerifier) Verify(*Request) (Result, error) { return Result{}, nil }
 
 func (noneVerifier) Headers() []string { return nil }
+
+func (noneVerifier) HeaderOnly(http.Header) bool { return true }
 
 func (noneVerifier) sign([]byte, time.Time, string) (http.Header, error) { return http.Header{}, nil }

@@ -56,6 +56,15 @@ type Verifier interface {
 	Headers() []string
 }
 
+// HeaderOnly is implemented by verifiers whose proof, for some requests,
+// travels in the headers alone (a token): ingest checks those before it
+// reads a byte of the body, so an unauthenticated sender costs no buffer.
+type HeaderOnly interface {
+	// HeaderOnly reports whether Verify decides a request with these
+	// headers without looking at its body.
+	HeaderOnly(h http.Header) bool
+}
+
 // Spec is one source's proof-of-sender settings, as written in its verify
 // block; which fields apply depends on Type. Values are checked by the
 // config loader (required type, non-empty secrets, tolerance >= 0, and the

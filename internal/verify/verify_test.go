@@ -557,3 +557,40 @@ func TestHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestHeaderOnly: only proofs that travel in headers are checked before
+// the body is read; every body-signing scheme needs the body.
+func TestHeaderOnly(t *testing.T) {
+	sig := http.Header{"Webhook-Signature": {"v1,x"}}
+	for _, tc := range []struct {
+		typ  string
+		hdr  http.Header
+		want bool
+	}{
+		{"bearer", nil, true},
+		{"none", nil, true},
+		{"gitlab", http.Header{"X-Gitlab-Token": {"t"}}, true},
+		{"gitlab", sig, false},
+		{"github", nil, false},
+		{"hmac", nil, false},
+		{"standard-webhooks", sig, false},
+		{"stripe", nil, false},
+	} {
+		s := Spec{Type: tc.typ, Secrets: []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}
+		if tc.typ == "none" {
+			s.Secrets = nil
+		}
+		if tc.typ == "hmac" {
+			s.Header = "X-Sig"
+		}
+		v, err := New(s)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.typ, err)
+		}
+		ho, ok := v.(HeaderOnly)
+		got := ok && ho.HeaderOnly(tc.hdr)
+		if got != tc.want {
+			t.Errorf("%s with %v: header only = %v, want %v", tc.typ, tc.hdr, got, tc.want)
+		}
+	}
+}
