@@ -141,7 +141,14 @@ func newRig(t *testing.T, maxPending string) *rig {
 
 func newRigFrom(t *testing.T, yaml string) *rig {
 	t.Helper()
-	cfg, err := config.Parse([]byte(yaml), t.TempDir(), func(string) (string, bool) { return "", false })
+	return newRigIn(t, t.TempDir(), yaml)
+}
+
+// newRigIn serves the ingest of yaml, a config whose files are in dir, over
+// a real bbolt queue in dir.
+func newRigIn(t *testing.T, dir, yaml string) *rig {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml), dir, func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -149,7 +156,7 @@ func newRigFrom(t *testing.T, yaml string) *rig {
 	if err != nil {
 		t.Fatalf("compile: %v", err)
 	}
-	store, err := boltq.Open(context.Background(), filepath.Join(t.TempDir(), "q.db"), boltq.Options{MaxPending: cfg.Storage.MaxPending})
+	store, err := boltq.Open(context.Background(), filepath.Join(dir, "q.db"), boltq.Options{MaxPending: cfg.Storage.MaxPending})
 	if err != nil {
 		t.Fatal(err)
 	}
