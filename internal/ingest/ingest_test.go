@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/relayd/relayd/internal/queue/boltq"
 	"github.com/relayd/relayd/internal/samples"
 	"github.com/relayd/relayd/internal/verify"
+	"github.com/relayd/relayd/internal/xtest"
 )
 
 const (
@@ -114,24 +114,7 @@ type rig struct {
 	store *boltq.Store
 	reg   *prometheus.Registry
 	m     *metrics.Metrics
-	logs  *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs  *xtest.Buffer
 }
 
 func newRig(t *testing.T, maxPending string) *rig {
@@ -160,7 +143,7 @@ func newRigIn(t *testing.T, dir, yaml string) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{store: store, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	r := &rig{store: store, reg: prometheus.NewRegistry(), logs: &xtest.Buffer{}}
 	r.m = metrics.New(r.reg)
 	h := ingest.New(table, ingest.Options{Store: store, Metrics: r.m, Logger: slog.New(slog.NewJSONHandler(r.logs, nil))})
 	r.srv = httptest.NewServer(h.Echo())
