@@ -119,8 +119,10 @@ func startServe(t *testing.T, cfg string, extra ...string) *child {
 		t.Fatal("relayd did not start within 60s")
 	}
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		if cmd.ProcessState == nil { // not yet waited for by the test
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
 	})
 	return c
 }
