@@ -62,14 +62,23 @@ func (f adminFlags) client(lookupEnv func(string) (string, bool)) (*adminClient,
 	return c, nil
 }
 
-// do sends a request and decodes a JSON answer into out (when non-nil).
-func (c *adminClient) do(ctx context.Context, method, path string, out any) error {
+// newRequest builds a request to the admin API that carries the admin token.
+func (c *adminClient) newRequest(ctx context.Context, method, path string) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	return req, nil
+}
+
+// do sends a request and decodes a JSON answer into out (when non-nil).
+func (c *adminClient) do(ctx context.Context, method, path string, out any) error {
+	req, err := c.newRequest(ctx, method, path)
+	if err != nil {
+		return err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 
 // cmdCompact rewrites the bbolt file without its free pages. bbolt files
 // never shrink on their own; run this with relayd stopped.
-func cmdCompact(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("compact", stderr)
 	path := configFlag(fs)
 	file := fs.String("path", "", "bbolt file (default: storage.path from the config)")
@@ -35,7 +35,7 @@ func cmdCompact(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	tmp := db + ".compact"
-	if err := boltq.Compact(db, tmp); err != nil {
+	if err := boltq.Compact(ctx, db, tmp); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("compact %s (is relayd still running?): %w", db, err)
 	}

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -148,54 +145,6 @@ type child struct {
 	admin  string
 }
 
-// startChild runs `relayd serve` and waits for its "relayd started" line.
-func startChild(t *testing.T, cfg string) *child {
-	t.Helper()
-	bin, err := xtest.RelaydBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", "-c", cfg)
-	cmd.Env = append(os.Environ(), "OPERATOR_API_KEY="+cliKey, "GITHUB_WEBHOOK_SECRET="+cliSecret)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &child{cmd: cmd}
-	started := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		once := sync.Once{}
-		for sc.Scan() {
-			var line struct{ Msg, Listen, AdminListen string }
-			var raw map[string]any
-			if json.Unmarshal(sc.Bytes(), &raw) == nil && raw["msg"] == "relayd started" {
-				line.Listen, _ = raw["listen"].(string)
-				line.AdminListen, _ = raw["admin_listen"].(string)
-				c.public, c.admin = "http://"+line.Listen, "http://"+line.AdminListen
-				once.Do(func() { close(started) })
-			}
-		}
-	}()
-	select {
-	case <-started:
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("relayd did not start within 60s")
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-	return c
-}
-
 func (c *child) push(t *testing.T, delivery, repo string) int {
 	t.Helper()
 	body := []byte(fmt.Sprintf(`{"ref":"refs/heads/main","repository":{"full_name":%q}}`, repo))
@@ -227,7 +176,7 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 	defer api.Close()
 	cfg := writeCLIConfig(t, t.TempDir(), api.URL)
 
-	c := startChild(t, cfg)
+	c := startServe(t, cfg)
 	accepted := map[string]bool{}
 	for i := range 20 {
 		d := fmt.Sprintf("kill-%d", i)
@@ -243,7 +192,7 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 	c.cmd.Wait()
 
 	f.SetDown(false)
-	c2 := startChild(t, cfg)
+	c2 := startServe(t, cfg)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		got := map[string]bool{}
@@ -281,7 +230,7 @@ func TestSendAndAdminCommands(t *testing.T) {
 	api := httptest.NewServer(f)
 	defer api.Close()
 	cfg := writeCLIConfig(t, t.TempDir(), api.URL)
-	c := startChild(t, cfg)
+	c := startServe(t, cfg)
 	t.Setenv("OPERATOR_API_KEY", cliKey)
 	t.Setenv("GITHUB_WEBHOOK_SECRET", cliSecret)
 

@@ -7,30 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/relayd/relayd/internal/reply"
 	replyfake "github.com/relayd/relayd/internal/reply/fake"
+	"github.com/relayd/relayd/internal/xtest"
 )
-
-// lockedBuffer is written by the server's goroutines and read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestMockGitHubPrintsComments(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -38,7 +20,7 @@ func TestMockGitHubPrintsComments(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var out lockedBuffer
+	var out xtest.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- serveMockGitHub(ctx, ln, replyfake.GitHubOptions{PathPrefix: "/api/v3"}, &out, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -36,7 +36,7 @@ func TestTwoReplicaProcessesOnNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	a, b := startChild(t, cfg), startChild(t, cfg)
+	a, b := startServe(t, cfg), startServe(t, cfg)
 	const convs, per = 4, 10
 	accepted := map[string]bool{}
 	killed := false

@@ -119,8 +119,10 @@ func startServe(t *testing.T, cfg string, extra ...string) *child {
 		t.Fatal("relayd did not start within 60s")
 	}
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		if cmd.ProcessState == nil { // not yet waited for by the test
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
 	})
 	return c
 }
@@ -152,6 +154,20 @@ func runCLI(t *testing.T, args ...string) (string, string, int) {
 	return out.String(), errOut.String(), code
 }
 
+// serveKinds runs a daemon on kindsConfig against a fake Operator, and sets
+// the environment the CLI's commands read that config with.
+func serveKinds(t *testing.T) (*child, *fake.Server, string) {
+	t.Helper()
+	f := fake.New(fake.Options{Keys: []string{cliKey}})
+	api := httptest.NewServer(f)
+	t.Cleanup(api.Close)
+	cfg := writeKindsConfig(t, api.URL)
+	c := startServe(t, cfg)
+	t.Setenv("OPERATOR_API_KEY", cliKey)
+	t.Setenv("GITHUB_WEBHOOK_SECRET", cliSecret)
+	return c, f, cfg
+}
+
 // relayd send generates each sender's format, --delivery makes a retry
 // that dedupe answers as a duplicate, and --print's curl command sends
 // the same signed request.
@@ -159,13 +175,7 @@ func TestSendEveryKind(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	f := fake.New(fake.Options{Keys: []string{cliKey}})
-	api := httptest.NewServer(f)
-	defer api.Close()
-	cfg := writeKindsConfig(t, api.URL)
-	c := startServe(t, cfg)
-	t.Setenv("OPERATOR_API_KEY", cliKey)
-	t.Setenv("GITHUB_WEBHOOK_SECRET", cliSecret)
+	c, f, cfg := serveKinds(t)
 
 	for _, tc := range []struct {
 		name  string
@@ -245,13 +255,7 @@ func TestOperationsCommands(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	f := fake.New(fake.Options{Keys: []string{cliKey}})
-	api := httptest.NewServer(f)
-	defer api.Close()
-	cfg := writeKindsConfig(t, api.URL)
-	c := startServe(t, cfg)
-	t.Setenv("OPERATOR_API_KEY", cliKey)
-	t.Setenv("GITHUB_WEBHOOK_SECRET", cliSecret)
+	c, f, cfg := serveKinds(t)
 
 	if out, errOut, code := runCLI(t, "healthcheck", "--admin", c.admin); code != 0 || !strings.Contains(out, "200") {
 		t.Errorf("healthcheck against a running daemon: exit %d %s %s", code, out, errOut)

@@ -107,29 +107,27 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
+// wellKnownSenders is what each well-known sender sends beside its
+// signature: its event header, with the event assumed when --event is not
+// given, and its delivery header, if it has one.
+var wellKnownSenders = map[string]struct{ event, defaultEvent, delivery string }{
+	"github":    {"X-GitHub-Event", "push", "X-GitHub-Delivery"},
+	"gitlab":    {"X-Gitlab-Event", "Pipeline Hook", "X-Gitlab-Event-UUID"},
+	"buildkite": {"X-Buildkite-Event", "build.finished", ""},
+	"circleci":  {"Circleci-Event-Type", "workflow-completed", ""},
+	"bitbucket": {"X-Event-Key", "repo:push", "X-Request-UUID"},
+	"gitea":     {"X-Gitea-Event", "push", "X-Gitea-Delivery"},
+	"forgejo":   {"X-Forgejo-Event", "push", "X-Forgejo-Delivery"},
+}
+
 // setSenderHeaders adds the event and delivery headers the source's
 // sender would send.
 func setSenderHeaders(h http.Header, src *config.Source, event, delivery string) {
-	switch src.Verify.Type {
-	case "github":
-		h.Set("X-GitHub-Event", firstNonEmpty(event, "push"))
-		h.Set("X-GitHub-Delivery", delivery)
-	case "gitlab":
-		h.Set("X-Gitlab-Event", firstNonEmpty(event, "Pipeline Hook"))
-		h.Set("X-Gitlab-Event-UUID", delivery)
-	case "buildkite":
-		h.Set("X-Buildkite-Event", firstNonEmpty(event, "build.finished"))
-	case "circleci":
-		h.Set("Circleci-Event-Type", firstNonEmpty(event, "workflow-completed"))
-	case "bitbucket":
-		h.Set("X-Event-Key", firstNonEmpty(event, "repo:push"))
-		h.Set("X-Request-UUID", delivery)
-	case "gitea":
-		h.Set("X-Gitea-Event", firstNonEmpty(event, "push"))
-		h.Set("X-Gitea-Delivery", delivery)
-	case "forgejo":
-		h.Set("X-Forgejo-Event", firstNonEmpty(event, "push"))
-		h.Set("X-Forgejo-Delivery", delivery)
+	if s, ok := wellKnownSenders[src.Verify.Type]; ok {
+		h.Set(s.event, firstNonEmpty(event, s.defaultEvent))
+		if s.delivery != "" {
+			h.Set(s.delivery, delivery)
+		}
 	}
 	if src.EventHeader != "" && event != "" {
 		h.Set(src.EventHeader, event)

@@ -81,7 +81,7 @@ func TestContractExampleLoads(t *testing.T) {
 	if landing.Verify.Tolerance.D() != 5*time.Minute || landing.Verify.Secrets[0] != contractEnv["LANDING_SECRET"] {
 		t.Errorf("landing verify = %+v", landing.Verify)
 	}
-	r, ok := c.RouteByName("ci-failures")
+	r, ok := c.routeByName("ci-failures")
 	if !ok || r.Source != "github" || r.RateLimit == nil || r.RateLimit.PerSecond != 0.5 || r.RateLimit.Burst != 3 {
 		t.Fatalf("route = %+v", r)
 	}
@@ -91,7 +91,7 @@ func TestContractExampleLoads(t *testing.T) {
 	if !strings.Contains(r.Filter, `body.workflow_run.conclusion == "failure"`) {
 		t.Errorf("filter = %q", r.Filter)
 	}
-	if c.Line("routes[0].filter") == 0 {
+	if c.line("routes[0].filter") == 0 {
 		t.Errorf("no line recorded for routes[0].filter")
 	}
 
@@ -888,19 +888,19 @@ func TestLookups(t *testing.T) {
 	if _, ok := c.SourceByName("nope"); ok {
 		t.Error("SourceByName(nope) found something")
 	}
-	if r, ok := c.RouteByName("r1"); !ok || r.Source != "gh" {
-		t.Error("RouteByName(r1)")
+	if r, ok := c.routeByName("r1"); !ok || r.Source != "gh" {
+		t.Error("routeByName(r1)")
 	}
-	if _, ok := c.RouteByName("nope"); ok {
-		t.Error("RouteByName(nope) found something")
+	if _, ok := c.routeByName("nope"); ok {
+		t.Error("routeByName(nope) found something")
 	}
-	if got := c.Line("routes[0].template"); got != 11 {
+	if got := c.line("routes[0].template"); got != 11 {
 		t.Errorf("Line(routes[0].template) = %d, want 11", got)
 	}
-	if got := c.Line("routes[0].filter"); got != 9 {
+	if got := c.line("routes[0].filter"); got != 9 {
 		t.Errorf("Line of an unwritten field = %d, want its parent's line 9", got)
 	}
-	if got := c.Line("nope"); got != 0 {
+	if got := c.line("nope"); got != 0 {
 		t.Errorf("Line(nope) = %d", got)
 	}
 }

@@ -39,7 +39,7 @@ func TestPreamble(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := mustParse(t, tt.operator+src+routes, nil)
 			for name, want := range tt.want {
-				r, _ := c.RouteByName(name)
+				r, _ := c.routeByName(name)
 				if got := c.PreambleFor(r); got != want {
 					t.Errorf("PreambleFor(%s) = %q, want %q", name, got, want)
 				}
@@ -74,7 +74,7 @@ func TestRedactFor(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := mustParse(t, tt.yaml, nil)
-			r, _ := c.RouteByName("r")
+			r, _ := c.routeByName("r")
 			got := c.RedactFor(r)
 			if !reflect.DeepEqual(got, tt.route) {
 				t.Errorf("RedactFor = %+v, want %+v", got, tt.route)

@@ -360,19 +360,3 @@ func (c *Config) SourceByName(name string) (*Source, bool) {
 	}
 	return nil, false
 }
-
-// RouteByName returns the route called name.
-func (c *Config) RouteByName(name string) (*Route, bool) {
-	for i := range c.Routes {
-		if c.Routes[i].Name == name {
-			return &c.Routes[i], true
-		}
-	}
-	return nil, false
-}
-
-// Line returns the line of the config file a field path ("routes[1].filter")
-// was written on, or of its nearest written parent; 0 when unknown. Callers
-// that find errors later (compiling filters and templates) use it to point
-// at the spot.
-func (c *Config) Line(field string) int { return lineOf(c.meta().lines, field) }

@@ -290,18 +290,10 @@ func (l *loader) validateSources() {
 		s := &c.Sources[i]
 		p := index("sources", i)
 		if l.name(p+".name", s.Name) {
-			if j, dup := names[s.Name]; dup {
-				l.errorf(p+".name", "%q already names sources[%d]", s.Name, j)
-			} else {
-				names[s.Name] = i
-			}
+			l.once(names, i, p+".name", s.Name, "%q already names sources[%d]")
 		}
 		if l.sourcePath(p+".path", s.Path) {
-			if j, dup := paths[s.Path]; dup {
-				l.errorf(p+".path", "%q is already the path of sources[%d]", s.Path, j)
-			} else {
-				paths[s.Path] = i
-			}
+			l.once(paths, i, p+".path", s.Path, "%q is already the path of sources[%d]")
 		}
 		l.validateVerify(p+".verify", s.Verify)
 		l.headerName(p+".event_header", s.EventHeader)
@@ -395,6 +387,16 @@ func (l *loader) validateVerifyType(p string, v *Verify) {
 	}
 }
 
+// once records v as list item i's in seen, or, when an earlier item has
+// it, reports at field msg with v and that item's index.
+func (l *loader) once(seen map[string]int, i int, field, v, msg string) {
+	if j, dup := seen[v]; dup {
+		l.errorf(field, msg, v, j)
+		return
+	}
+	seen[v] = i
+}
+
 func (l *loader) validateRoutes() {
 	c := l.c
 	names := map[string]int{}
@@ -402,11 +404,7 @@ func (l *loader) validateRoutes() {
 		r := &c.Routes[i]
 		p := index("routes", i)
 		if l.name(p+".name", r.Name) {
-			if j, dup := names[r.Name]; dup {
-				l.errorf(p+".name", "%q already names routes[%d]", r.Name, j)
-			} else {
-				names[r.Name] = i
-			}
+			l.once(names, i, p+".name", r.Name, "%q already names routes[%d]")
 		}
 		switch _, ok := c.SourceByName(r.Source); {
 		case r.Source == "":

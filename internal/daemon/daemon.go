@@ -1,5 +1,6 @@
-// Package daemon runs relayd: it wires config, storage, ingest, dispatch
-// and the admin API together, reloads config, and shuts down gracefully.
+// Package daemon runs relayd: it alone maps config to each package's own
+// options, wires storage, ingest, dispatch and the admin API together,
+// reloads config, and shuts down gracefully.
 package daemon
 
 import (

@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
@@ -9,31 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/relayd/relayd/internal/config"
 	"github.com/relayd/relayd/internal/daemon"
 	"github.com/relayd/relayd/internal/operator/fake"
+	"github.com/relayd/relayd/internal/xtest"
 )
-
-// syncBuffer is a log destination written by the daemon's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // A config that fails to reload because of a secret written in the wrong
 // shape, or a value from the environment that does not fit its field,
@@ -75,7 +56,7 @@ func TestReloadErrorsHideSecretsAndEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &xtest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	d, err := daemon.New(ctx, cfg, daemon.Options{Load: load, Logger: slog.New(slog.NewTextHandler(logs, nil))})

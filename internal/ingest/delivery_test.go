@@ -2,21 +2,12 @@ package ingest_test
 
 import (
 	"bytes"
-	"context"
-	"log/slog"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/relayd/relayd/internal/config"
 	"github.com/relayd/relayd/internal/daemon"
-	"github.com/relayd/relayd/internal/ingest"
-	"github.com/relayd/relayd/internal/metrics"
-	"github.com/relayd/relayd/internal/queue/boltq"
 	"github.com/relayd/relayd/internal/verify"
 )
 
@@ -42,34 +33,8 @@ routes:
   - {name: records, source: records, template: '{{ .delivery }}'}
 `
 
-func newDeliveryRig(t *testing.T, yaml string) *rig {
-	t.Helper()
-	dir := t.TempDir()
-	cfg, err := config.Parse([]byte(yaml), dir, func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	table, err := daemon.CompileIngest(cfg)
-	if err != nil {
-		t.Fatalf("compile: %v", err)
-	}
-	store, err := boltq.Open(context.Background(), filepath.Join(dir, "q.db"), boltq.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &rig{store: store, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
-	r.m = metrics.New(r.reg)
-	h := ingest.New(table, ingest.Options{Store: store, Metrics: r.m, Logger: slog.New(slog.NewJSONHandler(r.logs, nil))})
-	r.srv = httptest.NewServer(h.Echo())
-	t.Cleanup(func() {
-		r.srv.Close()
-		store.Close()
-	})
-	return r
-}
-
 func TestDeliveryExpression(t *testing.T) {
-	r := newDeliveryRig(t, deliveryConfig)
+	r := newRigFrom(t, deliveryConfig)
 	send := func(path, typ, secret, body string, at time.Time) reply {
 		t.Helper()
 		h, err := verify.Sign(verify.Spec{Type: typ, Secrets: []string{secret}}, []byte(body), at, "")

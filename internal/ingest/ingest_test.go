@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/relayd/relayd/internal/queue/boltq"
 	"github.com/relayd/relayd/internal/samples"
 	"github.com/relayd/relayd/internal/verify"
+	"github.com/relayd/relayd/internal/xtest"
 )
 
 const (
@@ -114,24 +114,7 @@ type rig struct {
 	store *boltq.Store
 	reg   *prometheus.Registry
 	m     *metrics.Metrics
-	logs  *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs  *xtest.Buffer
 }
 
 func newRig(t *testing.T, maxPending string) *rig {
@@ -141,7 +124,14 @@ func newRig(t *testing.T, maxPending string) *rig {
 
 func newRigFrom(t *testing.T, yaml string) *rig {
 	t.Helper()
-	cfg, err := config.Parse([]byte(yaml), t.TempDir(), func(string) (string, bool) { return "", false })
+	return newRigIn(t, t.TempDir(), yaml)
+}
+
+// newRigIn serves the ingest of yaml, a config whose files are in dir, over
+// a real bbolt queue in dir.
+func newRigIn(t *testing.T, dir, yaml string) *rig {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml), dir, func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -149,11 +139,11 @@ func newRigFrom(t *testing.T, yaml string) *rig {
 	if err != nil {
 		t.Fatalf("compile: %v", err)
 	}
-	store, err := boltq.Open(context.Background(), filepath.Join(t.TempDir(), "q.db"), boltq.Options{MaxPending: cfg.Storage.MaxPending})
+	store, err := boltq.Open(context.Background(), filepath.Join(dir, "q.db"), boltq.Options{MaxPending: cfg.Storage.MaxPending})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{store: store, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	r := &rig{store: store, reg: prometheus.NewRegistry(), logs: &xtest.Buffer{}}
 	r.m = metrics.New(r.reg)
 	h := ingest.New(table, ingest.Options{Store: store, Metrics: r.m, Logger: slog.New(slog.NewJSONHandler(r.logs, nil))})
 	r.srv = httptest.NewServer(h.Echo())

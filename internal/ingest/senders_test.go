@@ -2,7 +2,6 @@ package ingest_test
 
 import (
 	"bytes"
-	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -17,7 +16,6 @@ import (
 	"encoding/pem"
 	"io"
 	"log"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -28,14 +26,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/relayd/relayd/internal/config"
-	"github.com/relayd/relayd/internal/daemon"
-	"github.com/relayd/relayd/internal/ingest"
-	"github.com/relayd/relayd/internal/metrics"
-	"github.com/relayd/relayd/internal/queue/boltq"
 )
 
 const sendersTopic = "arn:aws:sns:eu-west-1:123456789012:landing"
@@ -155,27 +145,7 @@ func newSendersRig(t *testing.T) (*rig, *snsHost) {
 	t.Helper()
 	dir := t.TempDir()
 	host := newSNSHost(t, dir)
-	cfg, err := config.Parse([]byte(sendersConfig), dir, func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	table, err := daemon.CompileIngest(cfg)
-	if err != nil {
-		t.Fatalf("compile: %v", err)
-	}
-	store, err := boltq.Open(context.Background(), filepath.Join(dir, "q.db"), boltq.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &rig{store: store, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
-	r.m = metrics.New(r.reg)
-	h := ingest.New(table, ingest.Options{Store: store, Metrics: r.m, Logger: slog.New(slog.NewJSONHandler(r.logs, nil))})
-	r.srv = httptest.NewServer(h.Echo())
-	t.Cleanup(func() {
-		r.srv.Close()
-		store.Close()
-	})
-	return r, host
+	return newRigIn(t, dir, sendersConfig), host
 }
 
 func TestSenderPresets(t *testing.T) {

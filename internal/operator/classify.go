@@ -108,7 +108,7 @@ type Verdict struct {
 //
 // A cancellation of the caller's own context (shutdown) also comes out as
 // Retry network, so the message stays queued; callers that must not count
-// it as a failed attempt check IsCanceled(err) or ctx.Err() first.
+// it as a failed attempt check ctx.Err() first.
 func Classify(err error, continued bool) Verdict {
 	if err == nil {
 		return Verdict{Outcome: Delivered}
@@ -173,11 +173,6 @@ func classifyStatus(ae *APIError, continued bool) Verdict {
 		return fail(Permanent, ReasonPermanent)
 	}
 }
-
-// IsCanceled reports whether err comes from the caller's own context being
-// canceled (for example at shutdown) rather than from the API or the
-// network. The client's own timeout is context.DeadlineExceeded, not this.
-func IsCanceled(err error) bool { return errors.Is(err, context.Canceled) }
 
 func isTimeout(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrSilence) || errors.Is(err, ErrTurnTooLong) {

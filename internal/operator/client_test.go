@@ -292,7 +292,7 @@ func TestTimeout(t *testing.T) {
 	if !errors.Is(err, operator.ErrSilence) {
 		t.Fatalf("err %v does not wrap ErrSilence", err)
 	}
-	if operator.IsCanceled(err) {
+	if errors.Is(err, context.Canceled) {
 		t.Fatal("a client timeout reported as the caller's cancellation")
 	}
 	if v := operator.Classify(err, false); v.Outcome != operator.Retry || v.Reason != "timeout" {
@@ -311,8 +311,8 @@ func TestCallerCancel(t *testing.T) {
 		cancel()
 	}()
 	_, err := e.c.Chat(ctx, operator.ChatRequest{Text: "hi"})
-	if !operator.IsCanceled(err) {
-		t.Fatalf("err %v: IsCanceled false", err)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v: not context.Canceled", err)
 	}
 	if v := operator.Classify(err, false); v.Outcome != operator.Retry {
 		t.Fatalf("a canceled attempt must stay queued: %+v", v)

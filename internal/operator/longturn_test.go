@@ -120,7 +120,7 @@ func TestLongTurns(t *testing.T) {
 			if tt.cause != nil && !errors.Is(err, tt.cause) {
 				t.Fatalf("err %v does not wrap %v", err, tt.cause)
 			}
-			if operator.IsCanceled(err) {
+			if errors.Is(err, context.Canceled) {
 				t.Fatalf("the client's own limit reported as the caller's cancellation: %v", err)
 			}
 			if resp.Partial != (tt.outcome == operator.Partial) {
@@ -191,7 +191,7 @@ func TestCallerCancelAfterAnswerBegan(t *testing.T) {
 	if v := operator.Classify(err, false); v.Outcome != operator.Partial || !resp.Partial {
 		t.Fatalf("%+v %v: %+v", resp, err, v)
 	}
-	if !operator.IsCanceled(err) {
+	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("%v: the caller's cancellation lost", err)
 	}
 }

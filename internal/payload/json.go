@@ -138,16 +138,51 @@ func (p *jsonParser) enter() error {
 	return nil
 }
 
-func (p *jsonParser) object() (any, error) {
+// open steps into the object or array whose opening byte is at p.pos and
+// reports whether it closes (with end) at once.
+func (p *jsonParser) open(end byte) (empty bool, err error) {
 	if err := p.enter(); err != nil {
-		return nil, err
+		return false, err
 	}
-	p.pos++ // {
-	kbase, vbase := len(p.keys), len(p.vals)
+	p.pos++
 	p.skipSpace()
-	if p.pos < len(p.data) && p.data[p.pos] == '}' {
+	if p.pos < len(p.data) && p.data[p.pos] == end {
 		p.pos++
 		p.depth--
+		return true, nil
+	}
+	return false, nil
+}
+
+// next reads what follows a member of an object or array: ',' (more is
+// true) or end, which closes it; anything else is a syntax error found
+// after what.
+func (p *jsonParser) next(end byte, what string) (more bool, err error) {
+	p.skipSpace()
+	if p.pos >= len(p.data) {
+		return false, errJSONEnd
+	}
+	switch p.data[p.pos] {
+	case ',':
+		p.pos++
+		p.skipSpace()
+		return true, nil
+	case end:
+		p.pos++
+		p.depth--
+		return false, nil
+	default:
+		return false, p.syntaxError(what)
+	}
+}
+
+func (p *jsonParser) object() (any, error) {
+	kbase, vbase := len(p.keys), len(p.vals)
+	empty, err := p.open('}')
+	if err != nil {
+		return nil, err
+	}
+	if empty {
 		return map[string]any{}, nil
 	}
 	for {
@@ -176,17 +211,9 @@ func (p *jsonParser) object() (any, error) {
 		}
 		p.keys = append(p.keys, key)
 		p.vals = append(p.vals, v)
-		p.skipSpace()
-		if p.pos >= len(p.data) {
-			return nil, errJSONEnd
-		}
-		switch p.data[p.pos] {
-		case ',':
-			p.pos++
-			p.skipSpace()
-		case '}':
-			p.pos++
-			p.depth--
+		if more, err := p.next('}', "after object key:value pair"); err != nil {
+			return nil, err
+		} else if !more {
 			keys, vals := p.keys[kbase:], p.vals[vbase:]
 			m := make(map[string]any, len(keys))
 			for i, k := range keys {
@@ -196,22 +223,17 @@ func (p *jsonParser) object() (any, error) {
 			clear(vals)
 			p.keys, p.vals = p.keys[:kbase], p.vals[:vbase]
 			return m, nil
-		default:
-			return nil, p.syntaxError("after object key:value pair")
 		}
 	}
 }
 
 func (p *jsonParser) array() (any, error) {
-	if err := p.enter(); err != nil {
+	base := len(p.vals)
+	empty, err := p.open(']')
+	if err != nil {
 		return nil, err
 	}
-	p.pos++ // [
-	base := len(p.vals)
-	p.skipSpace()
-	if p.pos < len(p.data) && p.data[p.pos] == ']' {
-		p.pos++
-		p.depth--
+	if empty {
 		return []any{}, nil
 	}
 	for {
@@ -220,25 +242,15 @@ func (p *jsonParser) array() (any, error) {
 			return nil, err
 		}
 		p.vals = append(p.vals, v)
-		p.skipSpace()
-		if p.pos >= len(p.data) {
-			return nil, errJSONEnd
-		}
-		switch p.data[p.pos] {
-		case ',':
-			p.pos++
-			p.skipSpace()
-		case ']':
-			p.pos++
-			p.depth--
+		if more, err := p.next(']', "after array element"); err != nil {
+			return nil, err
+		} else if !more {
 			vals := p.vals[base:]
 			a := make([]any, len(vals))
 			copy(a, vals)
 			clear(vals)
 			p.vals = p.vals[:base]
 			return a, nil
-		default:
-			return nil, p.syntaxError("after array element")
 		}
 	}
 }

@@ -92,14 +92,9 @@ type oidcClaims struct {
 }
 
 func (v *oidcVerifier) Verify(r *Request) (Result, error) {
-	val := r.Header.Get("Authorization")
-	if val == "" {
-		return Result{}, fail(ReasonMissing, "missing Authorization header")
-	}
-	scheme, tok, _ := strings.Cut(strings.TrimSpace(val), " ")
-	tok = strings.TrimSpace(tok)
-	if !strings.EqualFold(scheme, "Bearer") || tok == "" {
-		return Result{}, fail(ReasonMalformed, "malformed Authorization header: want Bearer <token>")
+	tok, err := bearerToken(r)
+	if err != nil {
+		return Result{}, err
 	}
 	ctx := requestContext(r)
 	at := now(r)
@@ -112,7 +107,7 @@ func (v *oidcVerifier) Verify(r *Request) (Result, error) {
 		jwt.WithTimeFunc(func() time.Time { return at }),
 	)
 	var claims oidcClaims
-	_, err := p.ParseWithClaims(tok, &claims, func(t *jwt.Token) (any, error) {
+	_, err = p.ParseWithClaims(tok, &claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		keys, err := v.keys.lookup(ctx, kid, t.Method.Alg())
 		if err != nil {

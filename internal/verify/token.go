@@ -117,14 +117,9 @@ func (v *bearerVerifier) Headers() []string { return []string{"Authorization"} }
 func (v *bearerVerifier) HeaderOnly(http.Header) bool { return true }
 
 func (v *bearerVerifier) Verify(r *Request) (Result, error) {
-	val := r.Header.Get("Authorization")
-	if val == "" {
-		return Result{}, fail(ReasonMissing, "missing Authorization header")
-	}
-	scheme, tok, _ := strings.Cut(strings.TrimSpace(val), " ")
-	tok = strings.TrimSpace(tok)
-	if !strings.EqualFold(scheme, "Bearer") || tok == "" {
-		return Result{}, fail(ReasonMalformed, "malformed Authorization header: want Bearer <token>")
+	tok, err := bearerToken(r)
+	if err != nil {
+		return Result{}, err
 	}
 	if !v.tokens.match(tok) {
 		return Result{}, fail(ReasonMismatch, "bearer token does not match")
@@ -160,3 +155,17 @@ func (noneVerifier) Headers() []string { return nil }
 func (noneVerifier) HeaderOnly(http.Header) bool { return true }
 
 func (noneVerifier) sign([]byte, time.Time, string) (http.Header, error) { return http.Header{}, nil }
+
+// bearerToken is the token of the request's "Authorization: Bearer" header.
+func bearerToken(r *Request) (string, error) {
+	val := r.Header.Get("Authorization")
+	if val == "" {
+		return "", fail(ReasonMissing, "missing Authorization header")
+	}
+	scheme, tok, _ := strings.Cut(strings.TrimSpace(val), " ")
+	tok = strings.TrimSpace(tok)
+	if !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return "", fail(ReasonMalformed, "malformed Authorization header: want Bearer <token>")
+	}
+	return tok, nil
+}

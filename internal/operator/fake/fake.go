@@ -56,6 +56,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/relayd/relayd/internal/xtime"
 )
 
 const (
@@ -441,11 +443,11 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	// From here the message is the agent's: a client that leaves only
 	// stops the answer, not the work.
 	ctx := r.Context()
-	if !pause(ctx, turn.Wait) {
+	if xtime.Sleep(ctx, turn.Wait) != nil {
 		return
 	}
 	if strings.EqualFold(r.Header.Get("x-response-format"), "json") {
-		if !pause(ctx, time.Duration(turn.Steps)*turn.Every) {
+		if xtime.Sleep(ctx, time.Duration(turn.Steps)*turn.Every) != nil {
 			return
 		}
 		b, _ := json.Marshal(map[string]string{"chatId": a.chatID, "text": a.reply})
@@ -469,21 +471,6 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 func (s *Server) cut(w *statusWriter, rec *Request) {
 	s.log.Info("operator turn: answer cut off", "chat_id", rec.AssignedChatID)
 	w.drop, w.code = true, "cut"
-}
-
-// pause waits d; false when the client went away first.
-func pause(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // process validates and, when valid, takes the message. It holds the lock
@@ -654,7 +641,7 @@ func (s *Server) sleep(ctx context.Context) bool {
 	if hi > lo {
 		d += time.Duration(randv2.Int64N(int64(hi-lo) + 1))
 	}
-	return pause(ctx, d)
+	return xtime.Sleep(ctx, d) == nil
 }
 
 func (s *Server) begin(rec *Request, trackID string) {
@@ -893,7 +880,7 @@ func writeSSE(ctx context.Context, w http.ResponseWriter, chatID, reply string, 
 		if turn.CutAfter > 0 && i == turn.CutAfter {
 			return false
 		}
-		if !pause(ctx, ev.wait) {
+		if xtime.Sleep(ctx, ev.wait) != nil {
 			return true
 		}
 		_, _ = fmt.Fprintf(w, "data: %s\n\n", ev.data)

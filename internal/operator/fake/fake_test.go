@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/internal/operator/fake"
+	"github.com/relayd/relayd/internal/xtest"
 )
 
 const key = "ck_live_test_0123456789"
@@ -707,7 +708,7 @@ func TestReset(t *testing.T) {
 }
 
 func TestLogsRepliesWithoutKey(t *testing.T) {
-	var buf syncBuffer
+	var buf xtest.Buffer
 	h := newHarness(t, fake.Options{Logger: slog.New(slog.NewJSONHandler(&buf, nil)),
 		Reply: func(chatID, text string) string { return "reply to " + text }})
 	a := h.mustChat("", "the prompt")
@@ -825,21 +826,4 @@ func equalInts(a, b []int) bool {
 		}
 	}
 	return true
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -19,8 +19,12 @@ const compactTxSize = 64 << 20
 // pages a bbolt file keeps after a large queue drains (bbolt files never
 // shrink). src is opened read-only and must not be open elsewhere: run it
 // with relayd stopped. dst must not exist; on error it is removed. Swapping
-// dst into place is the caller's move.
-func Compact(src, dst string) (err error) {
+// dst into place is the caller's move. ctx bounds opening the store; the
+// copy itself, one bbolt pass, is not interrupted.
+func Compact(ctx context.Context, src, dst string) (err error) {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("boltq: compact: %w", err)
+	}
 	if _, err := os.Stat(src); err != nil {
 		return fmt.Errorf("boltq: compact: %w", err)
 	}
@@ -34,7 +38,7 @@ func Compact(src, dst string) (err error) {
 	if segs, err := segments(src); err != nil {
 		return fmt.Errorf("boltq: compact: %w", err)
 	} else if len(segs) > 0 {
-		s, err := Open(context.Background(), src, Options{DedupeSweepInterval: -1})
+		s, err := Open(ctx, src, Options{DedupeSweepInterval: -1})
 		if err != nil {
 			return fmt.Errorf("boltq: compact: apply the write-ahead log: %w", err)
 		}

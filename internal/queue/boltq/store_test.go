@@ -828,13 +828,13 @@ func TestCompact(t *testing.T) {
 	}
 
 	dst := filepath.Join(t.TempDir(), "compact.db")
-	if err := Compact(src, dst); err != nil {
+	if err := Compact(ctxT(t), src, dst); err != nil {
 		t.Fatalf("compact: %v", err)
 	}
-	if err := Compact(src, dst); err == nil {
+	if err := Compact(ctxT(t), src, dst); err == nil {
 		t.Fatal("compact over an existing file succeeded")
 	}
-	if err := Compact(filepath.Join(t.TempDir(), "missing.db"), filepath.Join(t.TempDir(), "x.db")); err == nil {
+	if err := Compact(ctxT(t), filepath.Join(t.TempDir(), "missing.db"), filepath.Join(t.TempDir(), "x.db")); err == nil {
 		t.Fatal("compact of a missing file succeeded")
 	}
 	si, _ := os.Stat(src)

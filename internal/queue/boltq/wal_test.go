@@ -344,7 +344,7 @@ func TestCompactAppliesLog(t *testing.T) {
 	release()
 
 	dst := filepath.Join(t.TempDir(), "compacted.db")
-	if err := Compact(crashed, dst); err != nil {
+	if err := Compact(ctxT(t), crashed, dst); err != nil {
 		t.Fatal(err)
 	}
 	c := openAt(t, dst, Options{})

@@ -113,15 +113,24 @@ func match(es []deadEntry, id string) []deadEntry {
 	return byDelivery
 }
 
-// GetDead returns the dead letter with message id or delivery id id.
-func (s *Store) GetDead(ctx context.Context, id string) (queue.DeadLetter, error) {
+// findDead returns the dead letters matching id, or queue.ErrNotFound.
+func (s *Store) findDead(ctx context.Context, id string) ([]deadEntry, error) {
 	es, err := s.scanDead(ctx, "")
 	if err != nil {
-		return queue.DeadLetter{}, err
+		return nil, err
 	}
 	m := match(es, id)
 	if len(m) == 0 {
-		return queue.DeadLetter{}, queue.ErrNotFound
+		return nil, queue.ErrNotFound
+	}
+	return m, nil
+}
+
+// GetDead returns the dead letter with message id or delivery id id.
+func (s *Store) GetDead(ctx context.Context, id string) (queue.DeadLetter, error) {
+	m, err := s.findDead(ctx, id)
+	if err != nil {
+		return queue.DeadLetter{}, err
 	}
 	return m[0].dl, nil
 }
@@ -129,13 +138,9 @@ func (s *Store) GetDead(ctx context.Context, id string) (queue.DeadLetter, error
 // ReplayDead puts the dead letters matching id back at the tail of their
 // conversations, attempts reset, and removes them from the dead letters.
 func (s *Store) ReplayDead(ctx context.Context, id string) (int, error) {
-	es, err := s.scanDead(ctx, "")
+	m, err := s.findDead(ctx, id)
 	if err != nil {
 		return 0, err
-	}
-	m := match(es, id)
-	if len(m) == 0 {
-		return 0, queue.ErrNotFound
 	}
 	return s.replay(ctx, m)
 }
@@ -189,13 +194,9 @@ func (s *Store) replayOne(ctx context.Context, e deadEntry) error {
 
 // DropDead deletes the dead letters matching id.
 func (s *Store) DropDead(ctx context.Context, id string) (int, error) {
-	es, err := s.scanDead(ctx, "")
+	m, err := s.findDead(ctx, id)
 	if err != nil {
 		return 0, err
-	}
-	m := match(es, id)
-	if len(m) == 0 {
-		return 0, queue.ErrNotFound
 	}
 	n := 0
 	for _, e := range m {
