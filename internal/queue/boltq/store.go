@@ -97,6 +97,10 @@ type Options struct {
 	// 0 means DefaultDedupeSweepInterval; negative disables the sweeper
 	// (expired marks are still ignored, just not deleted).
 	DedupeSweepInterval time.Duration
+	// Turns gives each route's turn policy (how many messages a lease
+	// carries, the coalescing wait); nil: one message a lease, no wait.
+	// SetTurnPolicies replaces it on reload.
+	Turns queue.TurnPolicies
 
 	// Test knobs; zero means the defaults.
 	segmentSize  int64         // walSegmentSize
@@ -143,6 +147,8 @@ type Store struct {
 	urgentKick chan struct{} // capacity 1
 	attempt    uint64        // committer only: number of the current write transaction
 	commits    atomic.Uint64 // committed write transactions, for tests and benchmarks
+
+	turns atomic.Pointer[queue.TurnPolicies]
 
 	stopSweep context.CancelFunc
 	wg        sync.WaitGroup
@@ -200,6 +206,7 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.SetTurnPolicies(o.Turns)
 	if err := s.init(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("boltq: open %s: %w", path, err)
@@ -418,6 +425,11 @@ func (s *Store) Enqueue(ctx context.Context, b queue.Batch) (bool, error) {
 				now = s.now()
 			}
 			m.EnqueuedAt = now
+		}
+		if w := s.policy(m.Route).Wait; w > 0 && m.Attempts == 0 && m.NextAttemptAt.IsZero() {
+			// Due after the wait if it starts its conversation; applying
+			// it drops the wait when the conversation has messages already.
+			m.NextAttemptAt = m.EnqueuedAt.Add(w)
 		}
 	}
 	ttl := b.DedupeTTL

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -848,7 +849,7 @@ func TestCompact(t *testing.T) {
 	if st := mustStats(t, c); st != (queue.Stats{Ready: 49, Dead: 1}) {
 		t.Fatalf("compacted stats %+v, want 49 ready and 1 dead", st)
 	}
-	if got, err := c.GetChat(ctxT(t), "r1", "conv-1"); err != nil || got != chat {
+	if got, err := c.GetChat(ctxT(t), "r1", "conv-1"); err != nil || !reflect.DeepEqual(got, chat) {
 		t.Fatalf("compacted chat %+v %v, want %+v", got, err, chat)
 	}
 	if dup, err := c.Enqueue(ctxT(t), queue.Batch{DedupeKey: "d3"}); err != nil || !dup {

@@ -373,6 +373,7 @@ func (s *Store) newLease(p int, m *nats.Msg) (*lease, error) {
 			s.log.Warn("could not read attempts", "message_id", msg.ID, "err", err)
 		}
 	}
+	l.superseded = s.isSuperseded(msg, md.seq)
 	return l, nil
 }
 
@@ -426,12 +427,31 @@ type lease struct {
 	seq       uint64 // stream sequence
 	hasRecord bool   // an attempts record exists
 	hold      *time.Timer
+	// superseded: a newer message of its supersede key was accepted; it
+	// is acked without being sent.
+	superseded bool
 
 	mu   sync.Mutex
 	done bool
 }
 
 func (l *lease) Message() queue.Message { return l.msg }
+
+// Messages is the message, or nothing when it is superseded: a lease here
+// carries one message (see the package doc).
+func (l *lease) Messages() []queue.Message {
+	if l.superseded {
+		return nil
+	}
+	return []queue.Message{l.msg}
+}
+
+func (l *lease) Superseded() []queue.Message {
+	if l.superseded {
+		return []queue.Message{l.msg}
+	}
+	return nil
+}
 
 func (l *lease) isDone() bool {
 	l.mu.Lock()
