@@ -33,7 +33,6 @@ func histogram(t *testing.T, h *harness, route string) (count uint64, sum float6
 	return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
 }
 
-
 func TestTurnCoalescesDueMessages(t *testing.T) {
 	h := turnHarness(t, queue.TurnPolicy{MaxEvents: 20}, dispatch.RouteSettings{})
 	var want []string
