@@ -53,6 +53,14 @@ func (c *Config) Redacted() *Config {
 			cr := *rt.ConversationReset
 			rt.ConversationReset = &cr
 		}
+		if rt.Coalesce != nil {
+			co := *rt.Coalesce
+			rt.Coalesce = &co
+		}
+		if rt.TurnLimit != nil {
+			tl := *rt.TurnLimit
+			rt.TurnLimit = &tl
+		}
 	}
 	return &r
 }

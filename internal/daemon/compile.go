@@ -42,6 +42,7 @@ func IngestSpec(cfg *config.Config) ingest.Spec {
 		spec.Routes[i] = route.Spec{
 			Name: rc.Name, Source: rc.Source, Filter: rc.Filter,
 			Conversation: rc.Conversation, Template: rc.Template,
+			Supersede: rc.Supersede, BatchTemplate: rc.BatchTemplate, MaxPromptBytes: rc.MaxPromptBytes,
 		}
 	}
 	return spec

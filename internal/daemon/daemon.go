@@ -95,10 +95,11 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.reg.MustRegister(newStoreCollector(d.store, d.config))
+	applyTurns(d.store, cfg, table)
 
 	d.client = operator.New(d.operatorOptions(cfg))
 	d.ingest = ingest.New(table, ingest.Options{Store: d.store, Metrics: d.metrics, Logger: d.log})
-	d.dispatch = dispatch.New(d.store, d.store, d.client, settings(cfg), dispatch.Options{
+	d.dispatch = dispatch.New(d.store, d.store, d.client, withBatches(settings(cfg), table), dispatch.Options{
 		Logger: d.log, Metrics: d.metrics,
 	})
 	return d, nil
@@ -329,7 +330,8 @@ func (d *Daemon) reload() error {
 	oo := d.operatorOptions(cfg)
 	d.client.SetAPIKey(oo.APIKey)
 	d.client.SetVersion(oo.Version)
-	d.dispatch.Apply(settings(cfg))
+	applyTurns(d.store, cfg, table)
+	d.dispatch.Apply(withBatches(settings(cfg), table))
 	d.dispatch.Resume() // a new key may end a 401 pause at once
 	return nil
 }

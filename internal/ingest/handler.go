@@ -28,6 +28,7 @@ import (
 
 	"github.com/relayd/relayd/internal/event"
 	"github.com/relayd/relayd/internal/metrics"
+	"github.com/relayd/relayd/internal/prompt"
 	"github.com/relayd/relayd/internal/payload"
 	"github.com/relayd/relayd/internal/queue"
 	"github.com/relayd/relayd/internal/verify"
@@ -330,16 +331,31 @@ func (h *Handler) route(src *Source, ev *event.Event, now time.Time) ([]queue.Me
 				"source", src.Name, "delivery", ev.Delivery, "route", r.Name, "err", err)
 			key = ""
 		}
-		prompt, err := r.Render(env)
+		text, err := r.Render(env)
 		if err != nil {
 			h.o.Logger.Error("template failed; event not routed", "source", src.Name, "delivery", ev.Delivery, "route", r.Name, "err", err)
 			continue
+		}
+		if r.MaxPromptBytes > 0 {
+			var cut int
+			if text, cut = prompt.Cut(text, r.MaxPromptBytes); cut > 0 {
+				if h.o.Metrics != nil {
+					h.o.Metrics.PromptsCut.WithLabelValues(r.Name).Inc()
+				}
+				h.o.Logger.Info("prompt over max_prompt_bytes cut", "source", src.Name, "delivery", ev.Delivery, "route", r.Name, "cut_bytes", cut)
+			}
+		}
+		skey, err := r.SupersedeKey(env)
+		if err != nil {
+			h.o.Logger.Warn("supersede expression failed; the message supersedes nothing",
+				"source", src.Name, "delivery", ev.Delivery, "route", r.Name, "err", err)
+			skey = ""
 		}
 		// Key, delivery and event may point into the request body (the
 		// parsed body shares its memory); a stored message must not keep
 		// the whole body alive.
 		msgs = append(msgs, queue.Message{
-			ID: newID(), Route: r.Name, ConversationKey: strings.Clone(key), Prompt: prompt,
+			ID: newID(), Route: r.Name, ConversationKey: strings.Clone(key), Prompt: text, SupersedeKey: strings.Clone(skey),
 			Source: src.Name, Delivery: strings.Clone(ev.Delivery), Event: strings.Clone(ev.Event), EnqueuedAt: now,
 		})
 		names = append(names, r.Name)

@@ -22,6 +22,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/relayd/relayd/internal/event"
+	"github.com/relayd/relayd/internal/queue"
 	"github.com/relayd/relayd/internal/templates"
 )
 
@@ -32,6 +33,12 @@ type Spec struct {
 	Filter       string // expr, bool; empty matches every event
 	Conversation string // expr giving the conversation key; empty: one conversation
 	Template     string // text/template prompt
+	// Supersede is an expr giving the supersede key; empty: none.
+	Supersede string
+	// BatchTemplate renders a turn of several events; empty: none.
+	BatchTemplate string
+	// MaxPromptBytes cuts an event's prompt to this many bytes (0: no cut).
+	MaxPromptBytes int
 }
 
 // Route is a compiled route. It is safe for concurrent use.
@@ -39,13 +46,18 @@ type Route struct {
 	Name   string
 	Source string
 
+	// MaxPromptBytes is the budget an event's prompt is cut to (0: none).
+	MaxPromptBytes int
+
 	filter       *vm.Program // nil: every event
 	conversation *vm.Program // nil: key ""
+	supersede    *vm.Program // nil: no key
 	prompt       *templates.Template
+	batch        *templates.Template // nil: the plain format
 }
 
 // FieldError is a Spec field that does not compile. Field is "filter",
-// "conversation" or "template", so callers can prefix their own path
+// "conversation", "supersede", "template" or "batch_template", so callers can prefix their own path
 // ("routes[2].").
 type FieldError struct {
 	Field string
@@ -83,7 +95,7 @@ var envTypes = func() types.Map {
 // errors, a filter that is not boolean and a template that does not parse
 // are errors; fields inside body are not, since bodies vary by event.
 func Compile(s Spec) (*Route, error) {
-	r := &Route{Name: s.Name, Source: s.Source}
+	r := &Route{Name: s.Name, Source: s.Source, MaxPromptBytes: s.MaxPromptBytes}
 	var err error
 	if strings.TrimSpace(s.Filter) != "" {
 		if r.filter, err = compileExpr(s.Filter, expr.AsBool()); err != nil {
@@ -95,8 +107,18 @@ func Compile(s Spec) (*Route, error) {
 			return nil, &FieldError{Field: "conversation", Err: err}
 		}
 	}
+	if strings.TrimSpace(s.Supersede) != "" {
+		if r.supersede, err = compileExpr(s.Supersede); err != nil {
+			return nil, &FieldError{Field: "supersede", Err: err}
+		}
+	}
 	if r.prompt, err = templates.Compile(s.Name, s.Template); err != nil {
 		return nil, &FieldError{Field: "template", Err: err}
+	}
+	if strings.TrimSpace(s.BatchTemplate) != "" {
+		if r.batch, err = templates.Compile(s.Name+".batch_template", s.BatchTemplate); err != nil {
+			return nil, &FieldError{Field: "batch_template", Err: err}
+		}
 	}
 	return r, nil
 }
@@ -175,6 +197,43 @@ func (r *Route) ConversationKey(env map[string]any) (string, error) {
 		return "", &FieldError{Field: "conversation", Err: err}
 	}
 	return keyString(out), nil
+}
+
+// Supersedes reports whether the route gives its messages a supersede key.
+func (r *Route) Supersedes() bool { return r.supersede != nil }
+
+// SupersedeKey returns the event's supersede key, like ConversationKey:
+// "" when the route has none (an empty key supersedes nothing).
+func (r *Route) SupersedeKey(env map[string]any) (string, error) {
+	if r.supersede == nil {
+		return "", nil
+	}
+	out, err := run(r.supersede, env)
+	if err != nil {
+		return "", &FieldError{Field: "supersede", Err: err}
+	}
+	return keyString(out), nil
+}
+
+// HasBatchTemplate reports whether the route renders its turns of several
+// events with a batch_template.
+func (r *Route) HasBatchTemplate() bool { return r.batch != nil }
+
+// RenderTurn renders a turn of several events with the batch_template. It
+// sees .events (each with .prompt and the event's names source, event,
+// delivery, received_at, and .id), .conversation and .route.
+func (r *Route) RenderTurn(conversation string, msgs []queue.Message) (string, error) {
+	if r.batch == nil {
+		return "", errors.New("route has no batch_template")
+	}
+	events := make([]any, len(msgs))
+	for i, m := range msgs {
+		events[i] = map[string]any{
+			"prompt": m.Prompt, "source": m.Source, "event": m.Event,
+			"delivery": m.Delivery, "received_at": m.EnqueuedAt, "id": m.ID,
+		}
+	}
+	return r.batch.Render(map[string]any{"events": events, "conversation": conversation, "route": r.Name})
 }
 
 // Render returns the prompt for the event. Its errors already read
