@@ -28,8 +28,8 @@ import (
 
 	"github.com/relayd/relayd/internal/event"
 	"github.com/relayd/relayd/internal/metrics"
-	"github.com/relayd/relayd/internal/prompt"
 	"github.com/relayd/relayd/internal/payload"
+	"github.com/relayd/relayd/internal/prompt"
 	"github.com/relayd/relayd/internal/queue"
 	"github.com/relayd/relayd/internal/verify"
 )
