@@ -177,6 +177,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			Gatherer: d.reg, DeadLetters: d.store, Chats: d.store,
 			Ready: d.ready, Health: d.health, Reload: d.Reload, Config: d.redactedConfig,
 			Token: d.adminToken, TokenMetrics: cfg.Server.AdminTokenMetrics, Logger: d.log,
+			TurnLimit: d.turnLimit,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       cfg.Server.IdleTimeout.D(),
@@ -244,6 +245,14 @@ func (d *Daemon) config() *config.Config {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.cfg
+}
+
+// turnLimit is a route's turn_limit in the running config.
+func (d *Daemon) turnLimit(route string) (int, time.Duration) {
+	if r, ok := d.config().RouteByName(route); ok && r.TurnLimit != nil {
+		return r.TurnLimit.Turns, r.TurnLimit.Per.D()
+	}
+	return 0, 0
 }
 
 func (d *Daemon) adminToken() string { return d.config().Server.AdminToken }

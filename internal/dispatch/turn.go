@@ -88,31 +88,18 @@ func TurnKey(msgs []queue.Message) string {
 	return "turn-" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// turnsIn returns the turn times inside the window ending at now.
-func turnsIn(turns []time.Time, now time.Time, per time.Duration) []time.Time {
-	i := 0
-	for i < len(turns) && !turns[i].After(now.Add(-per)) {
-		i++
-	}
-	return turns[i:]
-}
-
 // limitedUntil reports when the turn limit lets the conversation have its
 // next turn, or the zero time when it may have one now.
 func limitedUntil(tl *TurnLimit, st queue.ChatState, now time.Time) time.Time {
-	if tl == nil || tl.Turns <= 0 || tl.Per <= 0 {
+	if tl == nil {
 		return time.Time{}
 	}
-	recent := turnsIn(st.Turns, now, tl.Per)
-	if len(recent) < tl.Turns {
-		return time.Time{}
-	}
-	return recent[len(recent)-tl.Turns].Add(tl.Per)
+	return st.NextTurnAt(tl.Turns, tl.Per, now)
 }
 
 // withTurn records a turn at now, keeping only the window's.
 func withTurn(tl *TurnLimit, st queue.ChatState, now time.Time) queue.ChatState {
-	recent := turnsIn(st.Turns, now, tl.Per)
+	recent := st.TurnsSince(now.Add(-tl.Per))
 	if len(recent) >= tl.Turns {
 		recent = recent[len(recent)-tl.Turns+1:]
 	}

@@ -71,11 +71,39 @@ type ChatState struct {
 	Revision uint64 `json:"-"`
 }
 
+// NextTurnAt reports until when a turn limit of turns per per holds the
+// conversation back, or the zero time when it may have a turn at now.
+func (st ChatState) NextTurnAt(turns int, per time.Duration, now time.Time) time.Time {
+	if turns <= 0 || per <= 0 {
+		return time.Time{}
+	}
+	recent := st.TurnsSince(now.Add(-per))
+	if len(recent) < turns {
+		return time.Time{}
+	}
+	return recent[len(recent)-turns].Add(per)
+}
+
+// TurnsSince returns the turn times after since.
+func (st ChatState) TurnsSince(since time.Time) []time.Time {
+	i := 0
+	for i < len(st.Turns) && !st.Turns[i].After(since) {
+		i++
+	}
+	return st.Turns[i:]
+}
+
 // Chat is a ChatState with its identity, as listed by the admin API.
 type Chat struct {
 	Route           string `json:"route"`
 	ConversationKey string `json:"conversation_key"`
 	ChatState
+	// Waiting counts the conversation's queued messages, when the store
+	// can tell (nil: it cannot).
+	Waiting *int `json:"waiting,omitempty"`
+	// LimitedUntil is set while the route's turn limit holds the
+	// conversation back.
+	LimitedUntil *time.Time `json:"limited_until,omitempty"`
 }
 
 // Batch is what ingest stores for one accepted webhook: every message it

@@ -223,8 +223,18 @@ func TestLongKeys(t *testing.T) {
 		t.Fatalf("get chat: %+v %v", st, err)
 	}
 	chats, err := s.ListChats(ctxT(t))
-	if err != nil || len(chats) != 1 || chats[0].ConversationKey != long {
-		t.Fatalf("list chats: %d %v, want the full key back", len(chats), err)
+	if err != nil || len(chats) != 2 || chats[0].ConversationKey != long || *chats[0].Waiting != 1 ||
+		chats[1].ConversationKey != long+"x" || chats[1].ChatID != "" || *chats[1].Waiting != 1 {
+		t.Fatalf("list chats: %d %v, want both full keys back, one message waiting each", len(chats), err)
+	}
+	for _, l := range []queue.Lease{a, b} {
+		if err := l.Ack(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chats, err = s.ListChats(ctxT(t))
+	if err != nil || len(chats) != 1 || chats[0].ConversationKey != long || *chats[0].Waiting != 0 {
+		t.Fatalf("list chats after the acks: %d %v, want the chat alone, nothing waiting", len(chats), err)
 	}
 }
 
