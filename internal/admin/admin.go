@@ -56,7 +56,7 @@ type Options struct {
 	// TurnLimit gives a route's turn_limit (0 turns: none), to show which
 	// conversations it holds back. nil: none.
 	TurnLimit func(route string) (turns int, per time.Duration)
-	Logger       *slog.Logger
+	Logger    *slog.Logger
 }
 
 // New returns the admin Echo server.
