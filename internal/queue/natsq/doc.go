@@ -39,6 +39,8 @@
 //     again and the sender's retry is not taken for a duplicate. Each mark
 //     carries its source's TTL (NATS 2.11+); the bucket's TTL,
 //     Options.DedupeTTL, caps them all.
+//   - KV bucket S_supersede: per supersede key, the stream sequence of its
+//     newest message (see Turns).
 //   - KV bucket S_attempts: per message id, the failed-attempt count, last
 //     status and error and the time it is due again, written by Lease.Retry
 //     and Lease.Release before the nak, read when the message is delivered
@@ -86,6 +88,31 @@
 // on every replica; changing it moves conversations between partitions, so
 // order is kept again only once every replica runs the new value (a Store
 // still drains partitions left over from a larger P).
+//
+// # Turns
+//
+// A lease here carries one message: a turn of one event, whatever the
+// route's coalesce says. Coalescing several events into one turn needs to
+// see a conversation's next messages while its head is out, and a
+// partition's consumer (MaxAckPending 1) hands out nothing behind the
+// head; reading ahead through a second consumer, and acking the messages
+// it read only when the turn is acked, would need a second order of acks
+// kept consistent across replicas, which this backend does not do yet.
+// So on nats, coalesce (max_events and wait) is not applied; each event is
+// its own turn, in order. Superseding and the turn limit do work:
+//
+//   - Superseding: Enqueue, after JetStream acknowledged a message with a
+//     supersede key, records its stream sequence as its key's newest in KV
+//     bucket S_supersede (keyed by a hash of route, conversation key and
+//     supersede key; entries expire after seven days). A delivered message
+//     whose key's newest sequence is after its own is handed out with no
+//     message to send (Messages empty, Superseded holding it): the
+//     dispatcher acks it without a request. The record is written before
+//     Enqueue answers, so a message accepted before an older one is leased
+//     always supersedes it, on every replica. If that write fails the
+//     older message is sent, which loses nothing.
+//   - The turn limit keeps its turn times in the chat record (KV S_chats,
+//     compare-and-set), so it holds for the whole cluster.
 //
 // # Outages
 //
