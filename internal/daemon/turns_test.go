@@ -1,0 +1,97 @@
+package daemon_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/relayd/relayd/internal/operator/fake"
+	"github.com/relayd/relayd/internal/queue"
+)
+
+// A CI matrix failing: the events of one repository that are due together
+// reach the agent as one turn rendered by the batch template.
+func TestEndToEndCoalescedTurn(t *testing.T) {
+	f := fake.New(fake.Options{Keys: []string{testKey}})
+	f.SetDown(true) // the turns wait (and are retried) until every event is in
+	api := httptest.NewServer(f)
+	defer api.Close()
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, api.URL, `    coalesce: {max_events: 20}
+    turn_limit: {turns: 5, per: 1h}
+    batch_template: |
+      {{ len .events }} failures on {{ .conversation }} ({{ .route }}):
+      {{ range .events }}* {{ .delivery }}
+      {{ end }}
+`)
+	h := startDaemon(t, cfg)
+	const n = 5
+	for i := range n {
+		if a := h.post("workflow_run", fmt.Sprintf("m-%d", i), workflowRun(t, "acme/app", "failure")); a.Status != http.StatusAccepted {
+			t.Fatalf("event %d: %+v", i, a)
+		}
+	}
+	waitFor(t, "the events to wait in their conversation", func() bool {
+		chats := h.chats()
+		return len(chats) == 1 && chats[0].Waiting != nil && *chats[0].Waiting == n
+	})
+	f.SetDown(false)
+	waitFor(t, "a delivery", func() bool { return len(delivered(f)) >= 1 })
+	waitFor(t, "the queue to drain", func() bool {
+		chats := h.chats()
+		return len(chats) == 1 && chats[0].Waiting != nil && *chats[0].Waiting == 0
+	})
+	got := delivered(f)
+	if len(got) != 1 {
+		t.Fatalf("%d turns delivered, want one", len(got))
+	}
+	want := "5 failures on acme/app (ci-failures):\n* m-0\n* m-1\n* m-2\n* m-3\n* m-4\n\n"
+	if got[0].Text != want {
+		t.Fatalf("turn text\n%q\nwant\n%q", got[0].Text, want)
+	}
+	if c := h.chats()[0]; len(c.Turns) != 1 || c.LimitedUntil != nil {
+		t.Errorf("chat %+v, want one turn recorded and no hold", c)
+	}
+	metrics := h.get("/metrics")
+	for _, line := range []string{
+		`relayd_turns_total{route="ci-failures"} 1`,
+		`relayd_turn_events_sum{route="ci-failures"} 5`,
+	} {
+		if !strings.Contains(metrics, line) {
+			t.Errorf("metrics lack %s", line)
+		}
+	}
+}
+
+func (h *harness) get(path string) string {
+	h.t.Helper()
+	resp, err := http.Get(h.admin + path)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	return b.String()
+}
+
+func (h *harness) chats() []queue.Chat {
+	h.t.Helper()
+	var out struct {
+		Chats []queue.Chat `json:"chats"`
+	}
+	if err := json.Unmarshal([]byte(h.get("/admin/chats")), &out); err != nil {
+		h.t.Fatal(err)
+	}
+	return out.Chats
+}
