@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/relayd/relayd/internal/queue"
 )
 
@@ -165,23 +163,6 @@ func (s *Store) Next(ctx context.Context) (queue.Lease, error) {
 			timer.Stop()
 		}
 	}
-}
-
-func (s *Store) loadMessage(num, seq uint64) (queue.Message, error) {
-	var m queue.Message
-	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketMsgs).Get(u64(seq))
-		if v == nil {
-			return fmt.Errorf("%w: head %d/%d missing", errCorrupt, num, seq)
-		}
-		var err error
-		m, err = decodeMessage(v)
-		return err
-	})
-	if err != nil {
-		return m, fmt.Errorf("boltq: lease: %w", err)
-	}
-	return m, nil
 }
 
 // lease is one leased turn: the head and, for a turn of several messages,
