@@ -158,6 +158,31 @@ type TurnPolicies func(route string) TurnPolicy
 // Max is p.MaxEvents, at least 1.
 func (p TurnPolicy) Max() int { return max(p.MaxEvents, 1) }
 
+// Pick chooses a turn from a conversation's first messages, oldest first,
+// of which dropped marks the superseded ones. The turn covers all[:n]: the
+// messages to send (at most Max, within Fits) and the superseded messages
+// among and right after them, which go with the turn unsent. A run from
+// the head, never a pick from further on, so the conversation's order
+// holds; the first message that is not superseded always goes.
+func (p TurnPolicy) Pick(all []Message, dropped []bool) (n int, send, gone []Message) {
+	for i, m := range all {
+		if dropped[i] {
+			gone = append(gone, m)
+			n = i + 1
+			continue
+		}
+		if len(send) == p.Max() {
+			break
+		}
+		if len(send) > 0 && p.Fits != nil && !p.Fits(append(send[:len(send):len(send)], m)) {
+			break
+		}
+		send = append(send, m)
+		n = i + 1
+	}
+	return n, send, gone
+}
+
 // Lease is one turn taken for delivery: one or more messages of one
 // conversation, oldest first, sent together. Exactly one of Ack, Retry,
 // Release or Dead ends it, for every message of the turn; until then its

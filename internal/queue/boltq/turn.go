@@ -95,23 +95,7 @@ func (l *lease) formTurn(p queue.TurnPolicy, seqs []uint64, all []queue.Message)
 			newest[k] = true
 		}
 	}
-	var send, gone []queue.Message
-	n := 0
-	for i, m := range all {
-		if dropped[i] {
-			gone = append(gone, m)
-			n = i + 1
-			continue
-		}
-		if len(send) == p.Max() {
-			break
-		}
-		if len(send) > 0 && p.Fits != nil && !p.Fits(append(send[:len(send):len(send)], m)) {
-			break
-		}
-		send = append(send, m)
-		n = i + 1
-	}
+	n, send, gone := p.Pick(all, dropped)
 	if n == 1 && len(gone) == 0 {
 		return // the head alone: a plain lease
 	}
