@@ -29,7 +29,7 @@ type names struct {
 	chats    string // KV buckets
 	attempts string
 	dedupe   string
-	newest   string // supersede keys' newest messages
+	turns    string // turn state: supersede keys' newest messages, conversations' last turn
 	consumer string // durable name prefix
 }
 
@@ -40,7 +40,7 @@ func newNames(stream, consumer string) names {
 		chats:    stream + "_chats",
 		attempts: stream + "_attempts",
 		dedupe:   stream + "_dedupe",
-		newest:   stream + "_supersede",
+		turns:    stream + "_turns",
 		consumer: consumer,
 	}
 }
@@ -115,6 +115,15 @@ func newestKey(route, conv, key string) string {
 		h.Write([]byte{0})
 	}
 	return "s" + b64.EncodeToString(h.Sum(nil))
+}
+
+// endKey is the KV key of a conversation's last turn end.
+func endKey(route, conv string) string {
+	h := sha256.New()
+	h.Write([]byte(route))
+	h.Write([]byte{0})
+	h.Write([]byte(conv))
+	return "e" + b64.EncodeToString(h.Sum(nil))
 }
 
 // dedupeKey hashes the sender's dedupe key: senders choose it, so its length

@@ -154,7 +154,7 @@ type Store struct {
 	chats    jetstream.KeyValue
 	attempts jetstream.KeyValue
 	dedupe   jetstream.KeyValue
-	newest   jetstream.KeyValue // supersede key -> stream sequence of its newest message
+	turnKV   jetstream.KeyValue // newest message per supersede key, last turn end per conversation
 	turns    atomic.Pointer[queue.TurnPolicies]
 	// perKeyTTL: the server keeps a TTL per dedupe key (NATS 2.11+);
 	// otherwise only the bucket's DedupeTTL applies.
@@ -363,12 +363,12 @@ func (s *Store) provision(ctx context.Context, first bool) error {
 	if err != nil {
 		return fail("bucket "+s.n.attempts, err)
 	}
-	newest, err := s.js.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
-		Bucket: s.n.newest, Description: "relayd newest message per supersede key", History: 1,
+	turnKV, err := s.js.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
+		Bucket: s.n.turns, Description: "relayd turn state", History: 1,
 		TTL: attemptsTTL, Storage: jetstream.FileStorage, Replicas: o.Replicas,
 	})
 	if err != nil {
-		return fail("bucket "+s.n.newest, err)
+		return fail("bucket "+s.n.turns, err)
 	}
 	dcfg := jetstream.KeyValueConfig{
 		Bucket: s.n.dedupe, Description: "relayd delivery dedupe marks", History: 1,
@@ -428,7 +428,7 @@ func (s *Store) provision(ctx context.Context, first bool) error {
 		consumers[p] = c
 	}
 	if first {
-		s.stream, s.dlq, s.chats, s.attempts, s.dedupe, s.newest = stream, dlq, chats, attempts, dedupe, newest
+		s.stream, s.dlq, s.chats, s.attempts, s.dedupe, s.turnKV = stream, dlq, chats, attempts, dedupe, turnKV
 		s.perKeyTTL = perKeyTTL
 		s.parts = consumers
 	}
