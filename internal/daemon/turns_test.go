@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/relayd/relayd/internal/operator/fake"
 	"github.com/relayd/relayd/internal/queue"
+	"github.com/relayd/relayd/internal/queue/natsq/natstest"
 )
 
 // A CI matrix failing: the events of one repository that are due together
@@ -63,6 +66,61 @@ func TestEndToEndCoalescedTurn(t *testing.T) {
 		if !strings.Contains(metrics, line) {
 			t.Errorf("metrics lack %s", line)
 		}
+	}
+}
+
+// On JetStream, a turn gathered by reading ahead of the partition's head
+// leaves out what is superseded: a check that changed state four times is
+// sent once, in its newest state.
+func TestNATSSupersededInTurn(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	f := fake.New(fake.Options{Keys: []string{testKey}})
+	f.SetDown(true)
+	api := httptest.NewServer(f)
+	defer api.Close()
+	cfg := natsConfig(t, t.TempDir(), api.URL, url)
+	appendFile(t, cfg, `    coalesce: {max_events: 20}
+    supersede: '"same"'
+`)
+	h := startDaemon(t, cfg)
+	const n = 4
+	for i := range n {
+		if a := h.post("workflow_run", fmt.Sprintf("n-%d", i), workflowRun(t, "acme/app", "failure")); a.Status != http.StatusAccepted {
+			t.Fatalf("event %d: %+v", i, a)
+		}
+	}
+	// Two failed attempts that began after the last event was stored: the
+	// second's turn was formed with every event in.
+	posted := time.Now()
+	waitFor(t, "two attempts after the events were stored", func() bool {
+		k := 0
+		for _, r := range f.Requests() {
+			if r.Start.After(posted) {
+				k++
+			}
+		}
+		return k >= 2
+	})
+	f.SetDown(false)
+	waitFor(t, "a delivery", func() bool { return len(delivered(f)) >= 1 })
+	waitFor(t, "the superseded events to be counted", func() bool {
+		return strings.Contains(h.get("/metrics"), fmt.Sprintf(`relayd_messages_superseded_total{route="ci-failures"} %d`, n-1))
+	})
+	got := delivered(f)
+	if len(got) != 1 || !strings.Contains(got[0].Text, "CI failed on acme/app") || strings.Contains(got[0].Text, "events:") {
+		t.Fatalf("delivered %+v, want the newest event alone", got)
+	}
+}
+
+func appendFile(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
 	}
 }
 
