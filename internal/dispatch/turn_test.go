@@ -1,6 +1,7 @@
 package dispatch_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/relayd/relayd/internal/dispatch"
 	"github.com/relayd/relayd/internal/queue"
+	"github.com/relayd/relayd/internal/queue/natsq"
+	"github.com/relayd/relayd/internal/queue/natsq/natstest"
 )
 
 // turnHarness is a harness whose store forms turns by policy.
@@ -192,4 +195,38 @@ func TestTurnBurstAcrossConversations(t *testing.T) {
 		t.Fatalf("relayd_turn_events count %d sum %v, want %d and %d", c, s, convs, convs*each)
 	}
 	h.checkLeaseGuard()
+}
+
+// On JetStream a lease may carry only superseded messages (one event a
+// turn, and a newer one of its key stored): it is acked, nothing is sent.
+func TestSupersededOnlyLeaseOnJetStream(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	st, err := natsq.Open(context.Background(), natsq.Options{
+		URLs: []string{url}, AckWait: 2 * time.Second,
+		Turns: func(string) queue.TurnPolicy { return queue.TurnPolicy{Supersede: true} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	h := newHarness(t)
+	a, b, c := newMsg("r", "pr/7", "pending"), newMsg("r", "pr/7", "failure"), newMsg("r", "pr/7", "success")
+	a.SupersedeKey, b.SupersedeKey, c.SupersedeKey = "build", "build", "build"
+	if _, err := st.Enqueue(context.Background(), queue.Batch{Messages: []queue.Message{a, b, c}}); err != nil {
+		t.Fatal(err)
+	}
+	o := h.opts
+	o.Metrics = h.m
+	d := dispatch.New(st, st, h.client, h.settings, o)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	h.waitFor("the superseded messages acked", func() bool {
+		return testutil.ToFloat64(h.m.MessagesSuperseded.WithLabelValues("r")) == 2 && len(h.chatRequests()) == 1
+	})
+	cancel()
+	<-done
+	if reqs := h.chatRequests(); reqs[0].Text != "success" {
+		t.Fatalf("sent %q, want only the newest", reqs[0].Text)
+	}
 }
