@@ -170,6 +170,9 @@ func modeDispatch(ctx context.Context, o options, rep *report) error {
 	rep.printf("\n| dispatch to an instant fake | value | target | |\n|---|---:|---:|---|\n")
 	rep.printf("| msgs/s across %d conversations | %.0f | ≥ 5000 | %s |\n", o.convs, rate, verdict(rate >= 5000))
 	rep.printf("| per-conversation order | %d out of order | 0 | %s |\n", total.check.outOfOrder, verdict(total.check.outOfOrder == 0))
+	if err := coalesceReport(ctx, o, rep); err != nil {
+		return err
+	}
 
 	// Against a slow fake the bound is concurrency / latency (Little's law).
 	const conc = 64

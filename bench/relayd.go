@@ -64,6 +64,7 @@ routes:
     source: github
     filter: 'event == "push" && body.repository.full_name != ""'
     conversation: 'body.repository.full_name'
+@COALESCE@
     template: |
       Push {{ .delivery }} to {{ .body.repository.full_name }} ({{ .body.ref }}) by {{ .body.pusher.name }}.
       Compare: {{ .body.compare | truncate 200 }}
@@ -80,6 +81,7 @@ type relaydOpts struct {
 	Rate        float64
 	Burst       int
 	LogLevel    string
+	MaxEvents   int // > 0: the route coalesces up to this many events a turn
 }
 
 func (o relaydOpts) withDefaults() relaydOpts {
@@ -108,6 +110,10 @@ func (o relaydOpts) withDefaults() relaydOpts {
 
 func (o relaydOpts) yaml() []byte {
 	o = o.withDefaults()
+	coalesce := ""
+	if o.MaxEvents > 0 {
+		coalesce = fmt.Sprintf("    coalesce: {max_events: %d}\n", o.MaxEvents)
+	}
 	nats := ""
 	if o.NATSURL != "" {
 		nats = fmt.Sprintf("  nats: {url: %q, stream: %q}", o.NATSURL, o.Stream)
@@ -116,6 +122,7 @@ func (o relaydOpts) yaml() []byte {
 		"@LOGLEVEL@", o.LogLevel, "@BACKEND@", o.Backend, "@DB@", o.DB, "@NATS@", nats,
 		"@OPERATOR@", o.OperatorURL, "@CONCURRENCY@", strconv.Itoa(o.Concurrency),
 		"@RATE@", strconv.FormatFloat(o.Rate, 'f', -1, 64), "@BURST@", strconv.Itoa(o.Burst),
+		"@COALESCE@\n", coalesce,
 	).Replace(relaydConfig))
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -277,10 +278,17 @@ func cmdChats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return nil
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ROUTE\tCONVERSATION\tCHAT ID\tMESSAGES\tSTARTED\tUPDATED")
+		fmt.Fprintln(tw, "ROUTE\tCONVERSATION\tCHAT ID\tMESSAGES\tWAITING\tTURN LIMIT\tSTARTED\tUPDATED")
 		for _, ch := range out.Chats {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", ch.Route, orDash(ch.ConversationKey), ch.ChatID, ch.Messages,
-				ch.StartedAt.Format(time.RFC3339), ch.UpdatedAt.Format(time.RFC3339))
+			waiting, limit := "-", "-"
+			if ch.Waiting != nil {
+				waiting = strconv.Itoa(*ch.Waiting)
+			}
+			if ch.LimitedUntil != nil {
+				limit = "held until " + ch.LimitedUntil.Local().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", ch.Route, orDash(ch.ConversationKey), orDash(ch.ChatID), ch.Messages,
+				waiting, limit, timeOrDash(ch.StartedAt), timeOrDash(ch.UpdatedAt))
 		}
 		return tw.Flush()
 	case "reset":
@@ -299,6 +307,13 @@ func cmdChats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	default:
 		return usageErr("unknown chats command %q: want list|reset", verb)
 	}
+}
+
+func timeOrDash(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Format(time.RFC3339)
 }
 
 func printJSON(w io.Writer, v any) error {

@@ -56,8 +56,11 @@ type Options struct {
 	TokenMetrics bool
 	// Hosts is the current Host policy (it follows reloads); nil answers
 	// every Host.
-	Hosts  func() HostPolicy
-	Logger *slog.Logger
+	Hosts func() HostPolicy
+	// TurnLimit gives a route's turn_limit (0 turns: none), to show which
+	// conversations it holds back. nil: none.
+	TurnLimit func(route string) (turns int, per time.Duration)
+	Logger    *slog.Logger
 }
 
 // New returns the admin Echo server.
@@ -287,6 +290,17 @@ func (s *server) listChats(c echo.Context) error {
 	}
 	if list == nil {
 		list = []queue.Chat{}
+	}
+	if s.o.TurnLimit != nil {
+		now := time.Now()
+		for i := range list {
+			ch := &list[i]
+			if turns, per := s.o.TurnLimit(ch.Route); turns > 0 {
+				if at := ch.NextTurnAt(turns, per, now); !at.IsZero() {
+					ch.LimitedUntil = &at
+				}
+			}
+		}
 	}
 	return c.JSON(http.StatusOK, map[string]any{"chats": list, "count": len(list)})
 }

@@ -380,6 +380,10 @@ func TestErrors(t *testing.T) {
 			[]string{"routes[0] \"r\".rate_limit.per_second (line 6): must be > 0", "routes[0] \"r\".rate_limit.burst (line 6): must be >= 1"}},
 		{"conversation reset", base(op, src, "- {name: r, source: gh, template: t, conversation_reset: {after: -1h, messages: -2}}\n"), nil,
 			[]string{"routes[0] \"r\".conversation_reset.after (line 6): must be >= 0", "routes[0] \"r\".conversation_reset.messages (line 6): must be >= 0"}},
+		{"coalesce", base(op, src, "- {name: r, source: gh, template: t, coalesce: {wait: -1s, max_events: 0}}\n"), nil,
+			[]string{"routes[0] \"r\".coalesce.wait (line 6): must be >= 0", "routes[0] \"r\".coalesce.max_events (line 6): must be between 1 and 1000"}},
+		{"turn limit", base(op, src, "- {name: r, source: gh, template: t, turn_limit: {turns: 0, per: 0s}}\n"), nil,
+			[]string{"routes[0] \"r\".turn_limit.turns (line 6): must be >= 1", "routes[0] \"r\".turn_limit.per (line 6): must be > 0"}},
 		{"no template", base(op, src, "- {name: r, source: gh}\n"), nil, []string{"routes[0] \"r\".template (line 6): required (set template or template_file)"}},
 		{"empty template", base(op, src, "- {name: r, source: gh, template: '  '}\n"), nil, []string{"routes[0] \"r\".template (line 6): empty"}},
 		{"template and file", base(op, src, "- {name: r, source: gh, template: t, template_file: x.tmpl}\n"), nil,
@@ -931,5 +935,31 @@ routes:
 	}
 	if c.Operator.APIKey != "placeholder" || c.Sources[0].Verify.Secrets[0] != "placeholder" {
 		t.Errorf("placeholder not used: %q %q", c.Operator.APIKey, c.Sources[0].Verify.Secrets)
+	}
+}
+
+func TestTurnKeys(t *testing.T) {
+	c := mustParse(t, minimal+`  - name: r2
+    source: gh
+    template: t
+    conversation: body.repository.full_name
+    coalesce: {wait: 10s}
+    supersede: 'body.check_run.name'
+    turn_limit: {turns: 20, per: 1h}
+    max_prompt_bytes: 16384
+    batch_template: '{{ len .events }} events'
+`, nil)
+	r := c.Routes[1]
+	if r.Coalesce == nil || r.Coalesce.Wait.D() != 10*time.Second || r.Coalesce.MaxEvents != DefaultCoalesceMaxEvents {
+		t.Errorf("coalesce = %+v, want wait 10s and the default max_events", r.Coalesce)
+	}
+	if r.TurnLimit == nil || r.TurnLimit.Turns != 20 || r.TurnLimit.Per.D() != time.Hour {
+		t.Errorf("turn_limit = %+v", r.TurnLimit)
+	}
+	if r.Supersede != "body.check_run.name" || r.BatchTemplate != "{{ len .events }} events" || r.MaxPromptBytes != 16384 {
+		t.Errorf("route = %+v", r)
+	}
+	if c.Routes[0].Coalesce != nil {
+		t.Errorf("a route without coalesce got %+v", c.Routes[0].Coalesce)
 	}
 }

@@ -40,6 +40,10 @@ const (
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultMaxPromptBytes    = 32 << 10
+	// DefaultCoalesceMaxEvents is coalesce.max_events when coalesce is set.
+	DefaultCoalesceMaxEvents = 20
+	// MaxCoalesceEvents bounds coalesce.max_events.
+	MaxCoalesceEvents = 1000
 	// MaxMaxPromptBytes is the largest max_prompt_bytes: far beyond what
 	// an agent reads in one turn, it catches a misplaced digit.
 	MaxMaxPromptBytes   = 16 << 20
@@ -150,6 +154,9 @@ func (l *loader) defaults() {
 			if rs.Type == ReplyGitHub {
 				str(index(index("routes", i)+".reply", j)+".api_url", &rs.APIURL, DefaultGitHubAPIURL)
 			}
+		}
+		if co := c.Routes[i].Coalesce; co != nil {
+			num(index("routes", i)+".coalesce.max_events", &co.MaxEvents, DefaultCoalesceMaxEvents)
 		}
 	}
 }

@@ -293,6 +293,17 @@ type Route struct {
 	// sees .reply, .chat_id, .route, .conversation, .events, .partial).
 	// Package reply compiles it; empty means "{{ .reply }}".
 	ReplyTemplate string `yaml:"reply_template"`
+	// Coalesce lets one turn carry several events of a conversation.
+	Coalesce *Coalesce `yaml:"coalesce"`
+	// Supersede is an expr giving a key: a message is never sent when a
+	// newer one of the same route, conversation and key came first.
+	Supersede string `yaml:"supersede"`
+	// TurnLimit is the loop guard: at most Turns turns per Per per
+	// conversation; past it messages wait.
+	TurnLimit *TurnLimit `yaml:"turn_limit"`
+	// BatchTemplate renders a turn of several events (text/template over
+	// .events, .conversation, .route); empty: "N events:" and the prompts.
+	BatchTemplate string `yaml:"batch_template"`
 }
 
 // ReplySink is one destination of a route's replies; which fields apply
@@ -307,6 +318,18 @@ type ReplySink struct {
 	URLFile    string `yaml:"url_file"`
 	Secret     Secret `yaml:"secret"` // webhook: whsec_ + base64 (Standard Webhooks)
 	SecretFile string `yaml:"secret_file"`
+}
+
+// Coalesce gathers a conversation's due events into one turn.
+type Coalesce struct {
+	Wait      Duration `yaml:"wait"`       // a first message is due this long after it was accepted
+	MaxEvents int      `yaml:"max_events"` // events per turn; default 20
+}
+
+// TurnLimit is a route's loop guard.
+type TurnLimit struct {
+	Turns int      `yaml:"turns"`
+	Per   Duration `yaml:"per"`
 }
 
 // ConversationReset starts a fresh chat once the current one is older than

@@ -421,6 +421,22 @@ func (l *loader) validateRoutes() {
 		if r.MaxPromptBytes < prompt.MinBudget || r.MaxPromptBytes > MaxMaxPromptBytes {
 			l.errorf(p+".max_prompt_bytes", "must be between %d and %d, got %d", prompt.MinBudget, MaxMaxPromptBytes, r.MaxPromptBytes)
 		}
+		if co := r.Coalesce; co != nil {
+			if co.Wait < 0 {
+				l.errorf(p+".coalesce.wait", "must be >= 0, got %s", co.Wait)
+			}
+			if co.MaxEvents < 1 || co.MaxEvents > MaxCoalesceEvents {
+				l.errorf(p+".coalesce.max_events", "must be between 1 and %d, got %d", MaxCoalesceEvents, co.MaxEvents)
+			}
+		}
+		if tl := r.TurnLimit; tl != nil {
+			if tl.Turns < 1 {
+				l.errorf(p+".turn_limit.turns", "must be >= 1, got %d", tl.Turns)
+			}
+			if tl.Per <= 0 {
+				l.errorf(p+".turn_limit.per", "must be > 0, got %s", tl.Per)
+			}
+		}
 		if cr := r.ConversationReset; cr != nil {
 			if cr.After < 0 {
 				l.errorf(p+".conversation_reset.after", "must be >= 0, got %s", cr.After)

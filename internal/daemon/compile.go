@@ -59,6 +59,7 @@ func IngestSpec(cfg *config.Config) (ingest.Spec, error) {
 			Name: rc.Name, Source: rc.Source, Filter: rc.Filter,
 			Conversation: rc.Conversation, Template: rc.Template,
 			Redactor: red, MaxPromptBytes: rc.MaxPromptBytes,
+			Supersede: rc.Supersede, BatchTemplate: rc.BatchTemplate,
 		}
 	}
 	return spec, nil

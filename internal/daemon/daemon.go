@@ -96,10 +96,11 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.reg.MustRegister(newStoreCollector(d.store, d.config))
+	applyTurns(d.store, cfg, table)
 
 	d.client = operator.New(d.operatorOptions(cfg))
 	d.ingest = ingest.New(table, ingest.Options{Store: d.store, Metrics: d.metrics, Logger: d.log})
-	d.dispatch = dispatch.New(d.store, d.store, d.client, settings(cfg), dispatch.Options{
+	d.dispatch = dispatch.New(d.store, d.store, d.client, withBatches(settings(cfg), table), dispatch.Options{
 		Logger: d.log, Metrics: d.metrics,
 	})
 	return d, nil
@@ -177,7 +178,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			Gatherer: d.reg, DeadLetters: d.store, Chats: d.store,
 			Ready: d.ready, Health: d.health, Reload: d.Reload, Config: d.redactedConfig,
 			Token: d.adminToken, TokenMetrics: cfg.Server.AdminTokenMetrics, Logger: d.log,
-			Hosts: d.adminHostPolicy(isLoopback(d.adminLn.Addr()), cfg.Server.AdminListen),
+			Hosts:     d.adminHostPolicy(isLoopback(d.adminLn.Addr()), cfg.Server.AdminListen),
+			TurnLimit: d.turnLimit,
 		}),
 		ReadHeaderTimeout: adminReadHeaderTimeout,
 		ReadTimeout:       adminReadTimeout,
@@ -247,6 +249,16 @@ func (d *Daemon) config() *config.Config {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.cfg
+}
+
+// turnLimit is a route's turn_limit in the running config.
+func (d *Daemon) turnLimit(route string) (int, time.Duration) {
+	for _, r := range d.config().Routes {
+		if r.Name == route && r.TurnLimit != nil {
+			return r.TurnLimit.Turns, r.TurnLimit.Per.D()
+		}
+	}
+	return 0, 0
 }
 
 func (d *Daemon) adminToken() string { return string(d.config().Server.AdminToken) }
@@ -370,7 +382,8 @@ func (d *Daemon) reload() error {
 	oo := d.operatorOptions(cfg)
 	d.client.SetAPIKey(oo.APIKey)
 	d.client.SetVersion(oo.Version)
-	d.dispatch.Apply(settings(cfg))
+	applyTurns(d.store, cfg, table)
+	d.dispatch.Apply(withBatches(settings(cfg), table))
 	d.dispatch.Resume() // a new key may end a 401 pause at once
 	return nil
 }

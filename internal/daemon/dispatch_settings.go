@@ -25,6 +25,9 @@ func settings(cfg *config.Config) dispatch.Settings {
 		if c := r.ConversationReset; c != nil {
 			rs.Reset = &dispatch.ConversationReset{After: c.After.D(), Messages: c.Messages}
 		}
+		if tl := r.TurnLimit; tl != nil {
+			rs.TurnLimit = &dispatch.TurnLimit{Turns: tl.Turns, Per: tl.Per.D()}
+		}
 		s.Routes[r.Name] = rs
 	}
 	return s

@@ -106,3 +106,44 @@ func TestVerifySpec(t *testing.T) {
 		t.Errorf("source delivery %q, want body.id", got.Sources[0].Delivery)
 	}
 }
+
+func TestTurnMapping(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+operator: {api_key: k}
+sources:
+  - {name: gh, path: /hooks/gh, verify: {type: none}}
+routes:
+  - {name: plain, source: gh, template: t}
+  - name: shaped
+    source: gh
+    template: t
+    coalesce: {wait: 10s, max_events: 2}
+    supersede: 'event'
+    turn_limit: {turns: 3, per: 1h}
+    max_prompt_bytes: 300
+    batch_template: '{{ len .events }}'
+`), t.TempDir(), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := CompileIngest(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := turnPolicies(cfg, table)
+	if plain := p("plain"); plain.Max() != 1 || plain.Wait != 0 || plain.Supersede || plain.Fits != nil {
+		t.Errorf("plain policy %+v, want one event a turn", plain)
+	}
+	shaped := p("shaped")
+	if shaped.MaxEvents != 2 || shaped.Wait != 10*time.Second || !shaped.Supersede || shaped.Fits == nil {
+		t.Errorf("shaped policy %+v", shaped)
+	}
+	s := withBatches(settings(cfg), table)
+	rs := s.Routes["shaped"]
+	if rs.TurnLimit == nil || *rs.TurnLimit != (dispatch.TurnLimit{Turns: 3, Per: time.Hour}) || rs.Batch == nil {
+		t.Errorf("shaped dispatch settings %+v", rs)
+	}
+	if s.Routes["plain"].Batch != nil || s.Routes["plain"].TurnLimit != nil {
+		t.Errorf("plain dispatch settings %+v", s.Routes["plain"])
+	}
+}

@@ -23,7 +23,9 @@ const maxFailureText = 1024
 type job struct {
 	d     *Dispatcher
 	lease queue.Lease
-	msg   queue.Message
+	msg   queue.Message   // the turn's first message: route, conversation
+	msgs  []queue.Message // the turn's messages, oldest first
+	gone  []queue.Message // superseded: acked with the turn, never sent
 	log   *slog.Logger
 
 	reqCtx   context.Context // outlives Run's ctx by the drain timeout
@@ -43,13 +45,28 @@ func (j *job) ending() {
 func (d *Dispatcher) handle(ctx, reqCtx context.Context, l queue.Lease) {
 	m := l.Message()
 	j := &job{
-		d: d, lease: l, msg: m, reqCtx: reqCtx,
+		d: d, lease: l, msg: m, msgs: l.Messages(), gone: l.Superseded(), reqCtx: reqCtx,
 		log: d.log.With("message_id", m.ID, "route", m.Route, "delivery", m.Delivery),
+	}
+	if len(j.msgs) > 1 {
+		j.log = j.log.With("events", len(j.msgs))
 	}
 	if !d.hold(m) {
 		j.log.Error(msgSecondLease, "conversation", m.ConversationKey)
 		j.unholdFn.Do(func() {}) // the hold is the other lease's
 		j.release(d.now().Add(time.Second))
+		return
+	}
+	if len(j.msgs) == 0 {
+		// Every message the lease covers gave way to a newer one.
+		j.ending()
+		ctx, cancel := j.endCtx()
+		defer cancel()
+		if err := l.Ack(ctx); err != nil {
+			j.log.Error("dispatch: acking superseded messages failed", "err", err)
+			return
+		}
+		j.countSuperseded()
 		return
 	}
 	tail := j.run(ctx)
@@ -89,6 +106,20 @@ func (j *job) run(ctx context.Context) (tail func()) {
 		j.release(d.now().Add(time.Second))
 		return
 	}
+	if at := limitedUntil(rs.TurnLimit, st, d.now()); !at.IsZero() {
+		// The loop guard: the conversation had its turns for this window.
+		// Its messages wait, and join the first turn the window allows.
+		d.m.TurnsLimited.WithLabelValues(m.Route).Inc()
+		j.log.Info("turn limit reached: the conversation waits", "conversation", m.ConversationKey, "until", at)
+		j.release(at)
+		return
+	}
+	text, err := TurnText(rs.Batch, m.ConversationKey, j.msgs)
+	if err != nil {
+		j.log.Warn("batch_template failed; sending the turn in the plain format", "err", err)
+	}
+	key := TurnKey(j.msgs)
+
 	chatID := st.ChatID
 	if chatID != "" && resetDue(rs.Reset, st, d.now()) {
 		j.log.Info("conversation reset: starting a fresh chat",
@@ -111,9 +142,11 @@ func (j *job) run(ctx context.Context) (tail func()) {
 			return
 		}
 		start := time.Now()
-		text := withPreamble(s, m.Route, chatID, m.Prompt)
-		j.log.Debug("sending", "chat_id", chatID, "prompt", text)
-		resp, err := d.chatter().Chat(j.reqCtx, operator.ChatRequest{ChatID: chatID, Text: text, IdempotencyKey: m.ID})
+		// The preamble goes only on a turn that starts a chat; the budget
+		// the turn was formed to leaves it out.
+		sent := withPreamble(s, m.Route, chatID, text)
+		j.log.Debug("sending", "chat_id", chatID, "prompt", sent)
+		resp, err := d.chatter().Chat(j.reqCtx, operator.ChatRequest{ChatID: chatID, Text: sent, IdempotencyKey: key})
 		took := time.Since(start)
 		d.m.DispatchDuration.WithLabelValues(m.Route).Observe(took.Seconds())
 		if err != nil && j.reqCtx.Err() != nil && !resp.Partial {
@@ -144,7 +177,7 @@ func (j *job) run(ctx context.Context) (tail func()) {
 		switch v.Outcome {
 		case operator.Delivered, operator.Duplicate, operator.Partial:
 			// A partial answer is never sent again: the agent has the turn.
-			return j.delivered(st, chatID, resp, v, took)
+			return j.delivered(rs, st, chatID, resp, v, took, len(sent))
 		case operator.ChatGone:
 			if chatID == "" {
 				// Classify only says ChatGone for a continued chat; guard
@@ -240,7 +273,7 @@ func resetDue(r *ConversationReset, st queue.ChatState, now time.Time) bool {
 
 // delivered counts and logs a delivery and returns the store work that
 // ends the lease: record the chat and ack.
-func (j *job) delivered(st queue.ChatState, sentID string, resp operator.ChatResponse, v operator.Verdict, took time.Duration) (tail func()) {
+func (j *job) delivered(rs RouteSettings, st queue.ChatState, sentID string, resp operator.ChatResponse, v operator.Verdict, took time.Duration, textBytes int) (tail func()) {
 	d, m := j.d, j.msg
 	// Counted and logged before the lease ends: the delivery happened
 	// whatever the ack does, and whoever sees the queue empty sees it counted.
@@ -257,10 +290,19 @@ func (j *job) delivered(st queue.ChatState, sentID string, resp operator.ChatRes
 		status = v.Status
 	}
 	d.m.DispatchAttempts.WithLabelValues(m.Route, outcome).Inc()
+	d.m.Turns.WithLabelValues(m.Route).Inc()
+	d.m.TurnEvents.WithLabelValues(m.Route).Observe(float64(len(j.msgs)))
 	var latency time.Duration
-	if !m.EnqueuedAt.IsZero() {
-		latency = d.now().Sub(m.EnqueuedAt)
-		d.m.DeliveryLatency.WithLabelValues(m.Route).Observe(max(latency, 0).Seconds())
+	now := d.now()
+	for i, x := range j.msgs {
+		if x.EnqueuedAt.IsZero() {
+			continue
+		}
+		l := now.Sub(x.EnqueuedAt)
+		if i == 0 {
+			latency = l
+		}
+		d.m.DeliveryLatency.WithLabelValues(m.Route).Observe(max(l, 0).Seconds())
 	}
 	chatID := resp.ChatID
 	if chatID == "" {
@@ -268,13 +310,14 @@ func (j *job) delivered(st queue.ChatState, sentID string, resp operator.ChatRes
 	}
 	j.log.Info("delivered",
 		"status", status, "outcome", outcome, "chat_id", chatID, "conversation", m.ConversationKey,
-		"attempts", m.Attempts+1, "prompt_bytes", len(m.Prompt), "reply_bytes", len(resp.Text),
+		"attempts", j.attempts()+1, "prompt_bytes", textBytes, "reply_bytes", len(resp.Text),
 		"took", took, "latency", latency)
 	if resp.Text != "" {
 		j.log.Debug("reply", "chat_id", chatID, "text", resp.Text)
 	}
 	return func() {
-		if j.recordChat(st, sentID, resp.ChatID) {
+		if j.recordChat(rs.TurnLimit, st, sentID, resp.ChatID) {
+			j.countSuperseded()
 			return
 		}
 		ctx, cancel := j.endCtx()
@@ -284,8 +327,28 @@ func (j *job) delivered(st queue.ChatState, sentID string, resp operator.ChatRes
 			// Delivered all the same; the store will hand it out again and
 			// the API answers the same Idempotency-Key with 409.
 			j.log.Error("dispatch: acking a delivered message failed", "err", err)
+			return
 		}
+		j.countSuperseded()
 	}
+}
+
+// countSuperseded counts the lease's superseded messages once it ended
+// with Ack or Dead, which removed them.
+func (j *job) countSuperseded() {
+	if n := len(j.gone); n > 0 {
+		j.d.m.MessagesSuperseded.WithLabelValues(j.msg.Route).Add(float64(n))
+		j.log.Info("superseded messages dropped", "count", n, "conversation", j.msg.ConversationKey)
+	}
+}
+
+// attempts is the most failed attempts of a message of the turn.
+func (j *job) attempts() int {
+	n := 0
+	for _, m := range j.msgs {
+		n = max(n, m.Attempts)
+	}
+	return n
 }
 
 // recordChat stores what the answer says about the conversation's chat,
@@ -293,7 +356,7 @@ func (j *job) delivered(st queue.ChatState, sentID string, resp operator.ChatRes
 // re-decides against it. When the lease is a ChatAcker the chat is stored
 // and the lease acked in one write, and acked reports that it was; else
 // the caller still has to ack.
-func (j *job) recordChat(st queue.ChatState, sentID, gotID string) (acked bool) {
+func (j *job) recordChat(tl *TurnLimit, st queue.ChatState, sentID, gotID string) (acked bool) {
 	d, m := j.d, j.msg
 	ctx, cancel := j.endCtx()
 	defer cancel()
@@ -303,7 +366,13 @@ func (j *job) recordChat(st queue.ChatState, sentID, gotID string) (acked bool) 
 		put = ca.AckWithChat
 	}
 	for try := 1; ; try++ {
-		next, write := nextChatState(st, sentID, gotID, d.now())
+		now := d.now()
+		next, write := nextChatState(st, sentID, gotID, now)
+		if tl != nil && tl.Turns > 0 && tl.Per > 0 {
+			// The turn limit counts this turn, whatever became of the chat.
+			next, write = withTurn(tl, next, now), true
+			next.UpdatedAt = now
+		}
 		if !write {
 			return false
 		}
@@ -358,7 +427,7 @@ func (j *job) retry(p Retry, err error, v operator.Verdict) {
 	now := d.now()
 	f := failureOf(v, now)
 	f.Reason = reasonOr(v.Reason, operator.ReasonTransient)
-	attempts := m.Attempts + 1
+	attempts := j.attempts() + 1
 	delay := RetryDelay(p, attempts, v.RetryAfter, d.rand())
 	if f.Reason == operator.ReasonRateLimited {
 		// Slow the whole account, not only this conversation, even when
@@ -390,15 +459,17 @@ func (j *job) dead(f queue.Failure, reason string) {
 	d, m := j.d, j.msg
 	f.Reason = reason
 	d.m.DispatchAttempts.WithLabelValues(m.Route, "dead").Inc()
-	d.m.DeadLetters.WithLabelValues(m.Route, reason).Inc()
+	d.m.DeadLetters.WithLabelValues(m.Route, reason).Add(float64(len(j.msgs)))
 	j.log.Error("dead-lettered", "reason", reason, "status", f.Status, "code", f.Code,
-		"error", f.Message, "attempts", m.Attempts+1, "conversation", m.ConversationKey)
+		"error", f.Message, "attempts", j.attempts()+1, "conversation", m.ConversationKey)
 	j.ending()
 	ctx, cancel := j.endCtx()
 	defer cancel()
 	if err := j.lease.Dead(ctx, f); err != nil {
 		j.log.Error("dispatch: dead-lettering failed", "err", err)
+		return
 	}
+	j.countSuperseded()
 }
 
 // release puts the message back due at at, no attempt counted.

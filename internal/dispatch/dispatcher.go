@@ -51,6 +51,8 @@ type ConversationReset struct {
 type RouteSettings struct {
 	RateLimit *RateLimit         // on top of the account's
 	Reset     *ConversationReset // start a fresh chat when the old one is too old or too long
+	TurnLimit *TurnLimit         // the loop guard
+	Batch     TurnRenderer       // renders a turn of several events; nil: "N events:" and the prompts
 	// Preamble starts the first turn of every new chat; "" for none.
 	Preamble string
 }
@@ -198,6 +200,10 @@ func cloneSettings(s Settings) Settings {
 		if v.Reset != nil {
 			r := *v.Reset
 			v.Reset = &r
+		}
+		if v.TurnLimit != nil {
+			tl := *v.TurnLimit
+			v.TurnLimit = &tl
 		}
 		routes[k] = v
 	}

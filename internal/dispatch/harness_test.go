@@ -53,6 +53,7 @@ type harness struct {
 	logs     *syncBuffer
 	settings dispatch.Settings
 	opts     dispatch.Options
+	turns    queue.TurnPolicies // the store's, set before openStore
 
 	d      *dispatch.Dispatcher
 	cancel context.CancelFunc
@@ -107,7 +108,7 @@ func (h *harness) newMetrics() {
 
 func (h *harness) openStore() {
 	h.t.Helper()
-	st, err := boltq.Open(context.Background(), h.path, boltq.Options{Logger: slog.New(slog.DiscardHandler)})
+	st, err := boltq.Open(context.Background(), h.path, boltq.Options{Logger: slog.New(slog.DiscardHandler), Turns: h.turns})
 	if err != nil {
 		h.t.Fatalf("open store: %v", err)
 	}

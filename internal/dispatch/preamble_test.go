@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/relayd/relayd/internal/dispatch"
+	"github.com/relayd/relayd/internal/queue"
 )
 
 // The preamble starts the first turn of every new chat and no later turn;
@@ -45,5 +46,26 @@ func TestPreambleOnNewChatsOnly(t *testing.T) {
 		if strings.Join(sent[route], "\x00") != strings.Join(texts, "\x00") {
 			t.Errorf("route %s sent %q, want %q", route, sent[route], texts)
 		}
+	}
+}
+
+// A coalesced turn that starts a chat gets the preamble once, before the
+// whole turn; the next turn on that chat gets none. The budget the turn was
+// formed to leaves the preamble out.
+func TestPreambleOnCoalescedTurn(t *testing.T) {
+	const budget = 64
+	pre := strings.Repeat("P", 100) // longer than the budget itself
+	h := turnHarness(t, queue.TurnPolicy{MaxEvents: 2, Fits: dispatch.TurnFits(nil, budget)}, dispatch.RouteSettings{Preamble: pre})
+	h.settings.Concurrency = 1
+	h.enqueue(newMsg("r", "c", "a"), newMsg("r", "c", "b"), newMsg("r", "c", "c"), newMsg("r", "c", "d"))
+	h.start()
+	h.settled()
+	var got []string
+	for _, r := range h.chatRequests() {
+		got = append(got, r.Text)
+	}
+	want := []string{pre + "\n\n2 events:\na\n---\nb", "2 events:\nc\n---\nd"}
+	if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+		t.Fatalf("sent %q, want %q", got, want)
 	}
 }

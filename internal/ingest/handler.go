@@ -378,11 +378,17 @@ func (h *Handler) route(src *Source, ev *event.Event, now time.Time) ([]queue.Me
 				h.o.Metrics.PromptsCut.WithLabelValues(r.Name).Inc()
 			}
 		}
+		skey, err := r.SupersedeKey(env)
+		if err != nil {
+			h.o.Logger.Warn("supersede expression failed; the message supersedes nothing",
+				"source", src.Name, "delivery", ev.Delivery, "route", r.Name, "err", err)
+			skey = ""
+		}
 		// Key, delivery and event may point into the request body (the
 		// parsed body shares its memory); a stored message must not keep
 		// the whole body alive.
 		msgs = append(msgs, queue.Message{
-			ID: newID(), Route: r.Name, ConversationKey: strings.Clone(key), Prompt: p.Text,
+			ID: newID(), Route: r.Name, ConversationKey: strings.Clone(key), Prompt: p.Text, SupersedeKey: strings.Clone(skey),
 			Source: src.Name, Delivery: strings.Clone(ev.Delivery), Event: strings.Clone(ev.Event), EnqueuedAt: now,
 		})
 		names = append(names, r.Name)

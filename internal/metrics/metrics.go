@@ -48,6 +48,10 @@ type Metrics struct {
 	IngestDuration       *prometheus.HistogramVec // source
 	Duplicates           *prometheus.CounterVec   // source
 	Redactions           *prometheus.CounterVec   // route
+	Turns                *prometheus.CounterVec   // route
+	TurnEvents           *prometheus.HistogramVec // route
+	MessagesSuperseded   *prometheus.CounterVec   // route
+	TurnsLimited         *prometheus.CounterVec   // route
 	PromptsCut           *prometheus.CounterVec   // route
 	DispatchPaused       prometheus.Gauge
 	ReloadSuccessful     prometheus.Gauge
@@ -101,6 +105,19 @@ func New(reg prometheus.Registerer) *Metrics {
 		Redactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "relayd_redactions_total", Help: "Credentials replaced by [REDACTED] in prompts.",
 		}, []string{"route"}),
+		Turns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relayd_turns_total", Help: "Turns delivered to /api/chat (one request each, carrying one event or more).",
+		}, []string{"route"}),
+		TurnEvents: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "relayd_turn_events", Help: "Events per delivered turn.",
+			Buckets: []float64{1, 2, 3, 5, 10, 20, 50, 100},
+		}, []string{"route"}),
+		MessagesSuperseded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relayd_messages_superseded_total", Help: "Messages acknowledged without being sent: a newer message of the same supersede key came first.",
+		}, []string{"route"}),
+		TurnsLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relayd_turns_limited_total", Help: "Turns held back by the route's turn_limit until its window allows them.",
+		}, []string{"route"}),
 		PromptsCut: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "relayd_prompts_cut_total", Help: "Prompts cut to max_prompt_bytes.",
 		}, []string{"route"}),
@@ -120,7 +137,8 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.HTTPRequests, m.VerificationFailures, m.EventsFiltered, m.MessagesEnqueued,
 		m.DispatchAttempts, m.DispatchDuration, m.DeliveryLatency, m.Retries, m.DeadLetters,
-		m.RateLimitWait, m.IngestDuration, m.Duplicates, m.Redactions, m.PromptsCut, m.DispatchPaused, m.ReloadSuccessful, m.ReloadTimestamp, m.BuildInfo,
+		m.RateLimitWait, m.IngestDuration, m.Duplicates, m.Redactions, m.PromptsCut,
+		m.Turns, m.TurnEvents, m.MessagesSuperseded, m.TurnsLimited, m.DispatchPaused, m.ReloadSuccessful, m.ReloadTimestamp, m.BuildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -155,6 +173,10 @@ func (m *Metrics) InitLabels(sources, routes []string) {
 		m.PromptsCut.WithLabelValues(r)
 		m.DispatchDuration.WithLabelValues(r)
 		m.DeliveryLatency.WithLabelValues(r)
+		m.Turns.WithLabelValues(r)
+		m.TurnEvents.WithLabelValues(r)
+		m.MessagesSuperseded.WithLabelValues(r)
+		m.TurnsLimited.WithLabelValues(r)
 		for _, o := range DispatchOutcomes {
 			m.DispatchAttempts.WithLabelValues(r, o)
 		}

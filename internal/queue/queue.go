@@ -10,18 +10,21 @@ import (
 
 // Message is one rendered prompt bound for one conversation.
 type Message struct {
-	ID              string    `json:"id"`               // unique; also the Idempotency-Key
-	Route           string    `json:"route"`            // route name
-	ConversationKey string    `json:"conversation_key"` // "" means one conversation per route
-	Prompt          string    `json:"prompt"`
-	Source          string    `json:"source"`
-	Delivery        string    `json:"delivery"`
-	Event           string    `json:"event,omitempty"`
-	EnqueuedAt      time.Time `json:"enqueued_at"` // when ingest stored it
-	Attempts        int       `json:"attempts"`    // failed attempts so far
-	NextAttemptAt   time.Time `json:"next_attempt_at,omitempty"`
-	LastStatus      int       `json:"last_status,omitempty"`
-	LastError       string    `json:"last_error,omitempty"`
+	ID              string `json:"id"`               // unique; also the Idempotency-Key
+	Route           string `json:"route"`            // route name
+	ConversationKey string `json:"conversation_key"` // "" means one conversation per route
+	Prompt          string `json:"prompt"`
+	Source          string `json:"source"`
+	Delivery        string `json:"delivery"`
+	Event           string `json:"event,omitempty"`
+	// SupersedeKey, when set, makes the message give way to a newer one of
+	// the same route, conversation and key (see TurnPolicy).
+	SupersedeKey  string    `json:"supersede_key,omitempty"`
+	EnqueuedAt    time.Time `json:"enqueued_at"` // when ingest stored it
+	Attempts      int       `json:"attempts"`    // failed attempts so far
+	NextAttemptAt time.Time `json:"next_attempt_at,omitempty"`
+	LastStatus    int       `json:"last_status,omitempty"`
+	LastError     string    `json:"last_error,omitempty"`
 }
 
 // Failure describes why one attempt did not deliver.
@@ -59,9 +62,35 @@ type ChatState struct {
 	StartedAt time.Time `json:"started_at"` // when ChatID was first returned
 	Messages  int       `json:"messages"`   // messages delivered into ChatID
 	UpdatedAt time.Time `json:"updated_at"`
+	// Turns are the times of the conversation's recent turns, oldest
+	// first, kept for the turn limit (the loop guard); only those inside
+	// the route's window are kept.
+	Turns []time.Time `json:"turns,omitempty"`
 	// Revision is the store's version of this record, for compare-and-set.
 	// 0 means "no record".
 	Revision uint64 `json:"-"`
+}
+
+// NextTurnAt reports until when a turn limit of turns per per holds the
+// conversation back, or the zero time when it may have a turn at now.
+func (st ChatState) NextTurnAt(turns int, per time.Duration, now time.Time) time.Time {
+	if turns <= 0 || per <= 0 {
+		return time.Time{}
+	}
+	recent := st.TurnsSince(now.Add(-per))
+	if len(recent) < turns {
+		return time.Time{}
+	}
+	return recent[len(recent)-turns].Add(per)
+}
+
+// TurnsSince returns the turn times after since.
+func (st ChatState) TurnsSince(since time.Time) []time.Time {
+	i := 0
+	for i < len(st.Turns) && !st.Turns[i].After(since) {
+		i++
+	}
+	return st.Turns[i:]
 }
 
 // Chat is a ChatState with its identity, as listed by the admin API.
@@ -69,6 +98,12 @@ type Chat struct {
 	Route           string `json:"route"`
 	ConversationKey string `json:"conversation_key"`
 	ChatState
+	// Waiting counts the conversation's queued messages, when the store
+	// can tell (nil: it cannot).
+	Waiting *int `json:"waiting,omitempty"`
+	// LimitedUntil is set while the route's turn limit holds the
+	// conversation back.
+	LimitedUntil *time.Time `json:"limited_until,omitempty"`
 }
 
 // Batch is what ingest stores for one accepted webhook: every message it
@@ -98,20 +133,84 @@ var (
 	ErrConflict    = errors.New("queue: revision conflict")
 )
 
-// Lease is one message taken for delivery. Exactly one of Ack, Retry,
-// Release or Dead ends it; until then its conversation is blocked. Keeping
-// a lease alive is the store's job: a lease lasts until it is ended or the
-// process holding it dies, however long its request takes.
+// TurnPolicy is how the queue forms the turns of one route.
+type TurnPolicy struct {
+	// MaxEvents is the most messages one turn carries; <= 1 means one.
+	MaxEvents int
+	// Wait delays a message that arrives when its conversation has nothing
+	// pending: it is due Wait after it was accepted, and the messages that
+	// arrive meanwhile join its turn.
+	Wait time.Duration
+	// Supersede says the route gives messages a SupersedeKey: forming a
+	// turn then looks at every pending message of the conversation, so an
+	// older message whose key has a newer one is never sent.
+	Supersede bool
+	// Fits reports whether a turn of these messages (oldest first) stays
+	// within the route's byte budget. A turn of one message always goes.
+	// nil: any size.
+	Fits func(msgs []Message) bool
+}
+
+// TurnPolicies gives each route's turn policy; nil, or the zero policy,
+// means one message a turn, no wait.
+type TurnPolicies func(route string) TurnPolicy
+
+// Max is p.MaxEvents, at least 1.
+func (p TurnPolicy) Max() int { return max(p.MaxEvents, 1) }
+
+// Pick chooses a turn from a conversation's first messages, oldest first,
+// of which dropped marks the superseded ones. The turn covers all[:n]: the
+// messages to send (at most Max, within Fits) and the superseded messages
+// among and right after them, which go with the turn unsent. A run from
+// the head, never a pick from further on, so the conversation's order
+// holds; the first message that is not superseded always goes.
+func (p TurnPolicy) Pick(all []Message, dropped []bool) (n int, send, gone []Message) {
+	for i, m := range all {
+		if dropped[i] {
+			gone = append(gone, m)
+			n = i + 1
+			continue
+		}
+		if len(send) == p.Max() {
+			break
+		}
+		if len(send) > 0 && p.Fits != nil && !p.Fits(append(send[:len(send):len(send)], m)) {
+			break
+		}
+		send = append(send, m)
+		n = i + 1
+	}
+	return n, send, gone
+}
+
+// Lease is one turn taken for delivery: one or more messages of one
+// conversation, oldest first, sent together. Exactly one of Ack, Retry,
+// Release or Dead ends it, for every message of the turn; until then its
+// conversation is blocked. Keeping a lease alive is the store's job: a
+// lease lasts until it is ended or the process holding it dies, however
+// long its request takes.
 type Lease interface {
+	// Message is the turn's first message (Messages()[0]), or, for a turn
+	// that has only superseded messages, the first of those.
 	Message() Message
-	// Ack removes the message: it was delivered.
+	// Messages are the messages to send, oldest first. It may be empty
+	// when every message the lease covers is superseded: then the caller
+	// acks it without sending anything.
+	Messages() []Message
+	// Superseded are messages the lease covers that are never sent: a
+	// newer message of the same route, conversation and supersede key
+	// was accepted. Ack and Dead remove them; Retry and Release leave them
+	// for the next turn (where they are superseded again).
+	Superseded() []Message
+	// Ack removes the messages: they were delivered.
 	Ack(ctx context.Context) error
-	// Retry counts a failed attempt (persisting attempts, failure and at)
-	// and makes the message due again at at, still at its conversation's head.
+	// Retry counts a failed attempt on each message (persisting attempts,
+	// failure and at) and makes them due again at at, still at their
+	// conversation's head.
 	Retry(ctx context.Context, at time.Time, f Failure) error
-	// Release puts the message back, due at at, without counting an attempt
-	// (dispatch paused, shutting down).
+	// Release puts the messages back, due at at, without counting an
+	// attempt (dispatch paused, shutting down, turn limit).
 	Release(ctx context.Context, at time.Time) error
-	// Dead moves the message to the dead letters; its conversation moves on.
+	// Dead moves the messages to the dead letters; the conversation moves on.
 	Dead(ctx context.Context, f Failure) error
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/relayd/relayd/internal/event"
 	"github.com/relayd/relayd/internal/prompt"
+	"github.com/relayd/relayd/internal/queue"
 	"github.com/relayd/relayd/internal/templates"
 )
 
@@ -38,6 +39,11 @@ type Spec struct {
 	Redactor *prompt.Redactor
 	// MaxPromptBytes bounds a prompt; a longer one is cut. 0: no bound.
 	MaxPromptBytes int
+
+	// Supersede is an expr giving the supersede key; empty: none.
+	Supersede string
+	// BatchTemplate renders a turn of several events; empty: none.
+	BatchTemplate string
 }
 
 // Route is a compiled route. It is safe for concurrent use.
@@ -47,13 +53,15 @@ type Route struct {
 
 	filter       *vm.Program // nil: every event
 	conversation *vm.Program // nil: key ""
+	supersede    *vm.Program // nil: no key
 	prompt       *templates.Template
 	redactor     *prompt.Redactor
 	maxBytes     int
+	batch        *templates.Template // nil: the plain format
 }
 
 // FieldError is a Spec field that does not compile. Field is "filter",
-// "conversation" or "template", so callers can prefix their own path
+// "conversation", "supersede", "template" or "batch_template", so callers can prefix their own path
 // ("routes[2].").
 type FieldError struct {
 	Field string
@@ -112,8 +120,18 @@ func Compile(s Spec) (*Route, error) {
 			return nil, &FieldError{Field: "conversation", Err: err}
 		}
 	}
+	if strings.TrimSpace(s.Supersede) != "" {
+		if r.supersede, err = compileExpr(s.Supersede); err != nil {
+			return nil, &FieldError{Field: "supersede", Err: err}
+		}
+	}
 	if r.prompt, err = templates.Compile(s.Name, s.Template); err != nil {
 		return nil, &FieldError{Field: "template", Err: err}
+	}
+	if strings.TrimSpace(s.BatchTemplate) != "" {
+		if r.batch, err = templates.Compile(s.Name+".batch_template", s.BatchTemplate); err != nil {
+			return nil, &FieldError{Field: "batch_template", Err: err}
+		}
 	}
 	return r, nil
 }
@@ -192,6 +210,51 @@ func (r *Route) ConversationKey(env map[string]any) (string, error) {
 		return "", &FieldError{Field: "conversation", Err: err}
 	}
 	return keyString(out), nil
+}
+
+// Supersedes reports whether the route gives its messages a supersede key.
+func (r *Route) Supersedes() bool { return r.supersede != nil }
+
+// SupersedeKey returns the event's supersede key, like ConversationKey:
+// "" when the route has none (an empty key supersedes nothing).
+func (r *Route) SupersedeKey(env map[string]any) (string, error) {
+	if r.supersede == nil {
+		return "", nil
+	}
+	out, err := run(r.supersede, env)
+	if err != nil {
+		return "", &FieldError{Field: "supersede", Err: err}
+	}
+	return keyString(out), nil
+}
+
+// HasBatchTemplate reports whether the route renders its turns of several
+// events with a batch_template.
+func (r *Route) HasBatchTemplate() bool { return r.batch != nil }
+
+// RenderTurn renders a turn of several events with the batch_template. It
+// sees .events (each with .prompt and the event's names source, event,
+// delivery, received_at, and .id), .conversation and .route. The prompts
+// were redacted at ingest, but the template may print other fields (a
+// sender's delivery id, the conversation key), so its output is redacted
+// too.
+func (r *Route) RenderTurn(conversation string, msgs []queue.Message) (string, error) {
+	if r.batch == nil {
+		return "", errors.New("route has no batch_template")
+	}
+	events := make([]any, len(msgs))
+	for i, m := range msgs {
+		events[i] = map[string]any{
+			"prompt": m.Prompt, "source": m.Source, "event": m.Event,
+			"delivery": m.Delivery, "received_at": m.EnqueuedAt, "id": m.ID,
+		}
+	}
+	text, err := r.batch.Render(map[string]any{"events": events, "conversation": conversation, "route": r.Name})
+	if err != nil {
+		return "", err
+	}
+	text, _ = r.redactor.Redact(text)
+	return text, nil
 }
 
 // Render returns the prompt for the event. Its errors already read

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"reflect"
 	"testing"
 
 	"github.com/relayd/relayd/internal/queue"
@@ -90,7 +91,7 @@ func TestAckWithChat(t *testing.T) {
 				}
 				// Nothing written: the chat is as it was, the lease is open
 				// and its message stored.
-				if got := mustChat(t, s, "r1", "A"); got != before {
+				if got := mustChat(t, s, "r1", "A"); !reflect.DeepEqual(got, before) {
 					t.Errorf("chat after conflict = %+v, want %+v", got, before)
 				}
 				if st := mustStats(t, s); st.Inflight != 1 || st.Ready != 0 || st.Delayed != len(msgs)-1 {
@@ -129,7 +130,7 @@ func TestAckWithChat(t *testing.T) {
 			if err := ca.AckWithChat(ctx, "r1", "A", got); !errors.Is(err, ErrLeaseEnded) {
 				t.Errorf("second AckWithChat: %v, want ErrLeaseEnded", err)
 			}
-			if again := mustChat(t, s, "r1", "A"); again != got {
+			if again := mustChat(t, s, "r1", "A"); !reflect.DeepEqual(again, got) {
 				t.Errorf("chat changed by a call on an ended lease: %+v, want %+v", again, got)
 			}
 			if c := mustChatCounts(t, s); !maps.Equal(c, map[string]int{"r1": 1}) {
@@ -158,7 +159,7 @@ func TestAckWithChat(t *testing.T) {
 				t.Fatal(err)
 			}
 			s = openAt(t, path, Options{Now: clock.Now, DedupeSweepInterval: -1})
-			if again := mustChat(t, s, "r1", "A"); again != got {
+			if again := mustChat(t, s, "r1", "A"); !reflect.DeepEqual(again, got) {
 				t.Errorf("chat after reopen = %+v, want %+v", again, got)
 			}
 			if st := mustStats(t, s); st != (queue.Stats{}) {

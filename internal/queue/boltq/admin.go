@@ -1,11 +1,13 @@
 package boltq
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -56,22 +58,60 @@ func (s *Store) DeleteChat(ctx context.Context, route, key string) error {
 	return nil
 }
 
-// ListChats returns every remembered conversation, ordered by route and key.
+// ListChats returns every remembered conversation and every conversation
+// with queued messages, ordered by route and key, each with the number of
+// its messages waiting (applied to the store; a message enqueued a moment
+// ago may not be counted yet).
 func (s *Store) ListChats(ctx context.Context) ([]queue.Chat, error) {
 	out := []queue.Chat{}
 	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketChats).ForEach(func(_, v []byte) error {
+		convs, msgs := tx.Bucket(bucketConvs), tx.Bucket(bucketMsgs)
+		seen := map[string]bool{}
+		err := tx.Bucket(bucketChats).ForEach(func(k, v []byte) error {
 			c, err := decodeChat(v)
 			if err != nil {
 				return err
 			}
+			n := 0
+			if r, err := parseConvRec(convs.Get(k)); err == nil {
+				n = int(r.count)
+			}
+			c.Waiting = &n
+			seen[string(k)] = true
 			out = append(out, c)
+			return ctx.Err()
+		})
+		if err != nil {
+			return err
+		}
+		// Conversations with messages and no chat yet: their head names them.
+		return convs.ForEach(func(k, v []byte) error {
+			if seen[string(k)] {
+				return nil
+			}
+			r, err := parseConvRec(v)
+			if err != nil || r.count == 0 {
+				return nil
+			}
+			hv := msgs.Get(u64(r.head))
+			if hv == nil {
+				return nil
+			}
+			m, err := decodeMessage(hv)
+			if err != nil {
+				return nil
+			}
+			n := int(r.count)
+			out = append(out, queue.Chat{Route: m.Route, ConversationKey: m.ConversationKey, Waiting: &n})
 			return ctx.Err()
 		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("boltq: list chats: %w", err)
 	}
+	slices.SortStableFunc(out, func(a, b queue.Chat) int {
+		return cmp.Or(cmp.Compare(a.Route, b.Route), cmp.Compare(a.ConversationKey, b.ConversationKey))
+	})
 	return out, nil
 }
 

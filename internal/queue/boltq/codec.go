@@ -23,8 +23,11 @@ import (
 //	then     uvarint Attempts, varint LastStatus, and the strings ID, Route,
 //	         ConversationKey, Prompt, Source, Delivery, Event, LastError,
 //	         each as a uvarint length followed by the bytes.
+//	         Version msgV2 adds SupersedeKey after LastError; a message
+//	         without one is still written as msgV1.
 const (
 	msgV1     = 1
+	msgV2     = 2
 	msgHeader = 17
 )
 
@@ -53,13 +56,17 @@ func appendString(b []byte, s string) []byte {
 func encodeMessage(dst []byte, m *queue.Message) []byte {
 	n := msgHeader + 2*binary.MaxVarintLen64 + 8*binary.MaxVarintLen32 +
 		len(m.ID) + len(m.Route) + len(m.ConversationKey) + len(m.Prompt) +
-		len(m.Source) + len(m.Delivery) + len(m.Event) + len(m.LastError)
+		len(m.Source) + len(m.Delivery) + len(m.Event) + len(m.LastError) + len(m.SupersedeKey)
 	if cap(dst)-len(dst) < n {
 		nb := make([]byte, len(dst), len(dst)+n)
 		copy(nb, dst)
 		dst = nb
 	}
-	dst = append(dst, msgV1)
+	version := byte(msgV1)
+	if m.SupersedeKey != "" {
+		version = msgV2
+	}
+	dst = append(dst, version)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(unixNano(m.NextAttemptAt)))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(unixNano(m.EnqueuedAt)))
 	attempts := m.Attempts
@@ -71,12 +78,15 @@ func encodeMessage(dst []byte, m *queue.Message) []byte {
 	for _, s := range [...]string{m.ID, m.Route, m.ConversationKey, m.Prompt, m.Source, m.Delivery, m.Event, m.LastError} {
 		dst = appendString(dst, s)
 	}
+	if version == msgV2 {
+		dst = appendString(dst, m.SupersedeKey)
+	}
 	return dst
 }
 
 // msgTimes reads the fixed header: the next attempt time and the enqueue time.
 func msgTimes(v []byte) (next, enqueued int64, err error) {
-	if len(v) < msgHeader || v[0] != msgV1 {
+	if len(v) < msgHeader || (v[0] != msgV1 && v[0] != msgV2) {
 		return 0, 0, errCorrupt
 	}
 	return int64(binary.BigEndian.Uint64(v[1:9])), int64(binary.BigEndian.Uint64(v[9:17])), nil
@@ -106,7 +116,11 @@ func decodeMessage(v []byte) (queue.Message, error) {
 	m.LastStatus = int(st)
 	p = p[n:]
 	all := string(p)
-	for _, f := range [...]*string{&m.ID, &m.Route, &m.ConversationKey, &m.Prompt, &m.Source, &m.Delivery, &m.Event, &m.LastError} {
+	fields := []*string{&m.ID, &m.Route, &m.ConversationKey, &m.Prompt, &m.Source, &m.Delivery, &m.Event, &m.LastError}
+	if v[0] == msgV2 {
+		fields = append(fields, &m.SupersedeKey)
+	}
+	for _, f := range fields {
 		l, n := binary.Uvarint(p)
 		if n <= 0 || l > uint64(len(p)-n) {
 			return queue.Message{}, errCorrupt

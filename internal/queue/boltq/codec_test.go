@@ -19,6 +19,7 @@ func TestMessageRoundTrip(t *testing.T) {
 			NextAttemptAt: at.Add(time.Minute), LastStatus: 503, LastError: "unavailable: try later",
 		},
 		{ID: "neg", LastStatus: -1},
+		{ID: "sup", Route: "pr-checks", ConversationKey: "acme/app", Prompt: "build: success", SupersedeKey: "7/build"},
 	} {
 		v := encodeMessage(nil, &m)
 		got, err := decodeMessage(v)
@@ -40,6 +41,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	f.Add(encodeMessage(nil, &queue.Message{ID: "m1", Route: "r1", ConversationKey: "k", Prompt: "hello", EnqueuedAt: at, Attempts: 2, LastStatus: 429, LastError: "rate"}))
 	f.Add(encodeMessage(nil, &queue.Message{}))
+	f.Add(encodeMessage(nil, &queue.Message{ID: "m2", Route: "r1", Prompt: "p", SupersedeKey: "7/build"}))
 	f.Add([]byte{msgV1})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, v []byte) {

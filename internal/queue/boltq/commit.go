@@ -281,8 +281,11 @@ func isApply(o op) bool {
 }
 
 func isLeaseEnd(o op) bool {
-	_, ok := o.(*leaseOp)
-	return ok
+	switch o.(type) {
+	case *leaseOp, *turnOp:
+		return true
+	}
+	return false
 }
 
 func countApply(ops []op) int {
@@ -309,14 +312,16 @@ func place(tx *bolt.Tx, m *queue.Message) (placement, error) {
 	if err != nil {
 		return placement{}, fatal(err)
 	}
-	if err := msgs.Put(u64(seq), encodeMessage(nil, m)); err != nil {
-		return placement{}, fatal(err)
-	}
 	name := convName(m.Route, m.ConversationKey)
 	var r convRec
 	if v := convs.Get(name); v != nil {
 		if r, err = parseConvRec(v); err != nil {
 			return placement{}, fatal(err)
+		}
+		if m.Attempts == 0 && !m.NextAttemptAt.IsZero() {
+			// A coalescing wait (see Enqueue) holds only for a message
+			// that starts its conversation: this one joins what is there.
+			m.NextAttemptAt = time.Time{}
 		}
 		next := tx.Bucket(bucketNext)
 		next.FillPercent = 0.9
@@ -331,6 +336,9 @@ func place(tx *bolt.Tx, m *queue.Message) (placement, error) {
 			return placement{}, fatal(err)
 		}
 		r = convRec{num: num, head: seq, tail: seq, count: 1}
+	}
+	if err := msgs.Put(u64(seq), encodeMessage(nil, m)); err != nil {
+		return placement{}, fatal(err)
 	}
 	if err := convs.Put(name, r.bytes()); err != nil {
 		return placement{}, fatal(err)

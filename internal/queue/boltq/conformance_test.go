@@ -33,6 +33,7 @@ func TestConformance(t *testing.T) {
 			return s
 		},
 		MaxPending: maxPending,
+		Coalesces:  true,
 	})
 }
 

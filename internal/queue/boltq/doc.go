@@ -20,6 +20,14 @@
 // A lease's AckWithChat stores the conversation's chat record and acks in
 // one transaction, so a delivery costs one commit.
 //
+// A lease is a turn: the head and, when the route's TurnPolicy allows more
+// than one event, the messages right behind it, read from the
+// conversation's list at lease time (see turn.go). They end together, in
+// one transaction. With supersede the whole conversation is read, so an
+// older message whose key has a newer one anywhere behind it is left out
+// of the turn and removed with it. A coalescing wait is stored as the first
+// message's next-attempt time, and only when it starts its conversation.
+//
 // Only a small index lives in memory: one record per conversation that has
 // messages (its count, its head and whether it is leased), never the
 // messages themselves, so memory grows with conversations, not with queue

@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/relayd/relayd/internal/queue"
 )
 
@@ -123,9 +121,14 @@ func (s *Store) Next(ctx context.Context) (queue.Lease, error) {
 			s.inflight++
 			num, seq := c.num, c.head.seq
 			s.mu.Unlock()
-			m, err := s.loadMessage(num, seq)
+			l, err := s.loadTurn(c, num, seq)
 			if err == nil {
-				return &lease{s: s, c: c, num: num, seq: seq, msg: m}, nil
+				if n := len(l.seqs); n > 1 {
+					s.mu.Lock()
+					s.inflight += n - 1
+					s.mu.Unlock()
+				}
+				return l, nil
 			}
 			s.mu.Lock()
 			c.leased = false
@@ -162,25 +165,9 @@ func (s *Store) Next(ctx context.Context) (queue.Lease, error) {
 	}
 }
 
-func (s *Store) loadMessage(num, seq uint64) (queue.Message, error) {
-	var m queue.Message
-	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketMsgs).Get(u64(seq))
-		if v == nil {
-			return fmt.Errorf("%w: head %d/%d missing", errCorrupt, num, seq)
-		}
-		var err error
-		m, err = decodeMessage(v)
-		return err
-	})
-	if err != nil {
-		return m, fmt.Errorf("boltq: lease: %w", err)
-	}
-	return m, nil
-}
-
-// lease is one leased head. Only the committer changes mark; ended is set
-// when the terminal request commits.
+// lease is one leased turn: the head and, for a turn of several messages,
+// the messages after it (see loadTurn). Only the committer changes mark;
+// ended is set when the terminal request commits.
 type lease struct {
 	s        *Store
 	c        *conv
@@ -188,11 +175,33 @@ type lease struct {
 	msg      queue.Message
 	ended    atomic.Bool
 	mark     uint64 // transaction number that ended it, before it commits
+
+	// A turn of more than one message: seqs and all are the messages it
+	// covers in conversation order (the head first), dropped marks the
+	// superseded ones. Nil for a turn of the head alone.
+	seqs       []uint64
+	all        []queue.Message
+	dropped    []bool
+	send, gone []queue.Message
 }
 
 var _ queue.Lease = (*lease)(nil)
 
-func (l *lease) Message() queue.Message { return l.msg }
+func (l *lease) Message() queue.Message {
+	if len(l.send) > 0 {
+		return l.send[0]
+	}
+	return l.msg
+}
+
+func (l *lease) Messages() []queue.Message {
+	if l.seqs == nil {
+		return []queue.Message{l.msg}
+	}
+	return l.send
+}
+
+func (l *lease) Superseded() []queue.Message { return l.gone }
 
 func (l *lease) Ack(ctx context.Context) error {
 	return l.end(ctx, &leaseOp{kind: leaseAck})
@@ -236,5 +245,8 @@ func (l *lease) end(ctx context.Context, o *leaseOp) error {
 		return ErrLeaseEnded
 	}
 	o.l = l
+	if l.seqs != nil {
+		return l.s.do(ctx, &turnOp{leaseOp: o})
+	}
 	return l.s.do(ctx, o)
 }

@@ -210,6 +210,62 @@ func TestLeaseEndRetriedAfterFailedCommit(t *testing.T) {
 	}
 }
 
+// A turn of several messages ends in one write like a single lease, and
+// is retried the same way when that write's commit fails.
+func TestTurnEndRetriedAfterFailedCommit(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(ctx context.Context, l queue.Lease) error
+		next string // the message leased next
+	}{
+		{"ack", func(ctx context.Context, l queue.Lease) error { return l.Ack(ctx) }, "m3"},
+		{"ack with chat", func(ctx context.Context, l queue.Lease) error {
+			return l.(*lease).AckWithChat(ctx, "r1", "A", queue.ChatState{ChatID: "c1"})
+		}, "m3"},
+		{"release", func(ctx context.Context, l queue.Lease) error { return l.Release(ctx, time.Time{}) }, "m1"},
+		{"dead", func(ctx context.Context, l queue.Lease) error { return l.Dead(ctx, queue.Failure{Status: 400}) }, "m3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var failing atomic.Bool
+			s, _ := openTemp(t, Options{
+				Turns: func(string) queue.TurnPolicy { return queue.TurnPolicy{MaxEvents: 2} },
+				commitFault: func() error {
+					if failing.Load() {
+						return syscall.ENOSPC
+					}
+					return nil
+				},
+			})
+			mustEnqueue(t, s, newMsg("m1", "r1", "A"), newMsg("m2", "r1", "A"), newMsg("m3", "r1", "A"))
+			settle(t, s)
+			l := mustNext(t, s)
+			if n := len(l.Messages()); n != 2 {
+				t.Fatalf("turn of %d messages, want 2", n)
+			}
+			failing.Store(true)
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			err := tc.end(ctx, l)
+			cancel()
+			if err == nil {
+				t.Fatal("the turn's ending answered nil while commits fail")
+			}
+			failing.Store(false)
+			n := mustNext(t, s)
+			if got := n.Message().ID; got != tc.next {
+				t.Fatalf("leased %s after commits came back, want %s", got, tc.next)
+			}
+			if tc.name == "ack with chat" {
+				if st, err := s.GetChat(ctxT(t), "r1", "A"); err != nil || st.ChatID != "c1" {
+					t.Errorf("chat %+v, %v; want c1 stored with the ack", st, err)
+				}
+				if c, err := s.ChatCounts(ctxT(t)); err != nil || c["r1"] != 1 {
+					t.Errorf("chat counts %v, %v; want r1: 1", c, err)
+				}
+			}
+		})
+	}
+}
+
 // logBehindCommitter logs n messages of conversation A that the committer
 // has not applied, as a crash would leave them, and returns the function
 // that lets the committer go on.

@@ -108,6 +108,10 @@ type Options struct {
 	// SpaceCheckInterval is how often free space is measured. 0 means
 	// DefaultSpaceCheckInterval.
 	SpaceCheckInterval time.Duration
+	// Turns gives each route's turn policy (how many messages a lease
+	// carries, the coalescing wait); nil: one message a lease, no wait.
+	// SetTurnPolicies replaces it on reload.
+	Turns queue.TurnPolicies
 
 	// Test knobs; zero means the defaults.
 	segmentSize  int64         // walSegmentSize
@@ -157,6 +161,8 @@ type Store struct {
 	commits    atomic.Uint64 // committed write transactions, for tests and benchmarks
 
 	space space // free space and the reserve (see space.go)
+
+	turns atomic.Pointer[queue.TurnPolicies]
 
 	stopSweep context.CancelFunc
 	wg        sync.WaitGroup
@@ -215,6 +221,7 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.space.init(path, o)
+	s.SetTurnPolicies(o.Turns)
 	if err := s.init(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("boltq: open %s: %w", path, err)
@@ -437,6 +444,11 @@ func (s *Store) Enqueue(ctx context.Context, b queue.Batch) (bool, error) {
 				now = s.now()
 			}
 			m.EnqueuedAt = now
+		}
+		if w := s.policy(m.Route).Wait; w > 0 && m.Attempts == 0 && m.NextAttemptAt.IsZero() {
+			// Due after the wait if it starts its conversation; applying
+			// it drops the wait when the conversation has messages already.
+			m.NextAttemptAt = m.EnqueuedAt.Add(w)
 		}
 	}
 	ttl := b.DedupeTTL

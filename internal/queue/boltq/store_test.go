@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -222,8 +223,18 @@ func TestLongKeys(t *testing.T) {
 		t.Fatalf("get chat: %+v %v", st, err)
 	}
 	chats, err := s.ListChats(ctxT(t))
-	if err != nil || len(chats) != 1 || chats[0].ConversationKey != long {
-		t.Fatalf("list chats: %d %v, want the full key back", len(chats), err)
+	if err != nil || len(chats) != 2 || chats[0].ConversationKey != long || *chats[0].Waiting != 1 ||
+		chats[1].ConversationKey != long+"x" || chats[1].ChatID != "" || *chats[1].Waiting != 1 {
+		t.Fatalf("list chats: %d %v, want both full keys back, one message waiting each", len(chats), err)
+	}
+	for _, l := range []queue.Lease{a, b} {
+		if err := l.Ack(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chats, err = s.ListChats(ctxT(t))
+	if err != nil || len(chats) != 1 || chats[0].ConversationKey != long || *chats[0].Waiting != 0 {
+		t.Fatalf("list chats after the acks: %d %v, want the chat alone, nothing waiting", len(chats), err)
 	}
 }
 
@@ -848,7 +859,7 @@ func TestCompact(t *testing.T) {
 	if st := mustStats(t, c); st != (queue.Stats{Ready: 49, Dead: 1}) {
 		t.Fatalf("compacted stats %+v, want 49 ready and 1 dead", st)
 	}
-	if got, err := c.GetChat(ctxT(t), "r1", "conv-1"); err != nil || got != chat {
+	if got, err := c.GetChat(ctxT(t), "r1", "conv-1"); err != nil || !reflect.DeepEqual(got, chat) {
 		t.Fatalf("compacted chat %+v %v, want %+v", got, err, chat)
 	}
 	if dup, err := c.Enqueue(ctxT(t), queue.Batch{DedupeKey: "d3"}); err != nil || !dup {

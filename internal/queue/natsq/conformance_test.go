@@ -44,6 +44,7 @@ func TestConformance(t *testing.T) {
 			return s
 		},
 		MaxPending: maxPending,
+		Coalesces:  true,
 	})
 }
 

@@ -314,6 +314,11 @@ func (s *Store) deliver(p int, m *nats.Msg) {
 		_ = s.nc.Publish(m.Reply, []byte("+TERM relayd: unreadable message"))
 		return
 	}
+	if !l.waitUntil.IsZero() {
+		d := max(time.Until(l.waitUntil), time.Millisecond)
+		_ = s.nc.Publish(m.Reply, fmt.Appendf(nil, `-NAK {"delay":%d}`, d.Nanoseconds()))
+		return
+	}
 	s.hold(l)
 }
 
@@ -373,6 +378,16 @@ func (s *Store) newLease(p int, m *nats.Msg) (*lease, error) {
 			s.log.Warn("could not read attempts", "message_id", msg.ID, "err", err)
 		}
 	}
+	pol := s.policy(msg.Route)
+	if pol.Wait > 0 && md.delivered == 1 {
+		if l.waitUntil = s.waitUntil(msg, pol.Wait); !l.waitUntil.IsZero() {
+			return l, nil
+		}
+	}
+	l.superseded = s.isSuperseded(msg, md.seq)
+	if pol.Max() > 1 {
+		s.formTurn(l, p, pol)
+	}
 	return l, nil
 }
 
@@ -426,12 +441,50 @@ type lease struct {
 	seq       uint64 // stream sequence
 	hasRecord bool   // an attempts record exists
 	hold      *time.Timer
+	// superseded: a newer message of its supersede key was accepted; it
+	// is acked without being sent.
+	superseded bool
+	// A turn of several messages (see formTurn): the messages read ahead
+	// of the head that go with it, and what the turn sends and drops.
+	extras     []extra
+	send, gone []queue.Message
+	turn       bool
+	// waitUntil, when set, is the coalescing wait of a head that started
+	// its conversation: it goes back until then instead of out.
+	waitUntil time.Time
 
 	mu   sync.Mutex
 	done bool
 }
 
-func (l *lease) Message() queue.Message { return l.msg }
+func (l *lease) Message() queue.Message {
+	if l.turn && len(l.send) > 0 {
+		return l.send[0]
+	}
+	return l.msg
+}
+
+// Messages are the turn's messages to send: the head alone, or with the
+// messages read ahead of it; nothing when all are superseded.
+func (l *lease) Messages() []queue.Message {
+	if l.turn {
+		return l.send
+	}
+	if l.superseded {
+		return nil
+	}
+	return []queue.Message{l.msg}
+}
+
+func (l *lease) Superseded() []queue.Message {
+	if l.turn {
+		return l.gone
+	}
+	if l.superseded {
+		return []queue.Message{l.msg}
+	}
+	return nil
+}
 
 func (l *lease) isDone() bool {
 	l.mu.Lock()
@@ -471,13 +524,20 @@ func (l *lease) requestAck(ctx context.Context, body []byte) func() error {
 // so the conversation's next message cannot be delivered before this
 // returns.
 func (l *lease) Ack(ctx context.Context) error {
+	if l.isDone() {
+		return ErrLeaseEnded
+	}
 	ctx, cancel := l.s.opCtx(ctx)
 	defer cancel()
+	// The turn was delivered: its messages read ahead go first, so that
+	// none of them is handed out once the head's ack frees the partition.
+	l.deleteExtras(ctx)
 	if err := l.end(l.requestAck(ctx, ackAck)); err != nil {
 		return l.s.leaseErr("ack", err)
 	}
-	l.s.gone(1)
+	l.s.gone(1 + len(l.extras))
 	l.dropRecord(ctx)
+	l.s.turnEnded(ctx, l.msg)
 	return nil
 }
 
@@ -485,6 +545,7 @@ func (l *lease) Ack(ctx context.Context) error {
 // The message keeps its partition's single ack-pending slot meanwhile, so
 // it stays its conversation's head.
 func (l *lease) Retry(ctx context.Context, at time.Time, f queue.Failure) error {
+	l.recordExtras(ctx, at, f)
 	return l.putBack(ctx, at, attemptRecord{
 		Attempts:   l.msg.Attempts + 1,
 		LastStatus: f.Status,
@@ -538,16 +599,21 @@ func (l *lease) Dead(ctx context.Context, f queue.Failure) error {
 	}
 	ctx, cancel := l.s.opCtx(ctx)
 	defer cancel()
-	dl := queue.DeadLetter{Message: l.msg, Failure: f, DeadAt: l.s.o.Now()}
-	dl.Attempts = l.msg.Attempts + 1 // the attempt that failed for good
-	dl.LastStatus = f.Status
-	dl.LastError = f.Text()
-	data, err := json.Marshal(dl)
-	if err != nil {
-		return fmt.Errorf("natsq: encode dead letter: %w", err)
+	var perr error
+	for _, d := range l.deadOnes() {
+		dl := queue.DeadLetter{Message: d.msg, Failure: f, DeadAt: l.s.o.Now()}
+		dl.Attempts = d.msg.Attempts + 1 // the attempt that failed for good
+		dl.LastStatus = f.Status
+		dl.LastError = f.Text()
+		data, err := json.Marshal(dl)
+		if err != nil {
+			return fmt.Errorf("natsq: encode dead letter: %w", err)
+		}
+		if _, perr = l.s.js.PublishMsg(ctx, &nats.Msg{Subject: l.s.n.dlqSubject(d.msg.Route), Data: data},
+			jetstream.WithMsgID(deadMsgID(d.msg.ID, d.seq)), jetstream.WithExpectStream(l.s.n.dlq)); perr != nil {
+			break
+		}
 	}
-	_, perr := l.s.js.PublishMsg(ctx, &nats.Msg{Subject: l.s.n.dlqSubject(l.msg.Route), Data: data},
-		jetstream.WithMsgID(deadMsgID(l.msg.ID, l.seq)), jetstream.WithExpectStream(l.s.n.dlq))
 	if perr != nil {
 		// Not stored: bring the message back later rather than hold its
 		// partition; the dispatcher will decide again.
@@ -556,11 +622,13 @@ func (l *lease) Dead(ctx context.Context, f queue.Failure) error {
 	}
 	// Terminate synchronously, so the conversation's next message is free
 	// once Dead returns.
+	l.deleteExtras(ctx)
 	if err := l.end(l.requestAck(ctx, ackTerm)); err != nil {
 		return l.s.leaseErr("term", err)
 	}
-	l.s.gone(1)
+	l.s.gone(1 + len(l.extras))
 	l.dropRecord(ctx)
+	l.s.turnEnded(ctx, l.msg)
 	return nil
 }
 
@@ -572,6 +640,11 @@ func (l *lease) dropRecord(ctx context.Context) {
 	}
 	if err := l.s.attempts.Purge(ctx, attemptsKey(l.msg.ID)); err != nil {
 		l.s.log.Debug("could not delete attempts record", "message_id", l.msg.ID, "err", err)
+	}
+	for _, e := range l.extras {
+		if e.msg.Attempts > 0 || e.hasRecord {
+			_ = l.s.attempts.Purge(ctx, attemptsKey(e.msg.ID))
+		}
 	}
 }
 

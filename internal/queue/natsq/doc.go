@@ -39,6 +39,9 @@
 //     again and the sender's retry is not taken for a duplicate. Each mark
 //     carries its source's TTL (NATS 2.11+); the bucket's TTL,
 //     Options.DedupeTTL, caps them all.
+//   - KV bucket S_turns: per supersede key, the stream sequence of its
+//     newest message, and per conversation of a route with a coalescing
+//     wait, when its last turn ended (see Turns).
 //   - KV bucket S_attempts: per message id, the failed-attempt count, last
 //     status and error and the time it is due again, written by Lease.Retry
 //     and Lease.Release before the nak, read when the message is delivered
@@ -86,6 +89,44 @@
 // on every replica; changing it moves conversations between partitions, so
 // order is kept again only once every replica runs the new value (a Store
 // still drains partitions left over from a larger P).
+//
+// # Turns
+//
+// A lease is a turn. For a route that coalesces, the Store reads ahead of
+// the partition's head: the next messages on the partition's subject,
+// directly from the stream (a direct get of the next message after a
+// sequence, up to 256 of them), keeping those of the head's conversation
+// up to the route's max_events and budget. The consumer hands out nothing
+// behind the head until the head is acked, so no replica can be sending
+// them meanwhile. They stay in the stream while the turn is out: an Ack or
+// Dead deletes them by sequence and then acks (or terminates) the head; a
+// Retry or Release records their attempts and naks the head, and the next
+// lease reads them again. A crash at any point loses nothing: a message
+// is deleted only after its turn was delivered, and one whose delete did
+// not happen is delivered again (a duplicate, as after any crash).
+//
+// The trade-offs: reading ahead costs a round trip per message read, so a
+// turn is formed from at most 256 messages behind the head (a busy
+// partition shared with many conversations may find fewer of this one's
+// than are queued; the rest go into later turns); and a coalesced head
+// holds its partition, not only its conversation, while it waits.
+//
+//   - The coalescing wait: a head delivered for the first time, accepted
+//     less than wait ago, goes back (a nak with the delay, no attempt
+//     counted) until accepted + wait, unless its conversation's last turn
+//     ended after it was accepted (it then arrived while something was
+//     pending, and does not wait again). Turn ends are recorded in KV
+//     bucket S_turns for routes with a wait.
+//   - Superseding: Enqueue, after JetStream acknowledged a message with a
+//     supersede key, records its stream sequence as its key's newest in
+//     S_turns (keyed by a hash of route, conversation key and supersede
+//     key; entries expire after seven days), before it answers. A message
+//     whose key's newest sequence is after its own is superseded: it goes
+//     with the turn unsent (a lease of only superseded messages is acked
+//     without a request). If that write fails the older message is sent,
+//     which loses nothing.
+//   - The turn limit keeps its turn times in the chat record (KV S_chats,
+//     compare-and-set), so it holds for the whole cluster.
 //
 // # Outages
 //

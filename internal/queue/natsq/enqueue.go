@@ -83,7 +83,8 @@ func (s *Store) Enqueue(ctx context.Context, b queue.Batch) (duplicate bool, err
 		}
 	}
 
-	if err := s.publishAll(ctx, b.Messages, msgs); err != nil {
+	seqs, err := s.publishAll(ctx, b.Messages, msgs)
+	if err != nil {
 		if dkey != "" {
 			// A fresh context: ctx may be what just expired.
 			dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.Timeout)
@@ -98,6 +99,7 @@ func (s *Store) Enqueue(ctx context.Context, b queue.Batch) (duplicate bool, err
 	s.cacheMu.Lock()
 	s.pendN += len(msgs)
 	s.cacheMu.Unlock()
+	s.markNewest(ctx, b.Messages, seqs)
 	return false, nil
 }
 
@@ -110,25 +112,30 @@ func firstDelivery(b queue.Batch) string {
 
 // publishAll publishes asynchronously and waits for every ack, so a batch
 // costs one round trip rather than one per message.
-func (s *Store) publishAll(ctx context.Context, ms []queue.Message, msgs []*nats.Msg) error {
+// It returns each message's stream sequence.
+func (s *Store) publishAll(ctx context.Context, ms []queue.Message, msgs []*nats.Msg) ([]uint64, error) {
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {
 		f, err := s.js.PublishMsgAsync(m, jetstream.WithMsgID(ms[i].ID), jetstream.WithExpectStream(s.n.stream))
 		if err != nil {
-			return s.fail("publish", err)
+			return nil, s.fail("publish", err)
 		}
 		futures[i] = f
 	}
+	seqs := make([]uint64, len(futures))
 	for i, f := range futures {
 		select {
-		case <-f.Ok():
+		case a := <-f.Ok():
+			if a != nil {
+				seqs[i] = a.Sequence
+			}
 		case err := <-f.Err():
-			return s.fail("publish "+ms[i].ID, err)
+			return nil, s.fail("publish "+ms[i].ID, err)
 		case <-ctx.Done():
-			return s.fail("publish "+ms[i].ID, ctx.Err())
+			return nil, s.fail("publish "+ms[i].ID, ctx.Err())
 		}
 	}
-	return nil
+	return seqs, nil
 }
 
 // pending returns the stream's message count, read at most once per statsTTL

@@ -29,6 +29,7 @@ type names struct {
 	chats    string // KV buckets
 	attempts string
 	dedupe   string
+	turns    string // turn state: supersede keys' newest messages, conversations' last turn
 	consumer string // durable name prefix
 }
 
@@ -39,6 +40,7 @@ func newNames(stream, consumer string) names {
 		chats:    stream + "_chats",
 		attempts: stream + "_attempts",
 		dedupe:   stream + "_dedupe",
+		turns:    stream + "_turns",
 		consumer: consumer,
 	}
 }
@@ -103,6 +105,26 @@ func parseChatKey(k string) (route, key string, err error) {
 
 // attemptsKey is the KV key of a message's retry record.
 func attemptsKey(id string) string { return "m" + b64.EncodeToString([]byte(id)) }
+
+// newestKey is the KV key of a (route, conversation, supersede key): all
+// three come from the config or the sender, so they are hashed.
+func newestKey(route, conv, key string) string {
+	h := sha256.New()
+	for _, s := range [...]string{route, conv, key} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return "s" + b64.EncodeToString(h.Sum(nil))
+}
+
+// endKey is the KV key of a conversation's last turn end.
+func endKey(route, conv string) string {
+	h := sha256.New()
+	h.Write([]byte(route))
+	h.Write([]byte{0})
+	h.Write([]byte(conv))
+	return "e" + b64.EncodeToString(h.Sum(nil))
+}
 
 // dedupeKey hashes the sender's dedupe key: senders choose it, so its length
 // and characters are not ours to trust as a KV key.

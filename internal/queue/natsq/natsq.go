@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -73,6 +74,9 @@ type Options struct {
 	Timeout time.Duration
 	Logger  *slog.Logger // default: discard
 	Now     func() time.Time
+	// Turns gives each route's turn policy; here only Supersede is used
+	// (a lease carries one message). SetTurnPolicies replaces it.
+	Turns queue.TurnPolicies
 }
 
 // TLS is the client's TLS material; the zero value sets none (a tls://
@@ -150,6 +154,8 @@ type Store struct {
 	chats    jetstream.KeyValue
 	attempts jetstream.KeyValue
 	dedupe   jetstream.KeyValue
+	turnKV   jetstream.KeyValue // newest message per supersede key, last turn end per conversation
+	turns    atomic.Pointer[queue.TurnPolicies]
 	// perKeyTTL: the server keeps a TTL per dedupe key (NATS 2.11+);
 	// otherwise only the bucket's DedupeTTL applies.
 	perKeyTTL bool
@@ -204,6 +210,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		parts:     map[int]jetstream.Consumer{},
 	}
 	s.chatCounts = newChatCounts()
+	s.SetTurnPolicies(o.Turns)
 	close(s.demandOff) // demand starts off
 	nc, err := s.connect()
 	if err != nil {
@@ -356,6 +363,13 @@ func (s *Store) provision(ctx context.Context, first bool) error {
 	if err != nil {
 		return fail("bucket "+s.n.attempts, err)
 	}
+	turnKV, err := s.js.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
+		Bucket: s.n.turns, Description: "relayd turn state", History: 1,
+		TTL: attemptsTTL, Storage: jetstream.FileStorage, Replicas: o.Replicas,
+	})
+	if err != nil {
+		return fail("bucket "+s.n.turns, err)
+	}
 	dcfg := jetstream.KeyValueConfig{
 		Bucket: s.n.dedupe, Description: "relayd delivery dedupe marks", History: 1,
 		TTL: o.DedupeTTL, Storage: jetstream.FileStorage, Replicas: o.Replicas,
@@ -414,7 +428,7 @@ func (s *Store) provision(ctx context.Context, first bool) error {
 		consumers[p] = c
 	}
 	if first {
-		s.stream, s.dlq, s.chats, s.attempts, s.dedupe = stream, dlq, chats, attempts, dedupe
+		s.stream, s.dlq, s.chats, s.attempts, s.dedupe, s.turnKV = stream, dlq, chats, attempts, dedupe, turnKV
 		s.perKeyTTL = perKeyTTL
 		s.parts = consumers
 	}

@@ -59,6 +59,10 @@ type Harness struct {
 	// MaxPending is the backend's max pending messages; 0 skips the case
 	// that fills it.
 	MaxPending int
+	// Coalesces says the backend leases several messages of a
+	// conversation as one turn; without it the turn cases check turns of
+	// one message.
+	Coalesces bool
 	// Patience bounds every wait for something that must happen, such as a
 	// redelivery after a consumer died on a backend with an ack wait.
 	// Default 15s. Waits for something that must not happen are short and
@@ -109,6 +113,16 @@ func Run(t *testing.T, h Harness) {
 		{"CloseUnblocksNext", testCloseUnblocksNext},
 		{"StatsAddUp", testStats},
 		{"OrderUnderConcurrency", testOrderUnderConcurrency},
+		{"TurnCoalesces", testTurnCoalesces},
+		{"TurnArrivalsJoinNext", testTurnArrivalsJoinNext},
+		{"TurnRetry", testTurnRetry},
+		{"TurnDead", testTurnDead},
+		{"TurnCrashMidway", testTurnCrashMidway},
+		{"Supersede", testSupersede},
+		{"SupersedeAfterRestart", testSupersedeAfterRestart},
+		{"SupersedeInTurn", testSupersedeInTurn},
+		{"TurnBudget", testTurnBudget},
+		{"TurnWait", testTurnWait},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -159,6 +173,9 @@ func (c *closeOnce) Close() error {
 func (s *suite) open() Backend {
 	s.Helper()
 	b := &closeOnce{Backend: s.h.Open(s.T)}
+	if ts, ok := b.Backend.(TurnSetter); ok {
+		ts.SetTurnPolicies(TurnPolicies)
+	}
 	s.mu.Lock()
 	s.opened = append(s.opened, b)
 	s.mu.Unlock()
