@@ -51,6 +51,10 @@ type space struct {
 	every   time.Duration
 	free    atomic.Int64 // last measurement less what the log wrote since; -1: unknown
 	owed    atomic.Int64 // room that applying the messages logged and not yet applied may take
+	// settled is owed room whose messages were applied since the last
+	// measurement. It stays owed until a measurement that already sees the
+	// file grown by them, so the estimate never drops between the two.
+	settled atomic.Int64
 	inner   atomic.Int64 // bbolt's free pages: room new messages take before the file grows
 	held    atomic.Bool  // the reserve file is in place
 	low     bool         // spaceLoop only: below the floor at the last measurement
@@ -135,6 +139,8 @@ func (s *Store) spaceLoop(ctx context.Context) {
 
 func (s *Store) checkSpace() {
 	sp := &s.space
+	// Taken before measuring: what is applied after this stays owed.
+	settled := sp.settled.Swap(0)
 	free := sp.measure()
 	if free >= 0 && sp.size > 0 && !sp.held.Load() && free-sp.size >= sp.floor {
 		if err := writeReserve(sp.reserve, sp.size); err != nil {
@@ -150,6 +156,7 @@ func (s *Store) checkSpace() {
 	st := s.db.Stats()
 	sp.inner.Store(int64(st.FreePageN) * sp.page)
 	sp.free.Store(free)
+	sp.owed.Add(-settled)
 	if low := sp.lowErr() != nil; low != sp.low {
 		sp.low = low
 		if low {

@@ -825,7 +825,7 @@ func setApplied(tx *bolt.Tx, lsn uint64) error {
 }
 
 func (o *applyOp) commit(s *Store) {
-	s.space.owed.Add(-o.bytes)
+	s.space.settled.Add(o.bytes)
 	s.commitPlacements(o.placed)
 	s.forgetLocked(o.entries, o.n)
 	if lsn := o.entries[len(o.entries)-1].lsn; lsn > s.walApplied.Load() {
