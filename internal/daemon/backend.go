@@ -42,6 +42,11 @@ func boltqOptions(cfg *config.Config, log *slog.Logger) boltq.Options {
 		Logger:       log,
 		MinFreeBytes: s.MinFreeBytes,
 		ReserveBytes: reserveBytes(s.MinFreeBytes),
+		History: boltq.HistoryOptions{
+			Retention:   cfg.History.Retention.D(),
+			MaxEvents:   cfg.History.MaxEvents,
+			MaxRejected: cfg.History.MaxRejected,
+		},
 	}
 }
 

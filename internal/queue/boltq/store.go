@@ -59,7 +59,8 @@ var (
 	bucketDedupExp = []byte("dedupexp")
 	bucketMeta     = []byte("meta")
 
-	allBuckets = [][]byte{bucketConvs, bucketMsgs, bucketNext, bucketDead, bucketDeadIdx, bucketChats, bucketDedupe, bucketDedupExp, bucketMeta}
+	allBuckets = [][]byte{bucketConvs, bucketMsgs, bucketNext, bucketDead, bucketDeadIdx, bucketChats, bucketDedupe, bucketDedupExp, bucketMeta,
+		bucketEvents, bucketRejected, bucketEvDeliv}
 
 	keyVersion = []byte("version")
 	keyPing    = []byte("ping")
@@ -108,6 +109,8 @@ type Options struct {
 	// SpaceCheckInterval is how often free space is measured. 0 means
 	// DefaultSpaceCheckInterval.
 	SpaceCheckInterval time.Duration
+	// History bounds the history of requests kept (see history.go).
+	History HistoryOptions
 
 	// Test knobs; zero means the defaults.
 	segmentSize  int64         // walSegmentSize
@@ -157,6 +160,7 @@ type Store struct {
 	commits    atomic.Uint64 // committed write transactions, for tests and benchmarks
 
 	space space // free space and the reserve (see space.go)
+	hist  hist  // the history of requests (see history.go)
 
 	stopSweep context.CancelFunc
 	wg        sync.WaitGroup
@@ -231,6 +235,10 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("boltq: open %s: rebuild index: %w", path, err)
 	}
+	if err := s.initHistory(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("boltq: open %s: history: %w", path, err)
+	}
 	// No goroutine runs yet, so nothing can remap the file meanwhile.
 	if fi, err := os.Stat(path); err == nil {
 		dropMapped(db, fi.Size())
@@ -252,6 +260,8 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 		s.wg.Add(1)
 		go s.sweepLoop(ctx, iv)
 	}
+	s.wg.Add(1)
+	go s.historyLoop(ctx)
 	return s, nil
 }
 
@@ -375,6 +385,7 @@ func (s *Store) Close() error {
 		s.commitQ.close()
 		s.stopSweep()
 		s.wg.Wait()
+		s.flushHistory()
 		s.syncFreelist()
 		walErr := s.wal.close()
 		if err := s.db.Close(); err != nil {
@@ -444,6 +455,13 @@ func (s *Store) Enqueue(ctx context.Context, b queue.Batch) (bool, error) {
 		ttl = DefaultDedupeTTL
 	}
 	o := &enqueueOp{msgs: msgs, ttl: ttl}
+	if b.History != nil {
+		sr, err := encodeRecord(b.History)
+		if err != nil {
+			return false, err
+		}
+		o.rec = sr
+	}
 	if b.DedupeKey != "" {
 		o.dedupe = dedupeName(b.DedupeKey)
 	}
