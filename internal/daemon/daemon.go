@@ -97,10 +97,13 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 	d.reg.MustRegister(newStoreCollector(d.store, d.config))
 
 	d.client = operator.New(d.operatorOptions(cfg))
-	d.ingest = ingest.New(table, ingest.Options{Store: d.store, Metrics: d.metrics, Logger: d.log})
-	d.dispatch = dispatch.New(d.store, d.store, d.client, settings(cfg), dispatch.Options{
-		Logger: d.log, Metrics: d.metrics,
-	})
+	io := ingest.Options{Store: d.store, Metrics: d.metrics, Logger: d.log}
+	do := dispatch.Options{Logger: d.log, Metrics: d.metrics}
+	if hs, ok := d.store.(historyStore); ok {
+		io.Recorder, do.History = hs, hs
+	}
+	d.ingest = ingest.New(table, io)
+	d.dispatch = dispatch.New(d.store, d.store, d.client, settings(cfg), do)
 	return d, nil
 }
 
@@ -176,7 +179,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			Gatherer: d.reg, DeadLetters: d.store, Chats: d.store,
 			Ready: d.ready, Health: d.health, Reload: d.Reload, Config: d.redactedConfig,
 			Token: d.adminToken, TokenMetrics: cfg.Server.AdminTokenMetrics, Logger: d.log,
-			Hosts: d.adminHostPolicy(isLoopback(d.adminLn.Addr()), cfg.Server.AdminListen),
+			Hosts:  d.adminHostPolicy(isLoopback(d.adminLn.Addr()), cfg.Server.AdminListen),
+			Events: d.events(), Pipeline: d.ingest,
 		}),
 		ReadHeaderTimeout: adminReadHeaderTimeout,
 		ReadTimeout:       adminReadTimeout,

@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/relayd/relayd/internal/history"
 	"github.com/relayd/relayd/internal/metrics"
 	"github.com/relayd/relayd/internal/operator"
 	"github.com/relayd/relayd/internal/queue"
@@ -28,6 +29,9 @@ type job struct {
 
 	reqCtx   context.Context // outlives Run's ctx by the drain timeout
 	unholdFn sync.Once
+
+	sent   string // the turn's text as sent, for the history
+	sentAt time.Time
 }
 
 // ending is called right before the store call that ends the lease: the
@@ -112,6 +116,7 @@ func (j *job) run(ctx context.Context) (tail func()) {
 		}
 		start := time.Now()
 		text := withPreamble(s, m.Route, chatID, m.Prompt)
+		j.sent, j.sentAt = text, d.now()
 		j.log.Debug("sending", "chat_id", chatID, "prompt", text)
 		resp, err := d.chatter().Chat(j.reqCtx, operator.ChatRequest{ChatID: chatID, Text: text, IdempotencyKey: m.ID})
 		took := time.Since(start)
@@ -273,6 +278,7 @@ func (j *job) delivered(st queue.ChatState, sentID string, resp operator.ChatRes
 	if resp.Text != "" {
 		j.log.Debug("reply", "chat_id", chatID, "text", resp.Text)
 	}
+	j.recordOutcome(history.RouteOutcome{Outcome: deliveredOutcome(v), Turn: j.sent, Reply: resp.Text, ChatID: chatID, Attempts: m.Attempts + 1, SentAt: j.sentAt, DoneAt: d.now()})
 	return func() {
 		if j.recordChat(st, sentID, resp.ChatID) {
 			return
@@ -377,6 +383,7 @@ func (j *job) retry(p Retry, err error, v operator.Verdict) {
 	j.log.Warn("attempt failed; retrying",
 		"status", f.Status, "code", f.Code, "reason", f.Reason, "attempts", attempts,
 		"retry_in", delay, "retry_after", v.RetryAfter, "err", err)
+	j.recordOutcome(history.RouteOutcome{Attempts: attempts, LastError: f.Text()})
 	j.ending()
 	ctx, cancel := j.endCtx()
 	defer cancel()
@@ -393,6 +400,7 @@ func (j *job) dead(f queue.Failure, reason string) {
 	d.m.DeadLetters.WithLabelValues(m.Route, reason).Inc()
 	j.log.Error("dead-lettered", "reason", reason, "status", f.Status, "code", f.Code,
 		"error", f.Message, "attempts", m.Attempts+1, "conversation", m.ConversationKey)
+	j.recordOutcome(history.RouteOutcome{Outcome: history.Dead, Attempts: m.Attempts + 1, LastError: f.Text(), DoneAt: d.now()})
 	j.ending()
 	ctx, cancel := j.endCtx()
 	defer cancel()

@@ -163,7 +163,7 @@ func (q Query) Matches(r *Record) bool {
 	if q.Route == "" && q.Outcome == "" {
 		return true
 	}
-	if q.Outcome == Duplicate || q.Outcome == Rejected {
+	if q.Outcome == Duplicate || q.Outcome == Rejected || q.Outcome == Accepted {
 		return r.Kind == q.Outcome && q.Route == ""
 	}
 	for _, ro := range r.Routes {
@@ -178,7 +178,7 @@ func (q Query) Matches(r *Record) bool {
 type Query struct {
 	Source  string
 	Route   string
-	Outcome string // a route outcome, or Duplicate or Rejected
+	Outcome string // a route outcome, or a record's kind (Accepted, Duplicate, Rejected)
 	Limit   int    // DefaultLimit when <= 0, at most MaxLimit
 	Before  string // only records with an id less than this one
 }
@@ -249,4 +249,15 @@ func Decode(b []byte) (Record, error) {
 		return r, fmt.Errorf("history: decode: %w", err)
 	}
 	return r, nil
+}
+
+// Trial is one event rendered by a dry run: what the route would have
+// done with it, nothing sent or stored.
+type Trial struct {
+	Event        string `json:"event"` // the record's id
+	Delivery     string `json:"delivery"`
+	Matched      bool   `json:"matched"`
+	Conversation string `json:"conversation,omitempty"`
+	Turn         string `json:"turn,omitempty"` // redacted, fenced and cut to the budget, as it would be sent
+	Error        string `json:"error,omitempty"`
 }

@@ -155,7 +155,7 @@ func newRigFrom(t *testing.T, yaml string) *rig {
 	}
 	r := &rig{store: store, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	r.m = metrics.New(r.reg)
-	h := ingest.New(table, ingest.Options{Store: store, Metrics: r.m, Logger: slog.New(slog.NewJSONHandler(r.logs, nil))})
+	h := ingest.New(table, ingest.Options{Store: store, Recorder: store, Metrics: r.m, Logger: slog.New(slog.NewJSONHandler(r.logs, nil))})
 	r.srv = httptest.NewServer(h.Echo())
 	t.Cleanup(func() {
 		r.srv.Close()

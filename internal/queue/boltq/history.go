@@ -85,6 +85,7 @@ type histItem struct {
 type storedRecord struct {
 	id         string
 	rejected   bool
+	dup        bool // a duplicate: linked to the original as it is stored
 	deliveries []string
 	data       []byte
 }
@@ -94,7 +95,7 @@ func encodeRecord(r *history.Record) (*storedRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	sr := &storedRecord{id: r.ID, rejected: r.Kind == history.Rejected, data: data}
+	sr := &storedRecord{id: r.ID, rejected: r.Kind == history.Rejected, dup: r.Kind == history.Duplicate && r.DuplicateOf == "", data: data}
 	if r.Delivery != "" {
 		sr.deliveries = r.Deliveries()
 	}
@@ -172,6 +173,9 @@ func putRecord(tx *bolt.Tx, sr *storedRecord) error {
 		b = tx.Bucket(bucketRejected)
 	}
 	b.FillPercent = 0.9
+	if sr.dup && len(sr.deliveries) > 0 {
+		linkOriginal(tx, sr)
+	}
 	if err := b.Put([]byte(sr.id), sr.data); err != nil {
 		return fatal(err)
 	}
@@ -589,5 +593,29 @@ func (s *Store) countRecords(entries []walEntry) {
 		s.hist.mu.Lock()
 		s.hist.events += n
 		s.hist.mu.Unlock()
+	}
+}
+
+// linkOriginal sets a duplicate's DuplicateOf to the first accepted record
+// of its delivery id, when there is one.
+func linkOriginal(tx *bolt.Tx, sr *storedRecord) {
+	b := tx.Bucket(bucketEvents)
+	for _, id := range recordIDs(tx, sr.deliveries[0]) {
+		v := b.Get([]byte(id))
+		if v == nil {
+			continue
+		}
+		if orig, err := history.Decode(v); err != nil || orig.Kind != history.Accepted {
+			continue
+		}
+		r, err := history.Decode(sr.data)
+		if err != nil {
+			return
+		}
+		r.DuplicateOf = id
+		if data, err := history.Encode(&r); err == nil {
+			sr.data = data
+		}
+		return
 	}
 }
