@@ -233,21 +233,42 @@ func IDTime(id string) (time.Time, bool) {
 	return time.Unix(0, int64(n)), true
 }
 
-// Encode is the stored form of a record.
+// encodingVersion starts every stored record.
+const encodingVersion = 1
+
+// Encode is the stored form of a record: a version byte, the uvarint
+// length of the record in JSON without its body, that JSON, then the raw
+// body. The body, the largest part, is neither escaped nor parsed.
 func Encode(r *Record) ([]byte, error) {
-	b, err := json.Marshal(r)
+	body := r.Body
+	meta := *r
+	meta.Body = ""
+	js, err := json.Marshal(&meta)
 	if err != nil {
 		return nil, fmt.Errorf("history: encode %s: %w", r.ID, err)
 	}
-	return b, nil
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(js)+len(body))
+	b = append(b, encodingVersion)
+	b = binary.AppendUvarint(b, uint64(len(js)))
+	b = append(b, js...)
+	return append(b, body...), nil
 }
 
 // Decode reads a record Encode wrote.
 func Decode(b []byte) (Record, error) {
 	var r Record
-	if err := json.Unmarshal(b, &r); err != nil {
+	if len(b) < 2 || b[0] != encodingVersion {
+		return r, errors.New("history: decode: not a record of this version")
+	}
+	n, w := binary.Uvarint(b[1:])
+	if w <= 0 || n > uint64(len(b)-1-w) {
+		return r, errors.New("history: decode: record cut short")
+	}
+	js := b[1+w : 1+w+int(n)]
+	if err := json.Unmarshal(js, &r); err != nil {
 		return r, fmt.Errorf("history: decode: %w", err)
 	}
+	r.Body = string(b[1+w+int(n):])
 	return r, nil
 }
 

@@ -75,3 +75,21 @@ func TestQueryMatches(t *testing.T) {
 		}
 	}
 }
+
+func TestEncodeRoundTrip(t *testing.T) {
+	r := Record{ID: "x", Delivery: "d", Kind: Accepted, Body: "{\"a\":\"\\u00e9\x00\"}\n", Headers: map[string]string{"a": "b"},
+		Routes: []RouteOutcome{{Route: "r", Outcome: Queued, QueuedAt: time.Unix(5, 6).UTC()}}}
+	b, err := Encode(&r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(b)
+	if err != nil || got.Body != r.Body || got.Headers["a"] != "b" || !got.Routes[0].QueuedAt.Equal(r.Routes[0].QueuedAt) {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	for _, bad := range [][]byte{nil, {9, 1, '{'}, {1, 200}} {
+		if _, err := Decode(bad); err == nil {
+			t.Errorf("Decode(%q) did not fail", bad)
+		}
+	}
+}
