@@ -43,6 +43,7 @@ const (
 
 	historyFlush      = time.Second // longest a record waits for a transaction to join
 	historyMaxPending = 1 << 14     // records and updates held for the next transaction; past it they are dropped
+	historyMaxBytes   = 64 << 20    // and their bytes (bodies of events no route took can be large)
 	historySweepEvery = time.Minute
 )
 
@@ -152,6 +153,7 @@ type hist struct {
 
 	mu      sync.Mutex
 	pending []histItem
+	bytes   int // of the records in pending
 	dropped int
 	taken   int // items the running transaction applies (committer only)
 
@@ -216,10 +218,15 @@ func (s *Store) addHistory(it histItem) {
 	h := &s.hist
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(h.pending) >= historyMaxPending {
+	n := 0
+	if it.rec != nil {
+		n = len(it.rec.data)
+	}
+	if len(h.pending) >= historyMaxPending || h.bytes+n > historyMaxBytes {
 		h.dropped++
 		return
 	}
+	h.bytes += n
 	h.pending = append(h.pending, it)
 }
 
@@ -257,9 +264,10 @@ func (s *Store) historyCommitted(failed bool) {
 	h := &s.hist
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !failed {
-		for _, it := range h.pending[:h.taken] {
-			if it.rec != nil {
+	for _, it := range h.pending[:h.taken] {
+		if it.rec != nil {
+			h.bytes -= len(it.rec.data)
+			if !failed {
 				h.count(it.rec.rejected, 1)
 			}
 		}
