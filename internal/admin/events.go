@@ -45,6 +45,9 @@ func (s *server) historyError(c echo.Context, err error) error {
 	if errors.Is(err, history.ErrNotFound) {
 		return jsonError(c, http.StatusNotFound, "not_found", "no such event")
 	}
+	if errors.Is(err, history.ErrUnsupported) {
+		return s.noHistory(c)
+	}
 	return s.storeError(c, err)
 }
 
@@ -164,6 +167,10 @@ func (s *server) dryRun(c echo.Context) error {
 		}
 		for _, sum := range page.Events {
 			rec, err := s.o.Events.Event(ctx, sum.ID)
+			if errors.Is(err, history.ErrNotFound) {
+				// A backend that finds accepted events by delivery id only.
+				rec, err = s.o.Events.Event(ctx, sum.Delivery)
+			}
 			if err != nil {
 				continue // swept meanwhile
 			}

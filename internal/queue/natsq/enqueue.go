@@ -83,6 +83,7 @@ func (s *Store) Enqueue(ctx context.Context, b queue.Batch) (duplicate bool, err
 		}
 	}
 
+	s.publishHistory(ctx, b) // the event's record, before its messages can be delivered
 	if err := s.publishAll(ctx, b.Messages, msgs); err != nil {
 		if dkey != "" {
 			// A fresh context: ctx may be what just expired.
