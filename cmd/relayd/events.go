@@ -19,6 +19,7 @@ func cmdEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	outcome := a.fs.String("outcome", "", "only events with a route of this outcome (filtered, queued, delivered, dead, …; or duplicate, rejected)")
 	source := a.fs.String("source", "", "only events of this source")
 	limit := a.fs.Int("limit", history.DefaultLimit, "events to list")
+	before := a.fs.String("before", "", "list the events before this cursor (a listing's next)")
 	c, pos, err := a.parse(args, "events list|show|replay")
 	if err != nil {
 		return err
@@ -26,7 +27,7 @@ func cmdEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	switch verb := pos[0]; verb {
 	case "list", "ls":
 		q := url.Values{}
-		for k, v := range map[string]string{"route": *a.route, "outcome": *outcome, "source": *source} {
+		for k, v := range map[string]string{"route": *a.route, "outcome": *outcome, "source": *source, "before": *before} {
 			if v != "" {
 				q.Set(k, v)
 			}
@@ -40,6 +41,9 @@ func cmdEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return printJSON(stdout, page)
 		}
 		printEvents(stdout, page.Events, time.Now())
+		if page.Next != "" {
+			fmt.Fprintf(stdout, "more: --before %s\n", page.Next)
+		}
 		return nil
 	case "show":
 		if len(pos) != 2 {

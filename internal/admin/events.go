@@ -109,7 +109,12 @@ func (s *server) replayEvent(c echo.Context) error {
 	}
 	routes, err := s.o.Pipeline.Replay(ctx, rec, delivery)
 	if err != nil {
-		return jsonError(c, http.StatusUnprocessableEntity, "replay_failed", err.Error())
+		status := http.StatusUnprocessableEntity
+		var hs interface{ HTTPStatus() int }
+		if errors.As(err, &hs) && hs.HTTPStatus() == http.StatusServiceUnavailable {
+			status = http.StatusServiceUnavailable // queue full, storage unavailable: try again
+		}
+		return jsonError(c, status, "replay_failed", err.Error())
 	}
 	if routes == nil {
 		routes = []string{}

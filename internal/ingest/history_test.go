@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/relayd/relayd/internal/history"
+	"github.com/relayd/relayd/internal/ingest"
 )
 
 const historyConfig = `
@@ -147,5 +149,62 @@ func TestHistoryOfEveryRequest(t *testing.T) {
 	page, _ = r.store.Events(context.Background(), history.Query{Outcome: history.Rejected})
 	if len(page.Events) != 2 || page.Events[0].Status != 413 {
 		t.Fatalf("rejected listing %+v", page.Events)
+	}
+}
+
+func TestReplayAndDryRun(t *testing.T) {
+	r := newRigFrom(t, strings.Replace(historyConfig, "storage: {path: unused}", "storage: {path: unused, max_pending: 3}", 1))
+	ctx := context.Background()
+	body := `{"n":1,"list":[1],"ok":true,"repo":"acme/api"}`
+	hdr := signed(t, "github", []string{ghSecret}, []byte(body), "")
+	hdr.Set("X-GitHub-Event", "push")
+	hdr.Set("X-GitHub-Delivery", "d-1")
+	if rep := r.do(t, http.MethodPost, "/hooks/github", hdr, strings.NewReader(body)); rep.status != http.StatusAccepted {
+		t.Fatalf("status %d: %s", rep.status, rep.raw)
+	}
+	rec := eventOf(t, r, "d-1")
+
+	// The queue is full with its three messages: a replay is refused as a webhook would be.
+	_, err := r.h.Replay(ctx, rec, "d-1.replay-1")
+	var re *ingest.ReplayError
+	if !errors.As(err, &re) || re.HTTPStatus() != http.StatusServiceUnavailable {
+		t.Fatalf("replay on a full queue: %v", err)
+	}
+	if got := r.drain(t); len(got) != 3 {
+		t.Fatalf("drained %d", len(got))
+	}
+	routes, err := r.h.Replay(ctx, rec, "d-1.replay-1")
+	if err != nil || len(routes) != 3 {
+		t.Fatalf("replay: %v %v", routes, err)
+	}
+	msgs := r.drain(t)
+	if len(msgs) != 3 || msgs[0].Delivery != "d-1.replay-1" {
+		t.Fatalf("replayed messages %+v", msgs)
+	}
+	if again := eventOf(t, r, "d-1.replay-1"); again.Body != body || again.ID == rec.ID {
+		t.Fatalf("replay record %+v", again)
+	}
+	if _, err := r.h.Replay(ctx, history.Record{Kind: history.Rejected}, "x"); !errors.Is(err, ingest.ErrNotReplayable) {
+		t.Fatalf("replay of a rejected request: %v", err)
+	}
+
+	trials, err := r.h.DryRun(ctx, "ok", "tried {{ .body.repo }}", "body.n == 1", []history.Record{rec, {ID: "r", Kind: history.Rejected}})
+	if err != nil || len(trials) != 2 {
+		t.Fatalf("dry run: %+v %v", trials, err)
+	}
+	if tr := trials[0]; !tr.Matched || tr.Conversation != "acme/api" || !strings.Contains(tr.Turn, "tried acme/api") {
+		t.Errorf("trial %+v", tr)
+	}
+	if trials[1].Error == "" {
+		t.Errorf("a rejected request rendered: %+v", trials[1])
+	}
+	if _, err := r.h.DryRun(ctx, "ok", "{{ .body.repo", "", nil); err == nil {
+		t.Error("a template that does not compile ran")
+	}
+	if _, err := r.h.DryRun(ctx, "nope", "", "", nil); !errors.Is(err, ingest.ErrUnknownRoute) {
+		t.Errorf("unknown route: %v", err)
+	}
+	if st, _ := r.store.Stats(ctx); st.Ready+st.Delayed != 0 {
+		t.Errorf("a dry run queued something: %+v", st)
 	}
 }

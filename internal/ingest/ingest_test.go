@@ -115,6 +115,7 @@ type rig struct {
 	reg   *prometheus.Registry
 	m     *metrics.Metrics
 	logs  *syncBuffer
+	h     *ingest.Handler
 }
 
 type syncBuffer struct {
@@ -156,6 +157,7 @@ func newRigFrom(t *testing.T, yaml string) *rig {
 	r := &rig{store: store, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	r.m = metrics.New(r.reg)
 	h := ingest.New(table, ingest.Options{Store: store, Recorder: store, Metrics: r.m, Logger: slog.New(slog.NewJSONHandler(r.logs, nil))})
+	r.h = h
 	r.srv = httptest.NewServer(h.Echo())
 	t.Cleanup(func() {
 		r.srv.Close()

@@ -20,6 +20,18 @@ var (
 	ErrNotReplayable = errors.New("ingest: only accepted events keep a body to replay")
 )
 
+// ReplayError is a replay the pipeline refused, with the answer a webhook
+// would have had (503 queue_full, 400 invalid_body, …).
+type ReplayError struct {
+	Status        int
+	Code, Message string
+}
+
+func (e *ReplayError) Error() string { return "ingest: replay: " + e.Code + ": " + e.Message }
+
+// HTTPStatus is the status a webhook would have been answered with.
+func (e *ReplayError) HTTPStatus() int { return e.Status }
+
 func addSpec(m map[string]route.Spec, rs route.Spec) map[string]route.Spec {
 	if m == nil {
 		m = make(map[string]route.Spec)
@@ -61,7 +73,7 @@ func (h *Handler) Replay(ctx context.Context, rec history.Record, delivery strin
 	}
 	rep, herr := h.pipeline(ctx, src, storedHeader(rec.Headers), rec.Body, verify.Result{}, h.o.Now(), "replay", delivery)
 	if herr != nil {
-		return nil, fmt.Errorf("ingest: replay of %s: %w", rec.Delivery, herr)
+		return nil, &ReplayError{Status: herr.status, Code: herr.code, Message: herr.msg}
 	}
 	if a, ok := rep.body.(answerWithRoutes); ok {
 		return a.Routes, nil
