@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -63,11 +64,23 @@ func (f adminFlags) client(lookupEnv func(string) (string, bool)) (*adminClient,
 	return c, nil
 }
 
-// newRequest builds a request to the admin API that carries the admin token.
-func (c *adminClient) newRequest(ctx context.Context, method, path string) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
+// newRequest builds a request to the admin API that carries the admin
+// token, with a JSON body when in is non-nil.
+func (c *adminClient) newRequest(ctx context.Context, method, path string, in any) (*http.Request, error) {
+	var reqBody io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		reqBody = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, reqBody)
 	if err != nil {
 		return nil, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
@@ -77,7 +90,12 @@ func (c *adminClient) newRequest(ctx context.Context, method, path string) (*htt
 
 // do sends a request and decodes a JSON answer into out (when non-nil).
 func (c *adminClient) do(ctx context.Context, method, path string, out any) error {
-	req, err := c.newRequest(ctx, method, path)
+	return c.send(ctx, method, path, nil, out)
+}
+
+// send is do with a JSON request body (when in is non-nil).
+func (c *adminClient) send(ctx context.Context, method, path string, in, out any) error {
+	req, err := c.newRequest(ctx, method, path, in)
 	if err != nil {
 		return err
 	}

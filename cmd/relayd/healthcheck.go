@@ -28,7 +28,7 @@ func cmdHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	req, err := c.newRequest(ctx, http.MethodGet, "/healthz")
+	req, err := c.newRequest(ctx, http.MethodGet, "/healthz", nil)
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,8 @@ Usage:
   relayd send --source NAME [--event EVENT] [--file payload.json] [--set path=value]... [--delivery ID] [--print] [-c relay.yaml] [--url URL]
   relayd dlq list|show|replay|drop [ID] [--all] [--route R] [-o json] [-c relay.yaml | --admin URL] [--token T]
   relayd chats list|reset [ROUTE [KEY]] [-o json] [-c relay.yaml | --admin URL] [--token T]
+  relayd events list|show|replay [ID] [--route R] [--outcome O] [--source S] [-o json] [-c relay.yaml | --admin URL] [--token T]
+  relayd dry-run --route R [--template-file F] [--filter EXPR] [--last N | --event ID]... [-o json] [-c relay.yaml | --admin URL]
   relayd healthcheck [-c relay.yaml | --admin URL]
   relayd mock-operator [--listen 127.0.0.1:8099] [--key ck_live_…] [--turn-wait D] [--turn-steps N] [--turn-every D] [--turn-cut N]
   relayd mock-github [--listen 127.0.0.1:8098] [--token T]... [--prefix /api/v3] [--rate-limit N]
@@ -55,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"send":          cmdSend,
 		"dlq":           cmdDLQ,
 		"chats":         cmdChats,
+		"events":        cmdEvents,
+		"dry-run":       cmdDryRun,
 		"mock-operator": cmdMockOperator,
 		"mock-github":   cmdMockGitHub,
 		"compact":       cmdCompact,

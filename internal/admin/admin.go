@@ -61,6 +61,10 @@ type Options struct {
 	// conversations it holds back. nil: none.
 	TurnLimit func(route string) (turns int, per time.Duration)
 	Logger    *slog.Logger
+	// Events is the history of requests; nil answers 501 (a backend that
+	// keeps none). Pipeline replays and dry-runs stored events.
+	Events   Events
+	Pipeline Pipeline
 }
 
 // New returns the admin Echo server.
@@ -97,6 +101,10 @@ func New(o Options) *echo.Echo {
 	a.GET("/chats", s.listChats)
 	a.DELETE("/chats/:route/:key", s.resetChat)
 	a.DELETE("/chats/:route", s.resetChat) // the route's default conversation (empty key)
+	a.GET("/events", s.listEvents)
+	a.GET("/events/:delivery", s.getEvent)
+	a.POST("/events/:delivery/replay", s.replayEvent)
+	a.POST("/dry-run", s.dryRun)
 	return e
 }
 

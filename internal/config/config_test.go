@@ -174,8 +174,9 @@ func TestDefaults(t *testing.T) {
 			Name: "gh", Path: "/hooks/gh", Body: "json", DedupeTTL: Duration(24 * time.Hour),
 			Verify: &Verify{Type: "github", Secrets: []string{"s1"}, Tolerance: Duration(5 * time.Minute)},
 		}},
-		Routes: []Route{{Name: "r1", Source: "gh", Template: "hello", MaxPromptBytes: 32768}},
-		Redact: Redact{Builtin: &builtinOn},
+		Routes:  []Route{{Name: "r1", Source: "gh", Template: "hello", MaxPromptBytes: 32768}},
+		Redact:  Redact{Builtin: &builtinOn},
+		History: History{Retention: Duration(168 * time.Hour), MaxEvents: 100000, MaxRejected: 10000},
 	}
 	got := *c
 	got.md = nil
@@ -306,6 +307,7 @@ func TestErrors(t *testing.T) {
 		{"empty bbolt path", "storage: {path: ''}\n" + base(op, src, route), nil, []string{"storage.path (line 1): required with backend bbolt"}},
 		{"negative max pending", "storage: {max_pending: -1}\n" + base(op, src, route), nil, []string{"storage.max_pending (line 1): must be >= 0"}},
 		{"negative free-space floor", "storage: {min_free_bytes: -1}\n" + base(op, src, route), nil, []string{"storage.min_free_bytes (line 1): must be >= 0"}},
+		{"history bounds", "history: {retention: 0s, max_events: -1, max_rejected: 0}\n" + base(op, src, route), nil, []string{"history.retention (line 1): must be > 0", "history.max_events (line 1): must be > 0", "history.max_rejected (line 1): must be > 0"}},
 		{"negative dedupe", "storage: {dedupe_ttl: -1s}\n" + base(op, src, route), nil, []string{"storage.dedupe_ttl (line 1): must be >= 0"}},
 		{"nats without url", "storage: {backend: nats}\n" + base(op, src, route), nil, []string{"storage.nats.url (line 1): required with backend nats"}},
 		{"nats url and urls", "storage: {backend: nats, nats: {url: 'nats://a:4222', urls: ['nats://b:4222']}}\n" + base(op, src, route), nil,

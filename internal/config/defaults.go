@@ -17,6 +17,9 @@ const (
 	DefaultMaxPending        = 100000
 	DefaultMinFreeBytes      = 64 << 20
 	DefaultDedupeTTL         = 24 * time.Hour
+	DefaultHistoryRetention  = 168 * time.Hour
+	DefaultHistoryMaxEvents  = 100000
+	DefaultHistoryMaxReject  = 10000
 	DefaultNATSStream        = "RELAYD"
 	DefaultNATSPartitions    = 16
 	DefaultNATSReplicas      = 1
@@ -99,6 +102,11 @@ func (l *loader) defaults() {
 	str("storage.nats.stream", &st.NATS.Stream, DefaultNATSStream)
 	num("storage.nats.partitions", &st.NATS.Partitions, DefaultNATSPartitions)
 	num("storage.nats.replicas", &st.NATS.Replicas, DefaultNATSReplicas)
+
+	h := &c.History
+	dur("history.retention", &h.Retention, DefaultHistoryRetention)
+	num("history.max_events", &h.MaxEvents, DefaultHistoryMaxEvents)
+	num("history.max_rejected", &h.MaxRejected, DefaultHistoryMaxReject)
 
 	op := &c.Operator
 	str("operator.base_url", &op.BaseURL, DefaultOperatorBaseURL)

@@ -38,6 +38,8 @@ type Config struct {
 	// Redact configures what is redacted from every turn's text; a route's
 	// redact adds to it (see RedactFor).
 	Redact Redact `yaml:"redact"`
+	// History bounds the record of every request kept in storage.
+	History History `yaml:"history"`
 
 	// Path is the file the config was read from ("" when from bytes).
 	Path string `yaml:"-"`
@@ -101,6 +103,14 @@ type Storage struct {
 	// below it ingest answers 503 and /readyz fails, so acks and the log's
 	// replay keep room to commit. Default 64 MiB; 0 means no floor.
 	MinFreeBytes int64 `yaml:"min_free_bytes"`
+}
+
+// History bounds the history of requests: by age, and by count with the
+// oldest going first.
+type History struct {
+	Retention   Duration `yaml:"retention"`    // default 168h
+	MaxEvents   int      `yaml:"max_events"`   // default 100000
+	MaxRejected int      `yaml:"max_rejected"` // default 10000: rejected requests, kept without bodies
 }
 
 // NATS configures the JetStream backend.

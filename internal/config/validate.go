@@ -26,6 +26,7 @@ var reservedPaths = []string{"/admin", "/metrics", "/healthz", "/readyz"}
 func (l *loader) validate() {
 	l.validateServer()
 	l.validateStorage()
+	l.validateHistory()
 	l.validateOperator()
 	l.validateLog()
 	l.validateSources()
@@ -562,4 +563,17 @@ func redactURL(s string) string {
 		return out[:i+2] + user + "@" + out[i+2:]
 	}
 	return out
+}
+
+func (l *loader) validateHistory() {
+	h := &l.c.History
+	if h.Retention <= 0 {
+		l.errorf("history.retention", "must be > 0, got %s", h.Retention)
+	}
+	if h.MaxEvents <= 0 {
+		l.errorf("history.max_events", "must be > 0, got %d", h.MaxEvents)
+	}
+	if h.MaxRejected <= 0 {
+		l.errorf("history.max_rejected", "must be > 0, got %d", h.MaxRejected)
+	}
 }

@@ -29,6 +29,11 @@ func OpenBackend(ctx context.Context, cfg *config.Config, log *slog.Logger) (Bac
 		if err != nil {
 			return nil, fmt.Errorf("storage.nats: %w", err)
 		}
+		h := cfg.History
+		if err := st.OpenHistory(ctx, natsq.HistoryOptions{Retention: h.Retention.D(), MaxEvents: h.MaxEvents, MaxRejected: h.MaxRejected}); err != nil {
+			_ = st.Close()
+			return nil, fmt.Errorf("history: %w", err)
+		}
 		return st, nil
 	}
 	return nil, fmt.Errorf("storage.backend: unknown backend %q", cfg.Storage.Backend)
@@ -42,6 +47,11 @@ func boltqOptions(cfg *config.Config, log *slog.Logger) boltq.Options {
 		Logger:       log,
 		MinFreeBytes: s.MinFreeBytes,
 		ReserveBytes: reserveBytes(s.MinFreeBytes),
+		History: boltq.HistoryOptions{
+			Retention:   cfg.History.Retention.D(),
+			MaxEvents:   cfg.History.MaxEvents,
+			MaxRejected: cfg.History.MaxRejected,
+		},
 	}
 }
 

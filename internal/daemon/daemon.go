@@ -99,10 +99,13 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 	applyTurns(d.store, cfg, table)
 
 	d.client = operator.New(d.operatorOptions(cfg))
-	d.ingest = ingest.New(table, ingest.Options{Store: d.store, Metrics: d.metrics, Logger: d.log})
-	d.dispatch = dispatch.New(d.store, d.store, d.client, withBatches(settings(cfg), table), dispatch.Options{
-		Logger: d.log, Metrics: d.metrics,
-	})
+	io := ingest.Options{Store: d.store, Metrics: d.metrics, Logger: d.log}
+	do := dispatch.Options{Logger: d.log, Metrics: d.metrics}
+	if hs, ok := d.store.(historyStore); ok {
+		io.Recorder, do.History = hs, hs
+	}
+	d.ingest = ingest.New(table, io)
+	d.dispatch = dispatch.New(d.store, d.store, d.client, withBatches(settings(cfg), table), do)
 	return d, nil
 }
 
@@ -180,6 +183,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			Token: d.adminToken, TokenMetrics: cfg.Server.AdminTokenMetrics, Logger: d.log,
 			Hosts:     d.adminHostPolicy(isLoopback(d.adminLn.Addr()), cfg.Server.AdminListen),
 			TurnLimit: d.turnLimit,
+			Events:    d.events(), Pipeline: d.ingest,
 		}),
 		ReadHeaderTimeout: adminReadHeaderTimeout,
 		ReadTimeout:       adminReadTimeout,

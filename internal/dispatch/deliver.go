@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/relayd/relayd/internal/history"
 	"github.com/relayd/relayd/internal/metrics"
 	"github.com/relayd/relayd/internal/operator"
 	"github.com/relayd/relayd/internal/queue"
@@ -30,6 +31,9 @@ type job struct {
 
 	reqCtx   context.Context // outlives Run's ctx by the drain timeout
 	unholdFn sync.Once
+
+	sent   string // the turn's text as sent, for the history
+	sentAt time.Time
 }
 
 // ending is called right before the store call that ends the lease: the
@@ -110,6 +114,7 @@ func (j *job) run(ctx context.Context) (tail func()) {
 		// The loop guard: the conversation had its turns for this window.
 		// Its messages wait, and join the first turn the window allows.
 		d.m.TurnsLimited.WithLabelValues(m.Route).Inc()
+		j.recordOutcome(history.RouteOutcome{Outcome: history.Limited})
 		j.log.Info("turn limit reached: the conversation waits", "conversation", m.ConversationKey, "until", at)
 		j.release(at)
 		return
@@ -145,6 +150,7 @@ func (j *job) run(ctx context.Context) (tail func()) {
 		// The preamble goes only on a turn that starts a chat; the budget
 		// the turn was formed to leaves it out.
 		sent := withPreamble(s, m.Route, chatID, text)
+		j.sent, j.sentAt = sent, d.now()
 		j.log.Debug("sending", "chat_id", chatID, "prompt", sent)
 		resp, err := d.chatter().Chat(j.reqCtx, operator.ChatRequest{ChatID: chatID, Text: sent, IdempotencyKey: key})
 		took := time.Since(start)
@@ -315,6 +321,7 @@ func (j *job) delivered(rs RouteSettings, st queue.ChatState, sentID string, res
 	if resp.Text != "" {
 		j.log.Debug("reply", "chat_id", chatID, "text", resp.Text)
 	}
+	j.recordOutcome(history.RouteOutcome{Outcome: deliveredOutcome(v), Turn: j.sent, Reply: resp.Text, ChatID: chatID, Attempts: j.attempts() + 1, SentAt: j.sentAt, DoneAt: d.now()})
 	return func() {
 		if j.recordChat(rs.TurnLimit, st, sentID, resp.ChatID) {
 			j.countSuperseded()
@@ -338,6 +345,7 @@ func (j *job) delivered(rs RouteSettings, st queue.ChatState, sentID string, res
 func (j *job) countSuperseded() {
 	if n := len(j.gone); n > 0 {
 		j.d.m.MessagesSuperseded.WithLabelValues(j.msg.Route).Add(float64(n))
+		j.recordSuperseded(j.d.now())
 		j.log.Info("superseded messages dropped", "count", n, "conversation", j.msg.ConversationKey)
 	}
 }
@@ -446,6 +454,7 @@ func (j *job) retry(p Retry, err error, v operator.Verdict) {
 	j.log.Warn("attempt failed; retrying",
 		"status", f.Status, "code", f.Code, "reason", f.Reason, "attempts", attempts,
 		"retry_in", delay, "retry_after", v.RetryAfter, "err", err)
+	j.recordOutcome(history.RouteOutcome{Attempts: attempts, LastError: f.Text()})
 	j.ending()
 	ctx, cancel := j.endCtx()
 	defer cancel()
@@ -462,6 +471,7 @@ func (j *job) dead(f queue.Failure, reason string) {
 	d.m.DeadLetters.WithLabelValues(m.Route, reason).Add(float64(len(j.msgs)))
 	j.log.Error("dead-lettered", "reason", reason, "status", f.Status, "code", f.Code,
 		"error", f.Message, "attempts", j.attempts()+1, "conversation", m.ConversationKey)
+	j.recordOutcome(history.RouteOutcome{Outcome: history.Dead, Attempts: j.attempts() + 1, LastError: f.Text(), DoneAt: d.now()})
 	j.ending()
 	ctx, cancel := j.endCtx()
 	defer cancel()

@@ -90,6 +90,8 @@ type Options struct {
 	// pause, and the resume backoff across pauses that follow each other
 	// closely. Default 1s and 1m.
 	ProbeInitial, ProbeMax time.Duration
+	// History, when set, gets each message's outcome for its event's record.
+	History History
 }
 
 // ErrDrainTimeout is returned by Run when requests were still in flight at
@@ -122,6 +124,7 @@ type Dispatcher struct {
 	probeInitial time.Duration
 	probeMax     time.Duration
 
+	hist   History
 	lim    *limits
 	pause  *pauser
 	forbid *forbidTracker
@@ -150,6 +153,7 @@ func New(q Queue, chats ChatStore, api Chatter, s Settings, o Options) *Dispatch
 		rand:         o.Rand,
 		probeInitial: o.ProbeInitial,
 		probeMax:     o.ProbeMax,
+		hist:         o.History,
 		forbid:       newForbidTracker(),
 		held:         map[convKey]string{},
 		// A delivered message stays leased until its ack commits: bounding

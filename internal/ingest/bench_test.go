@@ -57,6 +57,12 @@ var _ ingest.Store = discardStore{}
 
 func benchHandler(b *testing.B, store ingest.Store) *echo.Echo {
 	b.Helper()
+	return benchHandlerWith(b, store, nil)
+}
+
+// benchHandlerWith is benchHandler keeping the history in rec (nil: none).
+func benchHandlerWith(b *testing.B, store ingest.Store, rec ingest.Recorder) *echo.Echo {
+	b.Helper()
 	cfg, err := config.Parse([]byte(benchConfig), b.TempDir(), func(string) (string, bool) { return "", false })
 	if err != nil {
 		b.Fatal(err)
@@ -67,7 +73,7 @@ func benchHandler(b *testing.B, store ingest.Store) *echo.Echo {
 	}
 	// Logs formatted as in production, then discarded.
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	h := ingest.New(table, ingest.Options{Store: store, Metrics: metrics.New(prometheus.NewRegistry()), Logger: log})
+	h := ingest.New(table, ingest.Options{Store: store, Recorder: rec, Metrics: metrics.New(prometheus.NewRegistry()), Logger: log})
 	return h.Echo()
 }
 
@@ -101,7 +107,9 @@ func pushRequest(b *testing.B) func(delivery string) *http.Request {
 //   - bbolt-serial: one request at a time on a real bbolt file, so every
 //     request waits for its own fsync;
 //   - bbolt-parallel: 64 requests at once on a real file, sharing fsyncs
-//     through group commit; ns/op is wall time per request.
+//     through group commit; ns/op is wall time per request;
+//   - bbolt-parallel-history: the same, keeping the history of every
+//     request (headers, body and outcome, in the same log frame).
 func BenchmarkIngest(b *testing.B) {
 	newReq := pushRequest(b)
 	serve := func(b *testing.B, e *echo.Echo, delivery string) {
@@ -133,8 +141,13 @@ func BenchmarkIngest(b *testing.B) {
 			serve(b, e, "d-"+strconv.Itoa(i))
 		}
 	})
-	b.Run("bbolt-parallel", func(b *testing.B) {
-		e := benchHandler(b, openStore(b))
+	parallel := func(b *testing.B, history bool) {
+		s := openStore(b)
+		var rec ingest.Recorder
+		if history {
+			rec = s
+		}
+		e := benchHandlerWith(b, s, rec)
 		var n atomic.Int64
 		b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
 		b.ReportAllocs()
@@ -144,5 +157,7 @@ func BenchmarkIngest(b *testing.B) {
 			}
 		})
 		b.ReportMetric(float64(n.Load())/b.Elapsed().Seconds(), "req/s")
-	})
+	}
+	b.Run("bbolt-parallel", func(b *testing.B) { parallel(b, false) })
+	b.Run("bbolt-parallel-history", func(b *testing.B) { parallel(b, true) })
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/relayd/relayd/internal/event"
+	"github.com/relayd/relayd/internal/history"
 	"github.com/relayd/relayd/internal/metrics"
 	"github.com/relayd/relayd/internal/payload"
 	"github.com/relayd/relayd/internal/queue"
@@ -40,6 +41,9 @@ type Options struct {
 	RetryAfter time.Duration
 	// EnqueueTimeout bounds one durable write; default 10s.
 	EnqueueTimeout time.Duration
+	// Recorder keeps the history of requests; nil keeps none. An event
+	// that produced messages travels with them in its queue.Batch instead.
+	Recorder Recorder
 }
 
 // Handler serves every source path of the current Table.
@@ -98,6 +102,9 @@ type answer struct {
 type answerWithRoutes struct {
 	Delivery string   `json:"delivery"`
 	Routes   []string `json:"routes"`
+	// Errors are the routes whose filter or template failed at runtime,
+	// sent when no route took the event.
+	Errors []string `json:"errors,omitempty"`
 }
 
 type errorBody struct {
@@ -137,6 +144,9 @@ func (h *Handler) serve(c echo.Context) error {
 	}
 	rep, herr := h.handle(c, t, src)
 	if herr != nil {
+		if src != nil {
+			h.recordRejected(c.Request(), t, src, herr)
+		}
 		return h.fail(c, name, herr)
 	}
 	h.count(name, rep.status)
@@ -225,31 +235,98 @@ func (h *Handler) handle(c echo.Context, t *Table, src *Source) (reply, *httpErr
 	// The one copy of the body, never written again: the parsed body's
 	// strings and the event's raw share it.
 	text := unsafe.String(unsafe.SliceData(raw), len(raw))
-	items, err := src.parser.Parse(req.Header, text)
+	return h.pipeline(req.Context(), src, req.Header, text, res, now, req.RemoteAddr, "")
+}
+
+// pipeline runs a verified request on: parse, route, enqueue, record.
+// replay, when set, is the delivery id of a replay: dedupe is bypassed.
+func (h *Handler) pipeline(ctx context.Context, src *Source, hdr http.Header, text string, res verify.Result,
+	now time.Time, remote, replay string) (reply, *httpError) {
+	items, err := src.parser.Parse(hdr, text)
 	if err != nil {
-		h.o.Logger.Debug("webhook body not parseable", "source", src.Name, "remote", req.RemoteAddr, "err", err)
+		h.o.Logger.Debug("webhook body not parseable", "source", src.Name, "remote", remote, "err", err)
 		return reply{}, badBody(err.Error())
 	}
-	headers := flattenHeaders(req.Header, src.hidden)
-	delivery, dedupeKey := h.delivery(src, req.Header, items, headers, text, res, now)
+	headers := flattenHeaders(hdr, src.hidden)
+	delivery, dedupeKey := h.delivery(src, hdr, items, headers, text, res, now)
+	if replay != "" {
+		// A new delivery of its own: its messages and outcomes must not
+		// be taken for the original's.
+		delivery, dedupeKey = replay, ""
+		for i := range items {
+			items[i].Delivery = ""
+		}
+	}
+	var rec *history.Record
+	if h.o.Recorder != nil {
+		rec = &history.Record{ID: history.NewID(now), Delivery: delivery, Source: src.Name, ReceivedAt: now,
+			Remote: remote, Kind: history.Accepted, Headers: headers, Body: text}
+		if len(items) > 0 {
+			rec.Event = items[0].Event
+		}
+	}
 	if src.pingEvent != "" && len(items) == 1 && items[0].Event == src.pingEvent {
+		h.record(rec, http.StatusOK)
 		return ok(http.StatusOK, delivery, nil), nil
 	}
 
 	batch := queue.Batch{DedupeKey: dedupeKey, DedupeTTL: src.dedupeTTL}
-	routes := h.routeAll(src, &batch, items, headers, text, delivery, now)
+	routes, errs := h.routeAll(src, &batch, items, headers, text, delivery, now, rec)
 	if len(batch.Messages) == 0 {
 		h.o.Logger.Debug("event matched no route", "source", src.Name, "delivery", delivery)
+		h.record(rec, http.StatusOK)
+		if len(errs) > 0 {
+			return reply{http.StatusOK, answerWithRoutes{Delivery: delivery, Routes: []string{}, Errors: errs}}, nil
+		}
 		return ok(http.StatusOK, delivery, nil), nil
 	}
-	return h.enqueue(req.Context(), src, batch, delivery, routes)
+	if rec != nil {
+		rec.Status = http.StatusAccepted
+		batch.History = rec
+	}
+	return h.enqueue(ctx, src, batch, delivery, routes)
+}
+
+// record stores a record that travels without messages.
+func (h *Handler) record(rec *history.Record, status int) {
+	if rec == nil {
+		return
+	}
+	rec.Status = status
+	// The store holds it for its next write; nothing here waits on a disk.
+	if err := h.o.Recorder.Record(context.Background(), *rec); err != nil {
+		h.o.Logger.Warn("history: request not recorded", "source", rec.Source, "delivery", rec.Delivery, "err", err)
+	}
+}
+
+// recordRejected records a request refused before it was accepted:
+// never its body.
+func (h *Handler) recordRejected(req *http.Request, t *Table, src *Source, e *httpError) {
+	switch e.status {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden,
+		http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable:
+	default:
+		return
+	}
+	if h.o.Recorder == nil {
+		return
+	}
+	now := h.o.Now()
+	remote := req.RemoteAddr
+	if t.trustProxy {
+		if ip := peerIP(req, true); ip.IsValid() {
+			remote = ip.String()
+		}
+	}
+	h.record(&history.Record{ID: history.NewID(now), Delivery: src.headerDelivery(req.Header), Source: src.Name,
+		ReceivedAt: now, Remote: remote, Kind: history.Rejected, Reason: e.code}, e.status)
 }
 
 // routeAll is the routing stage: each item becomes an event, and each
-// route that takes it a message in batch. It returns the routes' names.
+// route that takes it a message in batch. It returns the routes' names,
+// and the routes whose filter or template failed.
 func (h *Handler) routeAll(src *Source, batch *queue.Batch, items []payload.Item, headers map[string]string,
-	text, delivery string, now time.Time) []string {
-	var routes []string
+	text, delivery string, now time.Time, rec *history.Record) (routes, errs []string) {
 	for i, it := range items {
 		ev := event.Event{
 			Source: src.Name, Event: it.Event, Delivery: it.Delivery, Headers: headers,
@@ -261,11 +338,12 @@ func (h *Handler) routeAll(src *Source, batch *queue.Batch, items []payload.Item
 				ev.Delivery = delivery + "/" + strconv.Itoa(i)
 			}
 		}
-		msgs, names := h.route(src, &ev, now)
+		msgs, names, failed := h.route(src, &ev, now, rec, delivery)
 		batch.Messages = append(batch.Messages, msgs...)
 		routes = appendUnique(routes, names...)
+		errs = appendUnique(errs, failed...)
 	}
-	return routes
+	return routes, errs
 }
 
 // read is the body stage: the body, inflated, within the size limits and
@@ -329,6 +407,13 @@ func (h *Handler) enqueue(ctx context.Context, src *Source, batch queue.Batch, d
 		if h.o.Metrics != nil {
 			h.o.Metrics.Duplicates.WithLabelValues(src.Name).Inc()
 		}
+		if rec := batch.History; rec != nil {
+			// The original holds the body and the outcomes; the store
+			// links this one to it.
+			dupRec := *rec
+			dupRec.Kind, dupRec.Body, dupRec.Routes = history.Duplicate, "", nil
+			h.record(&dupRec, http.StatusOK)
+		}
 		return reply{http.StatusOK, answer{Delivery: delivery, Duplicate: true}}, nil
 	}
 	for _, m := range batch.Messages {
@@ -344,16 +429,36 @@ func (h *Handler) enqueue(ctx context.Context, src *Source, batch queue.Batch, d
 }
 
 // route evaluates every route of src against ev and renders the messages.
-func (h *Handler) route(src *Source, ev *event.Event, now time.Time) ([]queue.Message, []string) {
+// It returns them, the routes that took the event, and the routes whose
+// filter or template failed; rec, when not nil, gets every route's outcome.
+func (h *Handler) route(src *Source, ev *event.Event, now time.Time, rec *history.Record, reqDelivery string) (
+	msgs []queue.Message, names, failed []string) {
 	env := ev.Env()
-	var msgs []queue.Message
-	var names []string
+	outcome := func(o history.RouteOutcome) {
+		if rec == nil {
+			return
+		}
+		if ev.Delivery != reqDelivery {
+			o.Delivery = strings.Clone(ev.Delivery)
+		}
+		rec.Routes = append(rec.Routes, o)
+	}
+	routeError := func(r string, kind, outcomeName string, err error) {
+		failed = append(failed, r)
+		if h.o.Metrics != nil {
+			h.o.Metrics.RouteErrors.WithLabelValues(r, kind).Inc()
+		}
+		outcome(history.RouteOutcome{Route: r, Outcome: outcomeName, Error: err.Error()})
+	}
 	for _, r := range src.Routes {
 		ok, err := r.Match(env)
 		if err != nil {
 			h.o.Logger.Warn("filter failed; event not routed", "source", src.Name, "delivery", ev.Delivery, "route", r.Name, "err", err)
+			routeError(r.Name, "filter", history.FilterError, err)
+			continue
 		}
 		if !ok {
+			outcome(history.RouteOutcome{Route: r.Name, Outcome: history.Filtered})
 			if h.o.Metrics != nil {
 				h.o.Metrics.EventsFiltered.WithLabelValues(r.Name).Inc()
 			}
@@ -368,6 +473,7 @@ func (h *Handler) route(src *Source, ev *event.Event, now time.Time) ([]queue.Me
 		p, err := r.Prompt(env)
 		if err != nil {
 			h.o.Logger.Error("template failed; event not routed", "source", src.Name, "delivery", ev.Delivery, "route", r.Name, "err", err)
+			routeError(r.Name, "template", history.TemplateError, err)
 			continue
 		}
 		if h.o.Metrics != nil {
@@ -387,13 +493,16 @@ func (h *Handler) route(src *Source, ev *event.Event, now time.Time) ([]queue.Me
 		// Key, delivery and event may point into the request body (the
 		// parsed body shares its memory); a stored message must not keep
 		// the whole body alive.
-		msgs = append(msgs, queue.Message{
+		m := queue.Message{
 			ID: newID(), Route: r.Name, ConversationKey: strings.Clone(key), Prompt: p.Text, SupersedeKey: strings.Clone(skey),
 			Source: src.Name, Delivery: strings.Clone(ev.Delivery), Event: strings.Clone(ev.Event), EnqueuedAt: now,
-		})
+		}
+		msgs = append(msgs, m)
 		names = append(names, r.Name)
+		outcome(history.RouteOutcome{Route: r.Name, Outcome: history.Queued, MessageID: m.ID,
+			Conversation: m.ConversationKey, Turn: m.Prompt, QueuedAt: now})
 	}
-	return msgs, names
+	return msgs, names, failed
 }
 
 // headerDelivery is the delivery id the sender put in a header, or "".

@@ -115,6 +115,7 @@ type rig struct {
 	reg   *prometheus.Registry
 	m     *metrics.Metrics
 	logs  *xtest.Buffer
+	h     *ingest.Handler
 }
 
 func newRig(t *testing.T, maxPending string) *rig {
@@ -145,7 +146,8 @@ func newRigIn(t *testing.T, dir, yaml string) *rig {
 	}
 	r := &rig{store: store, reg: prometheus.NewRegistry(), logs: &xtest.Buffer{}}
 	r.m = metrics.New(r.reg)
-	h := ingest.New(table, ingest.Options{Store: store, Metrics: r.m, Logger: slog.New(slog.NewJSONHandler(r.logs, nil))})
+	h := ingest.New(table, ingest.Options{Store: store, Recorder: store, Metrics: r.m, Logger: slog.New(slog.NewJSONHandler(r.logs, nil))})
+	r.h = h
 	r.srv = httptest.NewServer(h.Echo())
 	t.Cleanup(func() {
 		r.srv.Close()

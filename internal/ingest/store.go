@@ -3,6 +3,8 @@ package ingest
 import (
 	"context"
 
+	"github.com/relayd/relayd/internal/history"
+
 	"github.com/relayd/relayd/internal/queue"
 )
 
@@ -12,4 +14,11 @@ type Store interface {
 	// duplicate is true when b.DedupeKey was seen within its TTL; nothing
 	// is stored then. Errors: queue.ErrFull, queue.ErrUnavailable, queue.ErrClosed.
 	Enqueue(ctx context.Context, b queue.Batch) (duplicate bool, err error)
+}
+
+// Recorder keeps the history of requests that produced no message (see
+// package history). Record must not wait on a disk: the store writes the
+// record with its next durable step.
+type Recorder interface {
+	Record(ctx context.Context, r history.Record) error
 }

@@ -71,6 +71,7 @@ type Table struct {
 	maxInflated int64
 	maxInflight int64
 	trustProxy  bool
+	routeSpecs  map[string]route.Spec // by route name, for dry runs
 }
 
 // Source is one compiled endpoint: everything its requests need, decided
@@ -135,6 +136,7 @@ func Compile(spec Spec) (*Table, error) {
 	}
 	for i, rs := range spec.Routes {
 		r, err := route.Compile(rs)
+		t.routeSpecs = addSpec(t.routeSpecs, rs)
 		if err != nil {
 			errs = append(errs, routeError(i, err))
 			continue

@@ -47,6 +47,7 @@ type Metrics struct {
 	RateLimitWait        *prometheus.CounterVec   // scope
 	IngestDuration       *prometheus.HistogramVec // source
 	Duplicates           *prometheus.CounterVec   // source
+	RouteErrors          *prometheus.CounterVec   // route, kind (filter | template)
 	Redactions           *prometheus.CounterVec   // route
 	Turns                *prometheus.CounterVec   // route
 	TurnEvents           *prometheus.HistogramVec // route
@@ -102,6 +103,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		Duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "relayd_duplicates_total", Help: "Webhooks answered as duplicates of a delivery seen before.",
 		}, []string{"source"}),
+		RouteErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relayd_route_errors_total", Help: "Events a route's filter or template failed on at runtime.",
+		}, []string{"route", "kind"}),
 		Redactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "relayd_redactions_total", Help: "Credentials replaced by [REDACTED] in prompts.",
 		}, []string{"route"}),
@@ -137,7 +141,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.HTTPRequests, m.VerificationFailures, m.EventsFiltered, m.MessagesEnqueued,
 		m.DispatchAttempts, m.DispatchDuration, m.DeliveryLatency, m.Retries, m.DeadLetters,
-		m.RateLimitWait, m.IngestDuration, m.Duplicates, m.Redactions, m.PromptsCut,
+		m.RateLimitWait, m.IngestDuration, m.Duplicates, m.RouteErrors, m.Redactions, m.PromptsCut,
 		m.Turns, m.TurnEvents, m.MessagesSuperseded, m.TurnsLimited, m.DispatchPaused, m.ReloadSuccessful, m.ReloadTimestamp, m.BuildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/relayd/relayd/internal/history"
 )
 
 // Message is one rendered prompt bound for one conversation.
@@ -114,6 +116,9 @@ type Batch struct {
 	DedupeKey string
 	DedupeTTL time.Duration
 	Messages  []Message
+	// History, when set, is the event's record, stored with the messages
+	// (and not stored when the batch is a duplicate).
+	History *history.Record
 }
 
 // Stats counts messages by state for the relayd_queue_messages gauge.

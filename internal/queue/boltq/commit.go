@@ -202,6 +202,9 @@ func (s *Store) run(ops []op) (retry []op) {
 				}
 				results[i] = err
 			}
+			if err := s.applyHistory(tx); err != nil {
+				return err
+			}
 			if f := s.opts.commitFault; f != nil {
 				return f()
 			}
@@ -210,6 +213,7 @@ func (s *Store) run(ops []op) (retry []op) {
 		switch {
 		case err == nil:
 			s.commits.Add(1)
+			s.historyCommitted(false)
 			s.mu.Lock()
 			for i, o := range ops {
 				if results[i] == nil {
@@ -229,6 +233,7 @@ func (s *Store) run(ops []op) (retry []op) {
 			results = results[:len(ops)]
 		default:
 			s.log.Error("boltq: commit failed", "err", err, "requests", len(ops))
+			s.historyCommitted(true)
 			s.releaseReserve()
 			err = fmt.Errorf("%w: commit: %v", queue.ErrUnavailable, err)
 			var ends []op
@@ -291,7 +296,7 @@ func isLeaseEnd(o op) bool {
 func countApply(ops []op) int {
 	n := 0
 	for _, o := range ops {
-		if isApply(o) {
+		if _, quiet := o.(histFlushOp); quiet || isApply(o) {
 			n++
 		}
 	}

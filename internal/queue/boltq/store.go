@@ -59,7 +59,8 @@ var (
 	bucketDedupExp = []byte("dedupexp")
 	bucketMeta     = []byte("meta")
 
-	allBuckets = [][]byte{bucketConvs, bucketMsgs, bucketNext, bucketDead, bucketDeadIdx, bucketChats, bucketDedupe, bucketDedupExp, bucketMeta}
+	allBuckets = [][]byte{bucketConvs, bucketMsgs, bucketNext, bucketDead, bucketDeadIdx, bucketChats, bucketDedupe, bucketDedupExp, bucketMeta,
+		bucketEvents, bucketRejected, bucketEvDeliv}
 
 	keyVersion = []byte("version")
 	keyPing    = []byte("ping")
@@ -112,6 +113,8 @@ type Options struct {
 	// carries, the coalescing wait); nil: one message a lease, no wait.
 	// SetTurnPolicies replaces it on reload.
 	Turns queue.TurnPolicies
+	// History bounds the history of requests kept (see history.go).
+	History HistoryOptions
 
 	// Test knobs; zero means the defaults.
 	segmentSize  int64         // walSegmentSize
@@ -161,6 +164,7 @@ type Store struct {
 	commits    atomic.Uint64 // committed write transactions, for tests and benchmarks
 
 	space space // free space and the reserve (see space.go)
+	hist  hist  // the history of requests (see history.go)
 
 	turns atomic.Pointer[queue.TurnPolicies]
 
@@ -238,6 +242,10 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("boltq: open %s: rebuild index: %w", path, err)
 	}
+	if err := s.initHistory(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("boltq: open %s: history: %w", path, err)
+	}
 	// No goroutine runs yet, so nothing can remap the file meanwhile.
 	if fi, err := os.Stat(path); err == nil {
 		dropMapped(db, fi.Size())
@@ -259,6 +267,8 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 		s.wg.Add(1)
 		go s.sweepLoop(ctx, iv)
 	}
+	s.wg.Add(1)
+	go s.historyLoop(ctx)
 	return s, nil
 }
 
@@ -382,6 +392,7 @@ func (s *Store) Close() error {
 		s.commitQ.close()
 		s.stopSweep()
 		s.wg.Wait()
+		s.flushHistory()
 		s.syncFreelist()
 		walErr := s.wal.close()
 		if err := s.db.Close(); err != nil {
@@ -456,6 +467,13 @@ func (s *Store) Enqueue(ctx context.Context, b queue.Batch) (bool, error) {
 		ttl = DefaultDedupeTTL
 	}
 	o := &enqueueOp{msgs: msgs, ttl: ttl}
+	if b.History != nil {
+		sr, err := encodeRecord(b.History)
+		if err != nil {
+			return false, err
+		}
+		o.rec = sr
+	}
 	if b.DedupeKey != "" {
 		o.dedupe = dedupeName(b.DedupeKey)
 	}

@@ -19,6 +19,7 @@ package boltq
 //	frame: body length (4) | CRC-32C of body (4) | body
 //	body:  LSN (8) | dedupe expiry (8, Unix ns) | uvarint length + dedupe key
 //	       | uvarint count | count × (uvarint length + message, see codec.go)
+//	       [| the event's history record to the end, see history.go]
 //
 // A frame cut short or failing its checksum ends its segment: it is the
 // tail of a write that never completed, so nobody was answered for it.
@@ -71,6 +72,7 @@ type walEntry struct {
 	exp    int64 // dedupe mark expiry, Unix ns; 0 without a mark
 	dedupe []byte
 	msgs   []queue.Message
+	rec    *storedRecord // the event's history record, or nil
 }
 
 func appendFrame(dst []byte, e *walEntry) []byte {
@@ -91,6 +93,9 @@ func appendFrame(dst []byte, e *walEntry) []byte {
 		w := binary.PutUvarint(dst[at:], uint64(n))
 		copy(dst[at+w:], dst[at+binary.MaxVarintLen32:])
 		dst = dst[:at+w+n]
+	}
+	if e.rec != nil {
+		dst = appendRecord(dst, e.rec)
 	}
 	body := dst[start+8:]
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(body)))
@@ -176,6 +181,11 @@ func parseFrameBody(b []byte) (walEntry, error) {
 			return e, fmt.Errorf("log frame %d: %w", e.lsn, err)
 		}
 		e.msgs = append(e.msgs, m)
+	}
+	if len(b) > 0 {
+		if e.rec, err = parseRecord(b); err != nil {
+			return e, fmt.Errorf("log frame %d: %w", e.lsn, err)
+		}
 	}
 	return e, nil
 }
@@ -542,6 +552,11 @@ func applyEntry(tx *bolt.Tx, e *walEntry, placed *[]placement) error {
 			*placed = append(*placed, p)
 		}
 	}
+	if e.rec != nil {
+		if err := putRecord(tx, e.rec); err != nil {
+			return err
+		}
+	}
 	if e.dedupe != nil {
 		return putDedupe(tx, e.dedupe, e.exp)
 	}
@@ -571,6 +586,7 @@ type enqueueOp struct {
 	dedupe []byte
 	ttl    time.Duration
 	dup    bool
+	rec    *storedRecord
 }
 
 // walLoop owns the log. Like the committer, each round takes everything
@@ -701,7 +717,7 @@ func (s *Store) logGroup(ops []*enqueueOp) {
 		}
 		pending += len(o.msgs)
 		n += len(o.msgs)
-		e := walEntry{lsn: w.next, dedupe: o.dedupe, msgs: o.msgs}
+		e := walEntry{lsn: w.next, dedupe: o.dedupe, msgs: o.msgs, rec: o.rec}
 		if o.dedupe != nil {
 			e.exp = now.Add(o.ttl).UnixNano()
 		}
@@ -827,6 +843,7 @@ func setApplied(tx *bolt.Tx, lsn uint64) error {
 func (o *applyOp) commit(s *Store) {
 	s.space.settled.Add(o.bytes)
 	s.commitPlacements(o.placed)
+	s.countRecords(o.entries)
 	s.forgetLocked(o.entries, o.n)
 	if lsn := o.entries[len(o.entries)-1].lsn; lsn > s.walApplied.Load() {
 		s.walApplied.Store(lsn) // only the committer stores it

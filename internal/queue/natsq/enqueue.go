@@ -83,6 +83,7 @@ func (s *Store) Enqueue(ctx context.Context, b queue.Batch) (duplicate bool, err
 		}
 	}
 
+	s.publishHistory(ctx, b) // the event's record, before its messages can be delivered
 	seqs, err := s.publishAll(ctx, b.Messages, msgs)
 	if err != nil {
 		if dkey != "" {

@@ -178,6 +178,7 @@ type Store struct {
 	demandUp  chan struct{}       // closed when demand turns on
 	demandOff chan struct{}       // closed when demand turns off
 	leases    map[*lease]struct{} // held or taken, not ended: heartbeated
+	hist      *natsHistory        // nil until OpenHistory (see history.go)
 
 	cacheMu   sync.Mutex
 	pendN     int // messages in the stream, as last read
