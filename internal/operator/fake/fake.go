@@ -876,16 +876,24 @@ func writeSSE(ctx context.Context, w http.ResponseWriter, chatID, reply string, 
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	// Events due at once go out in one write, as a server streaming
+	// faster than the network would send them; an event after a pause is
+	// flushed before the pause, so a slow stream shows each step as it
+	// comes.
 	for i, ev := range evs {
 		if turn.CutAfter > 0 && i == turn.CutAfter {
+			_ = rc.Flush()
 			return false
 		}
-		if xtime.Sleep(ctx, ev.wait) != nil {
-			return true
+		if ev.wait > 0 {
+			_ = rc.Flush()
+			if xtime.Sleep(ctx, ev.wait) != nil {
+				return true
+			}
 		}
 		_, _ = fmt.Fprintf(w, "data: %s\n\n", ev.data)
-		_ = rc.Flush()
 	}
+	_ = rc.Flush()
 	return true
 }
 
