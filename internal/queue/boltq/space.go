@@ -9,9 +9,9 @@ package boltq
 // and to applying the log, never to new messages. And a reserve file
 // (<db>.reserve, Options.ReserveBytes) holds space that nothing else on the
 // disk can take: when a commit fails the committer deletes it before
-// trying again, and it is written again once the floor and the reserve are
-// both free. Open deletes it before applying the log, so a start after a
-// crash on a full disk has room.
+// trying again, and it is written again once the floor, the reserve and
+// as much again are free. Open deletes it before applying the log, so a
+// start after a crash on a full disk has room.
 //
 // Free space is measured at most every Options.SpaceCheckInterval by one
 // goroutine; between two measurements the log subtracts what it writes, so
@@ -142,7 +142,10 @@ func (s *Store) checkSpace() {
 	// Taken before measuring: what is applied after this stays owed.
 	settled := sp.settled.Swap(0)
 	free := sp.measure()
-	if free >= 0 && sp.size > 0 && !sp.held.Load() && free-sp.size >= sp.floor {
+	// The reserve comes back only with room for it and as much again above
+	// the floor: put back the moment it was released, it would take the
+	// room the failed commit that released it is retrying in.
+	if free >= 0 && sp.size > 0 && !sp.held.Load() && free-2*sp.size >= sp.floor {
 		if err := writeReserve(sp.reserve, sp.size); err != nil {
 			s.log.Warn("boltq: write the disk reserve", "path", sp.reserve, "err", err)
 		} else {
