@@ -18,6 +18,7 @@ import (
 
 	"github.com/relayd/relayd/internal/admin"
 	"github.com/relayd/relayd/internal/config"
+	"github.com/relayd/relayd/internal/console"
 	"github.com/relayd/relayd/internal/dispatch"
 	"github.com/relayd/relayd/internal/ingest"
 	"github.com/relayd/relayd/internal/metrics"
@@ -181,6 +182,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 			Token: d.adminToken, TokenMetrics: cfg.Server.AdminTokenMetrics, Logger: d.log,
 			Hosts:  d.adminHostPolicy(isLoopback(d.adminLn.Addr()), cfg.Server.AdminListen),
 			Events: d.events(), Pipeline: d.ingest,
+			Console: console.New(console.Options{
+				Events: d.events(), Pipeline: d.ingest, DeadLetters: d.store, Chats: d.store,
+				Routes: d.consoleRoutes, Token: d.adminToken, Logger: d.log,
+			}),
 		}),
 		ReadHeaderTimeout: adminReadHeaderTimeout,
 		ReadTimeout:       adminReadTimeout,
