@@ -172,7 +172,7 @@ func query(r *http.Request) history.Query {
 type eventsData struct {
 	Query    history.Query
 	Events   []history.Record
-	Next     string // the query string of the next page
+	Next     string // the URL of the next page
 	Sources  []string
 	Routes   []string
 	Outcomes []string
@@ -198,7 +198,7 @@ func (c *Console) eventList(w http.ResponseWriter, r *http.Request, s *session) 
 				v.Set(k, val)
 			}
 		}
-		d.Next = v.Encode()
+		d.Next = Prefix + "?" + v.Encode()
 	}
 	seen := map[string]bool{}
 	for _, rt := range c.o.Routes() {
