@@ -37,6 +37,7 @@ type view struct {
 	Title    string
 	CSRF     string
 	LoggedIn bool // with an admin token: show Log out
+	Refresh  bool // reload in a moment: what the page waits for is being written
 	Now      time.Time
 	Data     any
 }
@@ -106,6 +107,9 @@ func badge(word string) string {
 
 func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, name string, s *session, data any) {
 	v := view{Page: name, Title: titles[name], Now: c.o.Now(), Data: data}
+	if e, ok := data.(errorData); ok {
+		v.Refresh = e.Refresh
+	}
 	if s != nil {
 		v.CSRF = s.csrf
 		v.LoggedIn = c.o.Token() != ""
@@ -129,6 +133,7 @@ var titles = map[string]string{
 type errorData struct {
 	Status  int
 	Message string
+	Refresh bool
 }
 
 func (c *Console) refuse(w http.ResponseWriter, r *http.Request, status int, msg string) {
@@ -140,14 +145,14 @@ func (c *Console) refuse(w http.ResponseWriter, r *http.Request, status int, msg
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, err error) {
 	switch {
 	case errors.Is(err, history.ErrNotFound), errors.Is(err, queue.ErrNotFound):
-		c.render(w, r, http.StatusNotFound, "error", s, errorData{http.StatusNotFound,
+		c.render(w, r, http.StatusNotFound, "error", s, errorData{Status: http.StatusNotFound, Message:
 			"No such event. It may be older than the history's retention, or the id is wrong."})
 	case errors.Is(err, queue.ErrUnavailable), errors.Is(err, queue.ErrClosed):
-		c.render(w, r, http.StatusServiceUnavailable, "error", s, errorData{http.StatusServiceUnavailable,
+		c.render(w, r, http.StatusServiceUnavailable, "error", s, errorData{Status: http.StatusServiceUnavailable, Message:
 			"The storage is unavailable: " + err.Error()})
 	default:
 		c.o.Logger.Error("console request failed", "path", r.URL.Path, "err", err)
-		c.render(w, r, http.StatusInternalServerError, "error", s, errorData{http.StatusInternalServerError, err.Error()})
+		c.render(w, r, http.StatusInternalServerError, "error", s, errorData{Status: http.StatusInternalServerError, Message: err.Error()})
 	}
 }
 
@@ -155,7 +160,7 @@ func (c *Console) noHistory(w http.ResponseWriter, r *http.Request, s *session) 
 	if c.o.Events != nil {
 		return false
 	}
-	c.render(w, r, http.StatusNotImplemented, "error", s, errorData{http.StatusNotImplemented,
+	c.render(w, r, http.StatusNotImplemented, "error", s, errorData{Status: http.StatusNotImplemented, Message:
 		"This storage backend keeps no history of requests. " + history.ErrUnsupported.Error() + "."})
 	return true
 }
@@ -246,6 +251,12 @@ func (c *Console) eventPage(w http.ResponseWriter, r *http.Request, s *session) 
 		return
 	}
 	rec, err := c.o.Events.Event(r.Context(), r.PathValue("id"))
+	if errors.Is(err, history.ErrNotFound) && r.FormValue("replayed") != "" {
+		// The replay's record joins the storage's next write: wait for it.
+		c.render(w, r, http.StatusAccepted, "error", s, errorData{Status: http.StatusAccepted, Refresh: true,
+			Message: "Replayed as " + r.PathValue("id") + ". Its record is being written; this page reloads in a moment."})
+		return
+	}
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
