@@ -194,6 +194,9 @@ func (b *browser) screenshot(name string) {
 	if err != nil {
 		b.t.Fatalf("screenshot: %v", err)
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
 		b.t.Fatal(err)
 	}
@@ -251,7 +254,6 @@ func TestBrowserConsole(t *testing.T) {
 	b.do(chromedp.Navigate(r.admin+"/ui/events/"+evilRec.ID), chromedp.WaitVisible("#body"))
 	b.shows("main", xssScript, xssImg, xssLink, xssReply)
 	b.noScriptRan("Event · relayd")
-	b.screenshot("console-event-hostile.png")
 	b.do(chromedp.Navigate(r.admin+"/ui/events/d-evil-event"), chromedp.WaitVisible("#kind"))
 	b.shows("main", xssImg+xssScript)
 	b.noScriptRan("Event · relayd")
@@ -264,7 +266,6 @@ func TestBrowserConsole(t *testing.T) {
 	b.await("#results")
 	b.shows("#results", "EDITED workflow_run for octo/api", "matched", xssScript)
 	b.noScriptRan("Dry run · relayd")
-	b.screenshot("console-dryrun.png")
 
 	// Conversations: Reset forgets one.
 	b.do(chromedp.Navigate(r.admin+"/ui/chats?route=ci-failures&key=octo%2Fweb"), chromedp.WaitVisible("table.events"))

@@ -145,11 +145,9 @@ func (c *Console) refuse(w http.ResponseWriter, r *http.Request, status int, msg
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, err error) {
 	switch {
 	case errors.Is(err, history.ErrNotFound), errors.Is(err, queue.ErrNotFound):
-		c.render(w, r, http.StatusNotFound, "error", s, errorData{Status: http.StatusNotFound, Message:
-			"No such event. It may be older than the history's retention, or the id is wrong."})
+		c.render(w, r, http.StatusNotFound, "error", s, errorData{Status: http.StatusNotFound, Message: "No such event. It may be older than the history's retention, or the id is wrong."})
 	case errors.Is(err, queue.ErrUnavailable), errors.Is(err, queue.ErrClosed):
-		c.render(w, r, http.StatusServiceUnavailable, "error", s, errorData{Status: http.StatusServiceUnavailable, Message:
-			"The storage is unavailable: " + err.Error()})
+		c.render(w, r, http.StatusServiceUnavailable, "error", s, errorData{Status: http.StatusServiceUnavailable, Message: "The storage is unavailable: " + err.Error()})
 	default:
 		c.o.Logger.Error("console request failed", "path", r.URL.Path, "err", err)
 		c.render(w, r, http.StatusInternalServerError, "error", s, errorData{Status: http.StatusInternalServerError, Message: err.Error()})
@@ -160,8 +158,7 @@ func (c *Console) noHistory(w http.ResponseWriter, r *http.Request, s *session) 
 	if c.o.Events != nil {
 		return false
 	}
-	c.render(w, r, http.StatusNotImplemented, "error", s, errorData{Status: http.StatusNotImplemented, Message:
-		"This storage backend keeps no history of requests. " + history.ErrUnsupported.Error() + "."})
+	c.render(w, r, http.StatusNotImplemented, "error", s, errorData{Status: http.StatusNotImplemented, Message: "This storage backend keeps no history of requests. " + history.ErrUnsupported.Error() + "."})
 	return true
 }
 
