@@ -17,6 +17,8 @@ import (
 	"net/http"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/relayd/relayd/internal/history"
 	"github.com/relayd/relayd/internal/queue"
 )
@@ -79,6 +81,7 @@ type Console struct {
 	mux      *http.ServeMux
 	pages    map[string]*template.Template
 	sessions *sessions
+	logins   *rate.Limiter // attempts at the admin token, from anyone
 }
 
 // New returns the console; it panics only if its embedded templates are
@@ -96,7 +99,8 @@ func New(o Options) *Console {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	c := &Console{o: o, pages: parsePages(), sessions: newSessions(o.Now)}
+	c := &Console{o: o, pages: parsePages(), sessions: newSessions(o.Now),
+		logins: rate.NewLimiter(rate.Every(time.Second), 10)}
 	static, _ := fs.Sub(assets, "assets/static")
 	files := http.StripPrefix(Prefix+"static/", http.FileServerFS(static))
 

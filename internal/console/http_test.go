@@ -177,4 +177,13 @@ func TestLoginSessionAndCSRF(t *testing.T) {
 	if resp, _ := c.do("GET", "/ui/", nil, nil); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("after logout: %d, want 303 to the login", resp.StatusCode)
 	}
+	// Guessing the token is slowed down.
+	limited := false
+	for i := 0; i < 30 && !limited; i++ {
+		resp, _ := c.do("POST", "/ui/login", url.Values{"token": {"guess"}}, nil)
+		limited = resp.StatusCode == http.StatusTooManyRequests
+	}
+	if !limited {
+		t.Error("30 wrong tokens in a row were all answered: no limit on guessing")
+	}
 }

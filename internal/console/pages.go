@@ -52,6 +52,9 @@ func parsePages() map[string]*template.Template {
 		"since":  since,
 		"prefix": func() string { return Prefix },
 		"badge":  badge,
+		// pathesc keeps a sender's id one path segment: html/template
+		// leaves "/" and ".." as they are.
+		"pathesc": url.PathEscape,
 	}
 	pages := map[string]*template.Template{}
 	for _, name := range pageNames {

@@ -231,6 +231,10 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.refuse(w, r, http.StatusForbidden, "This login comes from another site.")
 		return
 	}
+	if !c.logins.Allow() {
+		c.render(w, r, http.StatusTooManyRequests, "login", nil, map[string]any{"Error": "Too many attempts; wait a few seconds."})
+		return
+	}
 	got := sha256.Sum256([]byte(r.PostFormValue("token")))
 	sum := sha256.Sum256([]byte(want))
 	if subtle.ConstantTimeCompare(got[:], sum[:]) != 1 {
