@@ -65,6 +65,9 @@ type Options struct {
 	// keeps none). Pipeline replays and dry-runs stored events.
 	Events   Events
 	Pipeline Pipeline
+	// Console is the browser console, served under /ui/ with its own
+	// login; nil serves none.
+	Console http.Handler
 }
 
 // New returns the admin Echo server.
@@ -105,6 +108,11 @@ func New(o Options) *echo.Echo {
 	a.GET("/events/:delivery", s.getEvent)
 	a.POST("/events/:delivery/replay", s.replayEvent)
 	a.POST("/dry-run", s.dryRun)
+	if o.Console != nil {
+		ui := echo.WrapHandler(o.Console)
+		e.Any("/ui/*", ui)
+		e.GET("/ui", func(c echo.Context) error { return c.Redirect(http.StatusMovedPermanently, "/ui/") })
+	}
 	return e
 }
 

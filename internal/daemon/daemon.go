@@ -19,6 +19,7 @@ import (
 
 	"github.com/relayd/relayd/internal/admin"
 	"github.com/relayd/relayd/internal/config"
+	"github.com/relayd/relayd/internal/console"
 	"github.com/relayd/relayd/internal/dispatch"
 	"github.com/relayd/relayd/internal/ingest"
 	"github.com/relayd/relayd/internal/metrics"
@@ -184,6 +185,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 			Hosts:     d.adminHostPolicy(isLoopback(d.adminLn.Addr()), cfg.Server.AdminListen),
 			TurnLimit: d.turnLimit,
 			Events:    d.events(), Pipeline: d.ingest,
+			Console: console.New(console.Options{
+				Events: d.events(), Pipeline: d.ingest, DeadLetters: d.store, Chats: d.store,
+				Routes: d.consoleRoutes, Token: d.adminToken, Logger: d.log,
+			}),
 		}),
 		ReadHeaderTimeout: adminReadHeaderTimeout,
 		ReadTimeout:       adminReadTimeout,

@@ -1,0 +1,57 @@
+package console
+
+import (
+	"testing"
+	"time"
+)
+
+func TestRel(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		ago  time.Duration
+		want string
+	}{
+		{-time.Second, "just now"},
+		{0, "0s ago"},
+		{59 * time.Second, "59s ago"},
+		{time.Minute, "1m ago"},
+		{59 * time.Minute, "59m ago"},
+		{time.Hour, "1h ago"},
+		{47 * time.Hour, "47h ago"},
+		{48 * time.Hour, "2d ago"},
+	}
+	for _, tt := range tests {
+		if got := rel(now, now.Add(-tt.ago)); got != tt.want {
+			t.Errorf("rel(%v ago) = %q, want %q", tt.ago, got, tt.want)
+		}
+	}
+	if got := rel(now, time.Time{}); got != "" {
+		t.Errorf("rel(zero) = %q, want empty", got)
+	}
+}
+
+// A class name never comes from stored text.
+func TestBadge(t *testing.T) {
+	for word, want := range map[string]string{
+		"delivered":          "b-delivered",
+		"template_error":     "b-template-error",
+		"rejected":           "b-rejected",
+		`x" onmouseover="a`:  "b-other",
+		"delivered b-hidden": "b-other",
+		"":                   "b-other",
+	} {
+		if got := badge(word); got != want {
+			t.Errorf("badge(%q) = %q, want %q", word, got, want)
+		}
+	}
+}
+
+// Every page parses and names a title.
+func TestPagesParse(t *testing.T) {
+	pages := parsePages()
+	for _, name := range pageNames {
+		if pages[name] == nil || titles[name] == "" {
+			t.Errorf("page %s: no template or no title", name)
+		}
+	}
+}
