@@ -299,3 +299,22 @@ func TestReplyDurableAcrossRestart(t *testing.T) {
 }
 
 var _ dispatch.Enqueuer = (*boltq.Store)(nil)
+
+// A turn whose answer was cut off replies with what arrived, marked, and
+// is not sent again.
+func TestReplyPartialTurnMarked(t *testing.T) {
+	sl, spec := newSlack(t)
+	h := replyHarness(t, spec)
+	h.fake.FailNext(1, opfake.Fault{Turn: &opfake.Turn{CutAfter: 5}})
+	h.enqueue(newMsg("ci", "a", "one"))
+	h.start()
+	h.waitFor("a Slack message", func() bool { return len(sl.Messages()) == 1 })
+	h.settled()
+	got := sl.Messages()[0].Text
+	if !strings.HasSuffix(got, reply.PartialMarker) || !strings.HasPrefix(diagnosis, strings.TrimSpace(strings.TrimSuffix(got, reply.PartialMarker))) {
+		t.Errorf("slack text = %q, want a start of the diagnosis and the partial marker", got)
+	}
+	if n := len(h.chatRequests()); n != 1 {
+		t.Errorf("%d chat requests, want 1", n)
+	}
+}
