@@ -10,6 +10,13 @@ import (
 	"github.com/relayd/relayd/internal/reply"
 )
 
+// CheckReplies compiles every route's replies as serve would, for relayd
+// check. Errors are as withReplies gives them.
+func CheckReplies(cfg *config.Config) error {
+	_, err := withReplies(dispatch.Settings{Routes: map[string]dispatch.RouteSettings{}}, cfg, "check")
+	return err
+}
+
 // withReplies compiles each route's reply sinks and reply_template into the
 // dispatch settings. Errors are *ingest.FieldError named by the route's
 // path ("routes[2]: reply[1].url: …"), for config.Describe.

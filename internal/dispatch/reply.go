@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/relayd/relayd/internal/history"
+	"github.com/relayd/relayd/internal/metrics"
 	"github.com/relayd/relayd/internal/operator"
 	"github.com/relayd/relayd/internal/queue"
 	"github.com/relayd/relayd/internal/reply"
@@ -131,7 +133,7 @@ func (j *job) sendReply() {
 	}
 	err := rs.Replier.Send(j.reqCtx, p)
 	if err == nil {
-		d.m.Replies.WithLabelValues(m.Route, sink, history.ReplySent).Inc()
+		j.countReply(sink, history.ReplySent)
 		j.log.Info("reply posted", "sink", sink, "target", targetString(p.Target), "attempts", m.Attempts+1)
 		j.recordReply(p, history.ReplySent, m.Attempts+1, "")
 		j.ending()
@@ -154,7 +156,7 @@ func (j *job) sendReply() {
 	}
 	delay := RetryDelay(s.Retry, attempts, wait, d.rand())
 	f := replyFailure(err, d.now())
-	d.m.Replies.WithLabelValues(m.Route, sink, history.ReplyRetry).Inc()
+	j.countReply(sink, history.ReplyRetry)
 	j.log.Warn("reply failed; retrying", "sink", sink, "status", f.Status, "reason", f.Reason,
 		"attempts", attempts, "retry_in", delay, "err", err)
 	j.recordReply(p, history.ReplyRetry, attempts, f.Text())
@@ -170,9 +172,7 @@ func (j *job) sendReply() {
 func (j *job) replyDead(p reply.Post, sink string, err error) {
 	d, m := j.d, j.msg
 	f := replyFailure(err, d.now())
-	if sink != "" {
-		d.m.Replies.WithLabelValues(m.Route, sink, history.ReplyDead).Inc()
-	}
+	j.countReply(sink, history.ReplyDead)
 	j.log.Error("reply dead-lettered", "sink", sink, "status", f.Status, "reason", f.Reason,
 		"attempts", m.Attempts+1, "err", err)
 	j.recordReply(p, history.ReplyDead, m.Attempts+1, f.Text())
@@ -181,6 +181,14 @@ func (j *job) replyDead(p reply.Post, sink string, err error) {
 	defer cancel()
 	if err := j.lease.Dead(ctx, f); err != nil {
 		j.log.Error("dispatch: dead-lettering a reply failed", "err", err)
+	}
+}
+
+// countReply counts one attempt's outcome; a sink type outside the fixed
+// set (a stored post no sink of the route matches) is not a label.
+func (j *job) countReply(sink, outcome string) {
+	if slices.Contains(metrics.ReplySinks, sink) {
+		j.d.m.Replies.WithLabelValues(j.msg.Route, sink, outcome).Inc()
 	}
 }
 
