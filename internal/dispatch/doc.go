@@ -58,7 +58,9 @@
 // 403, 404, 410, 422…) or retry.max_attempts dead-letters it, and relayd
 // dlq lists it with kind reply and replays it like any message. The turn is
 // never sent again because of its replies. relayd_replies_total counts each
-// attempt's outcome and the event's history records each reply's.
+// attempt's outcome and the event's history records each reply's. While
+// dispatch is paused (401, 403 everywhere) workers lease nothing, so
+// replies wait too.
 //
 // Shutdown: when Run's context ends the workers stop leasing, requests in
 // flight get Settings.DrainTimeout to finish, then they are cancelled and
