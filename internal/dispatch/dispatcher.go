@@ -142,6 +142,10 @@ type Dispatcher struct {
 	tails     sync.WaitGroup
 	tailSlots chan struct{}
 
+	// sinkGates hold back the posts to a reply sink that asked for a
+	// wait (a rate limit): (route, sink index) -> until when.
+	sinkGates sync.Map
+
 	heldMu sync.Mutex
 	held   map[convKey]string // conversations this dispatcher holds a lease of -> message id
 }

@@ -131,6 +131,17 @@ func (j *job) sendReply() {
 		j.replyDead(p, sink, &reply.Error{Sink: sink, Reason: reply.ReasonBadPost, Msg: "the route has no reply sinks (any more)"})
 		return
 	}
+	gate := sinkGate{m.Route, p.Sink}
+	if v, ok := d.sinkGates.Load(gate); ok {
+		if until := v.(time.Time); d.now().Before(until) {
+			// The sink asked for a wait that another post learned of: this
+			// post waits too, without an attempt, instead of spending the
+			// sink's patience.
+			j.release(until)
+			return
+		}
+		d.sinkGates.CompareAndDelete(gate, v)
+	}
 	err := rs.Replier.Send(j.reqCtx, p)
 	if err == nil {
 		j.countReply(sink, history.ReplySent)
@@ -156,6 +167,9 @@ func (j *job) sendReply() {
 	}
 	delay := RetryDelay(s.Retry, attempts, wait, d.rand())
 	f := replyFailure(err, d.now())
+	if wait > 0 && f.Reason == reply.ReasonRateLimited {
+		d.sinkGates.Store(gate, d.now().Add(delay))
+	}
 	j.countReply(sink, history.ReplyRetry)
 	j.log.Warn("reply failed; retrying", "sink", sink, "status", f.Status, "reason", f.Reason,
 		"attempts", attempts, "retry_in", delay, "err", err)
@@ -166,6 +180,12 @@ func (j *job) sendReply() {
 	if err := j.lease.Retry(ctx, d.now().Add(delay), f); err != nil {
 		j.log.Error("dispatch: scheduling a reply's retry failed", "err", err)
 	}
+}
+
+// sinkGate names one reply sink of one route.
+type sinkGate struct {
+	route string
+	sink  int
 }
 
 // replyDead dead-letters a reply post.

@@ -318,3 +318,27 @@ func TestReplyPartialTurnMarked(t *testing.T) {
 		t.Errorf("%d chat requests, want 1", n)
 	}
 }
+
+// Once GitHub says the token is rate limited until a reset, the sink's
+// other posts wait for the reset too instead of being refused one by one.
+func TestReplyRateLimitHoldsTheSink(t *testing.T) {
+	gh, spec := newGitHub(t)
+	gh.AddIssue(replyRepo, 1)
+	gh.AddIssue(replyRepo, 2)
+	reset := time.Now().Truncate(time.Second).Add(2 * time.Second)
+	gh.ExhaustRateLimit(reset)
+	h := replyHarness(t, spec)
+	h.settings.Concurrency = 1
+	h.enqueue(prMsg("a", 1), prMsg("b", 2))
+	h.start()
+	h.waitFor("two comments", func() bool { return len(gh.Comments()) == 2 })
+	h.settled()
+	if got := h.replies(reply.TypeGitHub, "retry"); got != 1 {
+		t.Errorf("replies retry = %v, want 1: the second post waits for the reset without trying", got)
+	}
+	for _, c := range gh.Comments() {
+		if c.CreatedAt.Before(reset) {
+			t.Errorf("comment on #%d created at %v, before the reset %v", c.Number, c.CreatedAt, reset)
+		}
+	}
+}
