@@ -54,15 +54,14 @@
 // preamble, no turn. A post that fails retryably (GitHub's 403/429 rate
 // limits, Slack's 429, 5xx, network errors) is retried with the reply's own
 // attempts and the retry policy's backoff, or exactly after the wait the
-// sink named (x-ratelimit-reset, Retry-After), and a rate limit holds the
+// sink named (x-ratelimit-reset, Retry-After); a rate limit also holds the
 // route's other posts to that sink until then (released, no attempt
-// counted); a permanent failure (401,
-// 403, 404, 410, 422…) or retry.max_attempts dead-letters it, and relayd
-// dlq lists it with kind reply and replays it like any message. The turn is
-// never sent again because of its replies. relayd_replies_total counts each
-// attempt's outcome and the event's history records each reply's. While
-// dispatch is paused (401, 403 everywhere) workers lease nothing, so
-// replies wait too.
+// counted). A permanent failure (401, 403, 404, 410, 422…) or
+// retry.max_attempts dead-letters it, and relayd dlq lists it with kind
+// reply and replays it like any message. The turn is never sent again
+// because of its replies. relayd_replies_total counts each attempt's
+// outcome and the event's history records each reply's. While dispatch is
+// paused (401, 403 everywhere) workers lease nothing, so replies wait too.
 //
 // Shutdown: when Run's context ends the workers stop leasing, requests in
 // flight get Settings.DrainTimeout to finish, then they are cancelled and
