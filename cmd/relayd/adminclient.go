@@ -255,7 +255,7 @@ func printDeadLetters(w io.Writer, list []queue.DeadLetter, now time.Time) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tDELIVERY\tROUTE\tCONVERSATION\tATTEMPTS\tSTATUS\tLAST ERROR\tAGE")
+	fmt.Fprintln(tw, "ID\tKIND\tDELIVERY\tROUTE\tCONVERSATION\tATTEMPTS\tSTATUS\tLAST ERROR\tAGE")
 	for _, d := range list {
 		status := "-"
 		if d.Failure.Status != 0 {
@@ -268,7 +268,11 @@ func printDeadLetters(w io.Writer, list []queue.DeadLetter, now time.Time) {
 		if d.Failure.Message != "" {
 			lastErr += ": " + d.Failure.Message
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", d.ID, d.Delivery, d.Route, orDash(d.ConversationKey),
+		kind := "event"
+		if d.IsReply() {
+			kind = queue.KindReply
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", d.ID, kind, d.Delivery, d.Route, orDash(d.ConversationKey),
 			d.Attempts, status, shorten(lastErr, 60), now.Sub(d.DeadAt).Round(time.Second))
 	}
 	tw.Flush()

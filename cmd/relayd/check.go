@@ -29,6 +29,9 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return cfg.Describe(err)
 	}
+	if err := daemon.CheckReplies(cfg); err != nil {
+		return cfg.Describe(err)
+	}
 	fmt.Fprintf(stdout, "config %s is valid\n\n", *path)
 	fmt.Fprintf(stdout, "public listener %s, admin listener %s, storage %s\n\n", cfg.Server.Listen, cfg.Server.AdminListen, describeStorage(cfg))
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)

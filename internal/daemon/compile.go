@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/relayd/relayd/internal/config"
 	"github.com/relayd/relayd/internal/ingest"
@@ -60,6 +61,7 @@ func IngestSpec(cfg *config.Config) (ingest.Spec, error) {
 			Conversation: rc.Conversation, Template: rc.Template,
 			Redactor: red, MaxPromptBytes: rc.MaxPromptBytes,
 			Supersede: rc.Supersede, BatchTemplate: rc.BatchTemplate,
+			ReplyTarget: slices.ContainsFunc(rc.Reply, func(s config.ReplySink) bool { return s.Type == config.ReplyGitHub }),
 		}
 	}
 	return spec, nil

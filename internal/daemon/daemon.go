@@ -86,6 +86,10 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 	if err != nil {
 		return nil, cfg.Describe(err)
 	}
+	ds, err := withReplies(withBatches(settings(cfg), table), cfg, o.Version)
+	if err != nil {
+		return nil, cfg.Describe(err)
+	}
 	d.metrics = metrics.New(d.reg)
 	d.metrics.SetBuildInfo(o.Version, o.Revision)
 	d.initLabels(cfg)
@@ -101,12 +105,12 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 
 	d.client = operator.New(d.operatorOptions(cfg))
 	io := ingest.Options{Store: d.store, Metrics: d.metrics, Logger: d.log}
-	do := dispatch.Options{Logger: d.log, Metrics: d.metrics}
+	do := dispatch.Options{Logger: d.log, Metrics: d.metrics, Replies: d.store}
 	if hs, ok := d.store.(historyStore); ok {
 		io.Recorder, do.History = hs, hs
 	}
 	d.ingest = ingest.New(table, io)
-	d.dispatch = dispatch.New(d.store, d.store, d.client, withBatches(settings(cfg), table), do)
+	d.dispatch = dispatch.New(d.store, d.store, d.client, ds, do)
 	return d, nil
 }
 
@@ -373,6 +377,10 @@ func (d *Daemon) reload() error {
 	if err != nil {
 		return cfg.Describe(err)
 	}
+	ds, err := withReplies(withBatches(settings(cfg), table), cfg, d.o.Version)
+	if err != nil {
+		return cfg.Describe(err)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	old := d.cfg
@@ -392,7 +400,7 @@ func (d *Daemon) reload() error {
 	d.client.SetAPIKey(oo.APIKey)
 	d.client.SetVersion(oo.Version)
 	applyTurns(d.store, cfg, table)
-	d.dispatch.Apply(withBatches(settings(cfg), table))
+	d.dispatch.Apply(ds)
 	d.dispatch.Resume() // a new key may end a 401 pause at once
 	return nil
 }

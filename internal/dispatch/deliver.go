@@ -34,6 +34,9 @@ type job struct {
 
 	sent   string // the turn's text as sent, for the history
 	sentAt time.Time
+
+	// replies are the reply posts of a delivered turn, stored with its ack.
+	replies []queue.Message
 }
 
 // ending is called right before the store call that ends the lease: the
@@ -59,6 +62,10 @@ func (d *Dispatcher) handle(ctx, reqCtx context.Context, l queue.Lease) {
 		j.log.Error(msgSecondLease, "conversation", m.ConversationKey)
 		j.unholdFn.Do(func() {}) // the hold is the other lease's
 		j.release(d.now().Add(time.Second))
+		return
+	}
+	if m.IsReply() {
+		j.sendReply()
 		return
 	}
 	if len(j.msgs) == 0 {
@@ -322,7 +329,13 @@ func (j *job) delivered(rs RouteSettings, st queue.ChatState, sentID string, res
 		j.log.Debug("reply", "chat_id", chatID, "text", resp.Text)
 	}
 	j.recordOutcome(history.RouteOutcome{Outcome: deliveredOutcome(v), Turn: j.sent, Reply: resp.Text, ChatID: chatID, Attempts: j.attempts() + 1, SentAt: j.sentAt, DoneAt: d.now()})
+	j.replies = j.replyMessages(rs, chatID, resp.Text, v.Outcome == operator.Partial)
 	return func() {
+		if len(j.replies) > 0 {
+			ctx, cancel := j.endCtx()
+			j.storeReplies(ctx)
+			cancel()
+		}
 		if j.recordChat(rs.TurnLimit, st, sentID, resp.ChatID) {
 			j.countSuperseded()
 			return
@@ -330,7 +343,7 @@ func (j *job) delivered(rs RouteSettings, st queue.ChatState, sentID string, res
 		ctx, cancel := j.endCtx()
 		defer cancel()
 		j.ending()
-		if err := j.lease.Ack(ctx); err != nil {
+		if err := j.ack(ctx); err != nil {
 			// Delivered all the same; the store will hand it out again and
 			// the API answers the same Idempotency-Key with 409.
 			j.log.Error("dispatch: acking a delivered message failed", "err", err)
@@ -372,6 +385,12 @@ func (j *job) recordChat(tl *TurnLimit, st queue.ChatState, sentID, gotID string
 	ca, combined := j.lease.(ChatAcker)
 	if combined {
 		put = ca.AckWithChat
+	}
+	if ra, ok := j.lease.(ReplyAcker); ok && len(j.replies) > 0 {
+		combined = true
+		put = func(ctx context.Context, route, key string, st queue.ChatState) error {
+			return ra.AckWithReplies(ctx, &queue.Chat{Route: route, ConversationKey: key, ChatState: st}, j.replies)
+		}
 	}
 	for try := 1; ; try++ {
 		now := d.now()

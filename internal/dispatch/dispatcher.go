@@ -55,6 +55,9 @@ type RouteSettings struct {
 	Batch     TurnRenderer       // renders a turn of several events; nil: "N events:" and the prompts
 	// Preamble starts the first turn of every new chat; "" for none.
 	Preamble string
+	// Replier posts the agent's answers to the route's reply sinks; nil:
+	// the route does not reply.
+	Replier Replier
 }
 
 // Settings are the reloadable dispatch settings.
@@ -92,6 +95,10 @@ type Options struct {
 	ProbeInitial, ProbeMax time.Duration
 	// History, when set, gets each message's outcome for its event's record.
 	History History
+	// Replies stores a delivered turn's replies when its lease is not a
+	// ReplyAcker (before the ack: at least once). Nil: such replies are
+	// logged and dropped.
+	Replies Enqueuer
 }
 
 // ErrDrainTimeout is returned by Run when requests were still in flight at
@@ -125,6 +132,7 @@ type Dispatcher struct {
 	probeMax     time.Duration
 
 	hist   History
+	enq    Enqueuer
 	lim    *limits
 	pause  *pauser
 	forbid *forbidTracker
@@ -133,6 +141,10 @@ type Dispatcher struct {
 	// cap(tailSlots) at once.
 	tails     sync.WaitGroup
 	tailSlots chan struct{}
+
+	// sinkGates hold back the posts to a reply sink that asked for a
+	// wait (a rate limit): (route, sink index) -> until when.
+	sinkGates sync.Map
 
 	heldMu sync.Mutex
 	held   map[convKey]string // conversations this dispatcher holds a lease of -> message id
@@ -154,6 +166,7 @@ func New(q Queue, chats ChatStore, api Chatter, s Settings, o Options) *Dispatch
 		probeInitial: o.ProbeInitial,
 		probeMax:     o.ProbeMax,
 		hist:         o.History,
+		enq:          o.Replies,
 		forbid:       newForbidTracker(),
 		held:         map[convKey]string{},
 		// A delivered message stays leased until its ack commits: bounding

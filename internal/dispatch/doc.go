@@ -33,6 +33,36 @@
 //     recently is answered 403 (see forbidThreshold), dispatch pauses as for
 //     401, and resumes once a trial request is no longer refused.
 //
+// Replies: a route with reply sinks (RouteSettings.Replier) has the
+// agent's answer to each delivered turn posted to them. The replies are
+// planned (package reply: one post per sink, and for github_comment one per
+// distinct pull request, issue or commit of the turn's events, whose
+// targets ingest kept on the messages) when the turn is delivered, and each
+// post becomes a queue message of kind reply (queue.KindReply, the post as
+// JSON for its prompt, its id for its conversation key, so posts hold back
+// neither each other nor the turn's conversation). They are stored by the
+// write that acks the turn when the lease is a ReplyAcker (bbolt: one
+// transaction, so a reply is durable exactly when its turn is acked);
+// otherwise (JetStream) they are enqueued just before the ack, at least
+// once: a crash between the two sends the turn again, which the Operator
+// answers 409 for its Idempotency-Key, so the stored replies are not
+// planned twice, but a crash after a reply was posted and before its own
+// ack posts it twice.
+//
+// The same workers lease reply messages and, seeing the kind, post them
+// instead of calling /api/chat: no account or route token bucket, no
+// preamble, no turn. A post that fails retryably (GitHub's 403/429 rate
+// limits, Slack's 429, 5xx, network errors) is retried with the reply's own
+// attempts and the retry policy's backoff, or exactly after the wait the
+// sink named (x-ratelimit-reset, Retry-After); a rate limit also holds the
+// route's other posts to that sink until then (released, no attempt
+// counted). A permanent failure (401, 403, 404, 410, 422…) or
+// retry.max_attempts dead-letters it, and relayd dlq lists it with kind
+// reply and replays it like any message. The turn is never sent again
+// because of its replies. relayd_replies_total counts each attempt's
+// outcome and the event's history records each reply's. While dispatch is
+// paused (401, 403 everywhere) workers lease nothing, so replies wait too.
+//
 // Shutdown: when Run's context ends the workers stop leasing, requests in
 // flight get Settings.DrainTimeout to finish, then they are cancelled and
 // their leases released, so those messages stay queued with their attempts

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -73,7 +74,29 @@ type RouteOutcome struct {
 	QueuedAt     time.Time `json:"queued_at,omitzero"`
 	SentAt       time.Time `json:"sent_at,omitzero"`
 	DoneAt       time.Time `json:"done_at,omitzero"`
+	// Replies are the posts of the agent's answer to the route's reply
+	// sinks, one per sink and target.
+	Replies []ReplyOutcome `json:"replies,omitempty"`
 }
+
+// ReplyOutcome is what became of one reply post.
+type ReplyOutcome struct {
+	ID       string    `json:"id"`               // the post's id
+	Sink     string    `json:"sink"`             // the sink's type
+	Target   string    `json:"target,omitempty"` // github_comment: "owner/name#12" or "owner/name@sha"
+	Outcome  string    `json:"outcome"`          // queued, sent, retry or dead
+	Attempts int       `json:"attempts,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	At       time.Time `json:"at,omitzero"`
+}
+
+// Reply outcomes.
+const (
+	ReplyQueued = "queued"
+	ReplySent   = "sent"
+	ReplyRetry  = "retry"
+	ReplyDead   = "dead"
+)
 
 // Merge applies an update from dispatch: its outcome, and every field it
 // sets.
@@ -98,6 +121,14 @@ func (r *RouteOutcome) Merge(u RouteOutcome) {
 		if !t.v.IsZero() {
 			*t.dst = *t.v
 		}
+	}
+	for _, x := range u.Replies {
+		i := slices.IndexFunc(r.Replies, func(y ReplyOutcome) bool { return y.ID == x.ID })
+		if i < 0 {
+			r.Replies = append(r.Replies, x)
+			continue
+		}
+		r.Replies[i] = x
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/relayd/relayd/internal/metrics"
 	"github.com/relayd/relayd/internal/payload"
 	"github.com/relayd/relayd/internal/queue"
+	replies "github.com/relayd/relayd/internal/reply"
 	"github.com/relayd/relayd/internal/verify"
 )
 
@@ -496,6 +497,11 @@ func (h *Handler) route(src *Source, ev *event.Event, now time.Time, rec *histor
 		m := queue.Message{
 			ID: newID(), Route: r.Name, ConversationKey: strings.Clone(key), Prompt: p.Text, SupersedeKey: strings.Clone(skey),
 			Source: src.Name, Delivery: strings.Clone(ev.Delivery), Event: strings.Clone(ev.Event), EnqueuedAt: now,
+		}
+		if r.ReplyTarget {
+			if t, ok := replies.FindTarget(ev.Body); ok {
+				m.ReplyRepo, m.ReplyNumber, m.ReplySHA = strings.Clone(t.Repo), t.Number, strings.Clone(t.SHA)
+			}
 		}
 		msgs = append(msgs, m)
 		names = append(names, r.Name)

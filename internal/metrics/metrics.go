@@ -31,6 +31,11 @@ var (
 	DeadReasons = append(slices.DeleteFunc(slices.Clone(operator.PermanentReasons),
 		func(r string) bool { return r == operator.ReasonUnauthorized }), ReasonMaxAttempts)
 	RateLimitScopes = []string{"account", "route"}
+	// ReplySinks and ReplyOutcomes are the label values of
+	// relayd_replies_total: the reply sink types, and what became of one
+	// attempt to post.
+	ReplySinks    = []string{"github_comment", "slack", "webhook"}
+	ReplyOutcomes = []string{"sent", "retry", "dead"}
 )
 
 // Metrics holds every relayd metric. Create one per process with New.
@@ -54,6 +59,7 @@ type Metrics struct {
 	MessagesSuperseded   *prometheus.CounterVec   // route
 	TurnsLimited         *prometheus.CounterVec   // route
 	PromptsCut           *prometheus.CounterVec   // route
+	Replies              *prometheus.CounterVec   // route, sink, outcome
 	DispatchPaused       prometheus.Gauge
 	ReloadSuccessful     prometheus.Gauge
 	ReloadTimestamp      prometheus.Gauge
@@ -134,6 +140,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		ReloadTimestamp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "relayd_config_last_reload_success_timestamp_seconds", Help: "Timestamp of the last successful configuration reload.",
 		}),
+		Replies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relayd_replies_total", Help: "Attempts to post the agent's answer to a reply sink, by sink type and outcome.",
+		}, []string{"route", "sink", "outcome"}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "relayd_build_info", Help: "Build information; always 1.",
 		}, []string{"version", "revision", "goversion"}),
@@ -142,7 +151,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.HTTPRequests, m.VerificationFailures, m.EventsFiltered, m.MessagesEnqueued,
 		m.DispatchAttempts, m.DispatchDuration, m.DeliveryLatency, m.Retries, m.DeadLetters,
 		m.RateLimitWait, m.IngestDuration, m.Duplicates, m.RouteErrors, m.Redactions, m.PromptsCut,
-		m.Turns, m.TurnEvents, m.MessagesSuperseded, m.TurnsLimited, m.DispatchPaused, m.ReloadSuccessful, m.ReloadTimestamp, m.BuildInfo,
+		m.Turns, m.TurnEvents, m.MessagesSuperseded, m.TurnsLimited, m.Replies, m.DispatchPaused, m.ReloadSuccessful, m.ReloadTimestamp, m.BuildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -27,7 +27,23 @@ type Message struct {
 	NextAttemptAt time.Time `json:"next_attempt_at,omitempty"`
 	LastStatus    int       `json:"last_status,omitempty"`
 	LastError     string    `json:"last_error,omitempty"`
+	// Kind is "" for an event's message and KindReply for a reply post,
+	// whose Prompt is the reply.Post as JSON.
+	Kind string `json:"kind,omitempty"`
+	// ReplyRepo, ReplyNumber and ReplySHA are where a github_comment about
+	// the event goes (found in its body at ingest, for routes that reply
+	// on GitHub): the stored message does not keep the body.
+	ReplyRepo   string `json:"reply_repo,omitempty"`
+	ReplyNumber int64  `json:"reply_number,omitempty"`
+	ReplySHA    string `json:"reply_sha,omitempty"`
 }
+
+// KindReply marks a message that is a reply post to send to a route's
+// reply sink, not an event to send to the Operator.
+const KindReply = "reply"
+
+// IsReply reports whether m is a reply post.
+func (m *Message) IsReply() bool { return m.Kind == KindReply }
 
 // Failure describes why one attempt did not deliver.
 type Failure struct {

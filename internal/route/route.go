@@ -44,12 +44,17 @@ type Spec struct {
 	Supersede string
 	// BatchTemplate renders a turn of several events; empty: none.
 	BatchTemplate string
+	// ReplyTarget says the route replies with a github_comment: ingest
+	// keeps each event's target (reply.FindTarget) on its message.
+	ReplyTarget bool
 }
 
 // Route is a compiled route. It is safe for concurrent use.
 type Route struct {
 	Name   string
 	Source string
+	// ReplyTarget: see Spec.ReplyTarget.
+	ReplyTarget bool
 
 	filter       *vm.Program // nil: every event
 	conversation *vm.Program // nil: key ""
@@ -102,7 +107,7 @@ var envTypes = func() types.Map {
 // errors, a filter that is not boolean and a template that does not parse
 // are errors; fields inside body are not, since bodies vary by event.
 func Compile(s Spec) (*Route, error) {
-	r := &Route{Name: s.Name, Source: s.Source, redactor: s.Redactor, maxBytes: s.MaxPromptBytes}
+	r := &Route{Name: s.Name, Source: s.Source, ReplyTarget: s.ReplyTarget, redactor: s.Redactor, maxBytes: s.MaxPromptBytes}
 	var err error
 	if strings.TrimSpace(s.Filter) != "" {
 		if r.filter, err = compileExpr(s.Filter, expr.AsBool()); err != nil {

@@ -25,9 +25,13 @@ import (
 //	         each as a uvarint length followed by the bytes.
 //	         Version msgV2 adds SupersedeKey after LastError; a message
 //	         without one is still written as msgV1.
+//	         Version msgV3 adds, after SupersedeKey, the strings Kind,
+//	         ReplyRepo and ReplySHA and a uvarint ReplyNumber; a message
+//	         without them is still written as msgV1 or msgV2.
 const (
 	msgV1     = 1
 	msgV2     = 2
+	msgV3     = 3
 	msgHeader = 17
 )
 
@@ -56,14 +60,18 @@ func appendString(b []byte, s string) []byte {
 func encodeMessage(dst []byte, m *queue.Message) []byte {
 	n := msgHeader + 2*binary.MaxVarintLen64 + 8*binary.MaxVarintLen32 +
 		len(m.ID) + len(m.Route) + len(m.ConversationKey) + len(m.Prompt) +
-		len(m.Source) + len(m.Delivery) + len(m.Event) + len(m.LastError) + len(m.SupersedeKey)
+		len(m.Source) + len(m.Delivery) + len(m.Event) + len(m.LastError) + len(m.SupersedeKey) +
+		len(m.Kind) + len(m.ReplyRepo) + len(m.ReplySHA)
 	if cap(dst)-len(dst) < n {
 		nb := make([]byte, len(dst), len(dst)+n)
 		copy(nb, dst)
 		dst = nb
 	}
 	version := byte(msgV1)
-	if m.SupersedeKey != "" {
+	switch {
+	case m.Kind != "" || m.ReplyRepo != "" || m.ReplySHA != "" || m.ReplyNumber > 0:
+		version = msgV3
+	case m.SupersedeKey != "":
 		version = msgV2
 	}
 	dst = append(dst, version)
@@ -78,15 +86,21 @@ func encodeMessage(dst []byte, m *queue.Message) []byte {
 	for _, s := range [...]string{m.ID, m.Route, m.ConversationKey, m.Prompt, m.Source, m.Delivery, m.Event, m.LastError} {
 		dst = appendString(dst, s)
 	}
-	if version == msgV2 {
+	if version >= msgV2 {
 		dst = appendString(dst, m.SupersedeKey)
+	}
+	if version == msgV3 {
+		for _, s := range [...]string{m.Kind, m.ReplyRepo, m.ReplySHA} {
+			dst = appendString(dst, s)
+		}
+		dst = binary.AppendUvarint(dst, uint64(max(m.ReplyNumber, 0)))
 	}
 	return dst
 }
 
 // msgTimes reads the fixed header: the next attempt time and the enqueue time.
 func msgTimes(v []byte) (next, enqueued int64, err error) {
-	if len(v) < msgHeader || (v[0] != msgV1 && v[0] != msgV2) {
+	if len(v) < msgHeader || v[0] < msgV1 || v[0] > msgV3 {
 		return 0, 0, errCorrupt
 	}
 	return int64(binary.BigEndian.Uint64(v[1:9])), int64(binary.BigEndian.Uint64(v[9:17])), nil
@@ -117,8 +131,11 @@ func decodeMessage(v []byte) (queue.Message, error) {
 	p = p[n:]
 	all := string(p)
 	fields := []*string{&m.ID, &m.Route, &m.ConversationKey, &m.Prompt, &m.Source, &m.Delivery, &m.Event, &m.LastError}
-	if v[0] == msgV2 {
+	if v[0] >= msgV2 {
 		fields = append(fields, &m.SupersedeKey)
+	}
+	if v[0] == msgV3 {
+		fields = append(fields, &m.Kind, &m.ReplyRepo, &m.ReplySHA)
 	}
 	for _, f := range fields {
 		l, n := binary.Uvarint(p)
@@ -128,6 +145,14 @@ func decodeMessage(v []byte) (queue.Message, error) {
 		off := len(all) - len(p) + n
 		*f = all[off : off+int(l)]
 		p = p[n+int(l):]
+	}
+	if v[0] == msgV3 {
+		num, n := binary.Uvarint(p)
+		if n <= 0 || num > 1<<62 {
+			return queue.Message{}, errCorrupt
+		}
+		m.ReplyNumber = int64(num)
+		p = p[n:]
 	}
 	if len(p) != 0 {
 		return queue.Message{}, errCorrupt

@@ -20,6 +20,9 @@ func TestMessageRoundTrip(t *testing.T) {
 		},
 		{ID: "neg", LastStatus: -1},
 		{ID: "sup", Route: "pr-checks", ConversationKey: "acme/app", Prompt: "build: success", SupersedeKey: "7/build"},
+		{ID: "tgt", Route: "ci", Prompt: "p", ReplyRepo: "acme/app", ReplyNumber: 42},
+		{ID: "sha", Route: "ci", Prompt: "p", SupersedeKey: "k", ReplyRepo: "acme/app", ReplySHA: "3484a3f0b8a6a2b1c7d7b4a8e7e2c1d0f9a8b7c6"},
+		{ID: "rpl", Route: "ci", ConversationKey: "rpl_1", Prompt: `{"id":"rpl_1"}`, Kind: queue.KindReply, Attempts: 2},
 	} {
 		v := encodeMessage(nil, &m)
 		got, err := decodeMessage(v)
@@ -42,6 +45,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(encodeMessage(nil, &queue.Message{ID: "m1", Route: "r1", ConversationKey: "k", Prompt: "hello", EnqueuedAt: at, Attempts: 2, LastStatus: 429, LastError: "rate"}))
 	f.Add(encodeMessage(nil, &queue.Message{}))
 	f.Add(encodeMessage(nil, &queue.Message{ID: "m2", Route: "r1", Prompt: "p", SupersedeKey: "7/build"}))
+	f.Add(encodeMessage(nil, &queue.Message{ID: "m3", Route: "r1", Prompt: "p", Kind: queue.KindReply, ReplyRepo: "a/b", ReplyNumber: 7}))
 	f.Add([]byte{msgV1})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, v []byte) {

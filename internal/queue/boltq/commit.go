@@ -391,6 +391,11 @@ type leaseOp struct {
 	chatName []byte
 	chatNew  bool // the chat record was created, not updated
 
+	// replies, on an Ack, are messages stored in the same transaction
+	// (see AckWithReplies); placed are where they went.
+	replies []queue.Message
+	placed  []placement
+
 	at0  int64 // at, resolved against the group's clock
 	next head
 	more bool // the conversation has a next message
@@ -451,8 +456,26 @@ func (o *leaseOp) apply(tx *bolt.Tx, g *group) error {
 			return err
 		}
 		g.pending--
+		if err := o.placeReplies(tx, g); err != nil {
+			return err
+		}
 	}
 	l.mark = g.attempt
+	return nil
+}
+
+// placeReplies stores an Ack's replies. They are placed after the lease's
+// own writes, so a retried transaction places them once.
+func (o *leaseOp) placeReplies(tx *bolt.Tx, g *group) error {
+	o.placed = o.placed[:0]
+	for i := range o.replies {
+		p, err := place(tx, &o.replies[i])
+		if err != nil {
+			return err
+		}
+		o.placed = append(o.placed, p)
+		g.pending++
+	}
 	return nil
 }
 
@@ -513,6 +536,7 @@ func (o *leaseOp) commit(s *Store) {
 	if o.chatNew {
 		s.chats[o.chat.Route]++
 	}
+	s.commitPlacements(o.placed)
 	c := l.c
 	c.leased = false
 	switch o.kind {

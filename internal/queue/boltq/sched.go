@@ -224,6 +224,32 @@ func (l *lease) AckWithChat(ctx context.Context, route, key string, st queue.Cha
 	return err
 }
 
+// AckWithReplies acks the turn and stores replies as queued messages in
+// one transaction, with chat, when not nil, stored as AckWithChat does:
+// the turn's replies are durable exactly when the turn is acked.
+func (l *lease) AckWithReplies(ctx context.Context, chat *queue.Chat, replies []queue.Message) error {
+	o := &leaseOp{kind: leaseAck, replies: make([]queue.Message, len(replies))}
+	copy(o.replies, replies)
+	now := l.s.now()
+	for i := range o.replies {
+		m := &o.replies[i]
+		if err := validMessage(m); err != nil {
+			return err
+		}
+		if m.EnqueuedAt.IsZero() {
+			m.EnqueuedAt = now
+		}
+	}
+	if chat != nil {
+		o.chat, o.chatName = chat, convName(chat.Route, chat.ConversationKey)
+	}
+	err := l.end(ctx, o)
+	if err != nil && !errors.Is(err, queue.ErrConflict) && !errors.Is(err, ErrLeaseEnded) {
+		return fmt.Errorf("boltq: ack with replies: %w", err)
+	}
+	return err
+}
+
 // Retry counts the failed attempt (Attempts+1, LastStatus and LastError from
 // f) and makes the message due at at, still at its conversation's head.
 func (l *lease) Retry(ctx context.Context, at time.Time, f queue.Failure) error {

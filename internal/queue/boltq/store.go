@@ -456,7 +456,7 @@ func (s *Store) Enqueue(ctx context.Context, b queue.Batch) (bool, error) {
 			}
 			m.EnqueuedAt = now
 		}
-		if w := s.policy(m.Route).Wait; w > 0 && m.Attempts == 0 && m.NextAttemptAt.IsZero() {
+		if w := s.policy(m.Route).Wait; w > 0 && !m.IsReply() && m.Attempts == 0 && m.NextAttemptAt.IsZero() {
 			// Due after the wait if it starts its conversation; applying
 			// it drops the wait when the conversation has messages already.
 			m.NextAttemptAt = m.EnqueuedAt.Add(w)

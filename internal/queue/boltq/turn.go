@@ -178,6 +178,9 @@ func (o *turnOp) apply(tx *bolt.Tx, g *group) error {
 			}
 			r.head, r.count = o.next.seq, max(r.count, 2)-1
 		}
+		if err := o.placeReplies(tx, g); err != nil {
+			return err
+		}
 	}
 	l.mark = g.attempt
 	return nil
@@ -191,6 +194,7 @@ func (o *turnOp) commit(s *Store) {
 	if o.chatNew {
 		s.chats[o.chat.Route]++
 	}
+	s.commitPlacements(o.placed)
 	c := l.c
 	c.leased = false
 	switch o.kind {

@@ -379,6 +379,9 @@ func (s *Store) newLease(p int, m *nats.Msg) (*lease, error) {
 		}
 	}
 	pol := s.policy(msg.Route)
+	if msg.IsReply() {
+		pol = queue.TurnPolicy{} // a reply post is a turn of its own, sent at once
+	}
 	if pol.Wait > 0 && md.delivered == 1 {
 		if l.waitUntil = s.waitUntil(msg, pol.Wait); !l.waitUntil.IsZero() {
 			return l, nil

@@ -188,7 +188,7 @@ func (l *lease) deadOnes() []extra {
 // turnEnded records when a turn of m's conversation ended, for routes with
 // a coalescing wait (see waitUntil).
 func (s *Store) turnEnded(ctx context.Context, m queue.Message) {
-	if s.policy(m.Route).Wait <= 0 {
+	if m.IsReply() || s.policy(m.Route).Wait <= 0 {
 		return
 	}
 	now := []byte(s.o.Now().UTC().Format(time.RFC3339Nano))
