@@ -46,12 +46,13 @@ var pageNames = []string{"login", "events", "event", "dead", "chats", "dryrun", 
 
 func parsePages() map[string]*template.Template {
 	funcs := template.FuncMap{
-		"rel":    rel,
-		"abs":    abs,
-		"iso":    func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
-		"since":  since,
-		"prefix": func() string { return Prefix },
-		"badge":  badge,
+		"rel":        rel,
+		"abs":        abs,
+		"iso":        func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
+		"since":      since,
+		"prefix":     func() string { return Prefix },
+		"badge":      badge,
+		"replyBadge": replyBadge,
 		// pathesc keeps a sender's id one path segment: html/template
 		// leaves "/" and ".." as they are.
 		"pathesc": url.PathEscape,
@@ -99,6 +100,20 @@ func since(a, b time.Time) string {
 
 // badge is the CSS class of an outcome or kind; unknown words get none, so
 // no stored text ever picks a class.
+// replyBadge colours a reply post's outcome like the turn outcome it
+// resembles: sent as delivered, queued and retry as queued, dead as dead.
+func replyBadge(outcome string) string {
+	switch outcome {
+	case history.ReplySent:
+		return badge(history.Delivered)
+	case history.ReplyQueued, history.ReplyRetry:
+		return badge(history.Queued)
+	case history.ReplyDead:
+		return badge(history.Dead)
+	}
+	return badge(outcome)
+}
+
 func badge(word string) string {
 	for _, o := range outcomes {
 		if o == word {

@@ -1,8 +1,11 @@
 package console
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/relayd/relayd/internal/history"
 )
 
 func TestRel(t *testing.T) {
@@ -52,6 +55,31 @@ func TestPagesParse(t *testing.T) {
 	for _, name := range pageNames {
 		if pages[name] == nil || titles[name] == "" {
 			t.Errorf("page %s: no template or no title", name)
+		}
+	}
+}
+
+// An event's page shows where the agent's reply went, each post's outcome
+// and error, with a sender's text escaped.
+func TestEventPageShowsReplies(t *testing.T) {
+	now := time.Now()
+	rec := history.Record{ID: "r1", Delivery: "d1", Source: "github", Kind: history.Accepted, ReceivedAt: now,
+		Routes: []history.RouteOutcome{{Route: "ci", Outcome: history.Delivered, Reply: "fixed", Replies: []history.ReplyOutcome{
+			{ID: "p1", Sink: "github_comment", Target: "octo/repo#12", Outcome: history.ReplySent, At: now},
+			{ID: "p2", Sink: "slack", Outcome: history.ReplyDead, Attempts: 3, Error: `not_found: <b>no_service</b>`},
+		}}}}
+	var out strings.Builder
+	v := view{Page: "event", Title: "Event", Now: now, Data: eventData{Rec: rec}}
+	if err := parsePages()["event"].Execute(&out, v); err != nil {
+		t.Fatal(err)
+	}
+	html := out.String()
+	for _, want := range []string{
+		"Where the reply went (2)", `class="badge b-delivered">sent</span> github_comment`, "octo/repo#12",
+		`class="badge b-dead">dead</span> slack`, "3 attempts", "not_found: &lt;b&gt;no_service&lt;/b&gt;",
+	} {
+		if !strings.Contains(html, want) {
+			t.Errorf("event page lacks %q", want)
 		}
 	}
 }
