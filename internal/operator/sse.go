@@ -60,6 +60,15 @@ func parseSSE(r io.Reader) (sseResult, error) {
 		if string(bytes.TrimSpace(payload)) == "[DONE]" {
 			return true
 		}
+		if res.ChatID != "" {
+			// The chat id is known: the rest of the stream is mostly text
+			// deltas, decoded without a map per event.
+			var ev sseTextEvent
+			if json.Unmarshal(payload, &ev) == nil {
+				ev.apply(&deltas, &full, &haveFull)
+				return false
+			}
+		}
 		var obj map[string]json.RawMessage
 		if json.Unmarshal(payload, &obj) != nil || obj == nil {
 			if (event == "chatId" || event == "chat") && res.ChatID == "" {
@@ -125,6 +134,32 @@ func parseSSE(r io.Reader) (sseResult, error) {
 		dispatch() // a last event without its blank line
 	}
 	return finish(res, &deltas, full, haveFull), err
+}
+
+// sseTextEvent is the part of a stream event that carries text.
+type sseTextEvent struct {
+	Type      string  `json:"type"`
+	Delta     *string `json:"delta"`
+	TextDelta *string `json:"textDelta"`
+	Text      *string `json:"text"`
+}
+
+// apply does what the map path does with the event's text.
+func (ev *sseTextEvent) apply(deltas *bytes.Buffer, full *string, haveFull *bool) {
+	switch {
+	case ev.Type == "text-delta":
+		if ev.Delta != nil {
+			addDelta(deltas, *ev.Delta)
+		} else if ev.TextDelta != nil {
+			addDelta(deltas, *ev.TextDelta)
+		}
+	case ev.Type == "text" || ev.Type == "":
+		if ev.Text != nil {
+			*full, *haveFull = *ev.Text, true
+		} else if ev.Delta != nil && ev.Type == "" {
+			addDelta(deltas, *ev.Delta)
+		}
+	}
 }
 
 var errEventTooLarge = fmt.Errorf("stream event larger than %d bytes", MaxResponseBytes)
