@@ -45,7 +45,8 @@ type options struct {
 	events int
 
 	// bigqueue
-	bigN int
+	bigN    int
+	histMax int
 
 	// trickle
 	trickleN, trickleGzip, trickleLoad int
@@ -57,7 +58,7 @@ type options struct {
 func main() {
 	var o options
 	var conns string
-	flag.StringVar(&o.mode, "mode", "ingest", "ingest | dispatch | latency | bigqueue | backend | trickle | all (comma-separated list allowed)")
+	flag.StringVar(&o.mode, "mode", "ingest", "ingest | dispatch | latency | bigqueue | history | backend | trickle | all (comma-separated list allowed)")
 	flag.StringVar(&conns, "c", "64,8", "connections (concurrent senders) for ingest runs, comma-separated")
 	flag.DurationVar(&o.duration, "d", 5*time.Second, "measured duration of one run")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up before each run")
@@ -71,6 +72,7 @@ func main() {
 	flag.DurationVar(&o.slowLat, "slow-latency", time.Second, "dispatch: the slow fake Operator's latency")
 	flag.IntVar(&o.events, "events", 300, "latency: sequential events sent")
 	flag.IntVar(&o.bigN, "big-n", 1_000_000, "bigqueue: messages queued")
+	flag.IntVar(&o.histMax, "history-max", 20000, "bigqueue and history: history.max_events; 3× as many events are sent")
 	flag.IntVar(&o.trickleN, "trickle-n", 600, "trickle: connections announcing 1 MiB and sending a byte a second")
 	flag.IntVar(&o.trickleGzip, "trickle-gzip", 100, "trickle: connections sending gzip that inflates to 3 MiB, then a byte a second")
 	flag.IntVar(&o.trickleLoad, "trickle-load", 4, "trickle: workers sending signed webhooks meanwhile")
@@ -129,6 +131,11 @@ func main() {
 			err = modeLatency(ctx, o, rep)
 		case "bigqueue":
 			err = modeBigQueue(ctx, o, rep)
+			if err == nil {
+				err = modeHistory(ctx, o, rep)
+			}
+		case "history":
+			err = modeHistory(ctx, o, rep)
 		case "backend":
 			err = modeBackend(ctx, o, rep)
 		case "trickle":

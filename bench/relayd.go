@@ -55,6 +55,7 @@ operator:
   concurrency: @CONCURRENCY@
   rate_limit: {per_second: @RATE@, burst: @BURST@}
   retry: {initial: 50ms, max: 2s, max_attempts: 1000}
+@HISTORY@
 sources:
   - name: github
     path: ` + hookPath + `
@@ -82,6 +83,7 @@ type relaydOpts struct {
 	Burst       int
 	LogLevel    string
 	MaxEvents   int // > 0: the route coalesces up to this many events a turn
+	History     int // > 0: history.max_events
 }
 
 func (o relaydOpts) withDefaults() relaydOpts {
@@ -114,6 +116,10 @@ func (o relaydOpts) yaml() []byte {
 	if o.MaxEvents > 0 {
 		coalesce = fmt.Sprintf("    coalesce: {max_events: %d}\n", o.MaxEvents)
 	}
+	hist := ""
+	if o.History > 0 {
+		hist = fmt.Sprintf("history: {max_events: %d}\n", o.History)
+	}
 	nats := ""
 	if o.NATSURL != "" {
 		nats = fmt.Sprintf("  nats: {url: %q, stream: %q}", o.NATSURL, o.Stream)
@@ -122,7 +128,7 @@ func (o relaydOpts) yaml() []byte {
 		"@LOGLEVEL@", o.LogLevel, "@BACKEND@", o.Backend, "@DB@", o.DB, "@NATS@", nats,
 		"@OPERATOR@", o.OperatorURL, "@CONCURRENCY@", strconv.Itoa(o.Concurrency),
 		"@RATE@", strconv.FormatFloat(o.Rate, 'f', -1, 64), "@BURST@", strconv.Itoa(o.Burst),
-		"@COALESCE@\n", coalesce,
+		"@COALESCE@\n", coalesce, "@HISTORY@\n", hist,
 	).Replace(relaydConfig))
 }
 

@@ -32,9 +32,17 @@ func cmdEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				q.Set(k, v)
 			}
 		}
-		q.Set("limit", fmt.Sprint(*limit))
-		var page history.Page
-		if err := c.do(ctx, http.MethodGet, "/admin/events?"+q.Encode(), &page); err != nil {
+		page, err := fillPage(*limit, *before, func(before string, n int) (history.Page, error) {
+			q.Set("limit", fmt.Sprint(n))
+			q.Del("before")
+			if before != "" {
+				q.Set("before", before)
+			}
+			var page history.Page
+			err := c.do(ctx, http.MethodGet, "/admin/events?"+q.Encode(), &page)
+			return page, err
+		})
+		if err != nil {
 			return err
 		}
 		if *a.asJSON {
@@ -72,6 +80,28 @@ func cmdEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return nil
 	default:
 		return usageErr("unknown events command %q: want list|show|replay", verb)
+	}
+}
+
+// fillPage asks for pages until it holds limit events or the history's
+// end: a filtered listing may come back short with a next, when the
+// storage read its window of records without filling the page.
+func fillPage(limit int, before string, get func(before string, n int) (history.Page, error)) (history.Page, error) {
+	var out history.Page
+	for {
+		page, err := get(before, limit-len(out.Events))
+		if err != nil {
+			return out, err
+		}
+		out.Events = append(out.Events, page.Events...)
+		out.Next = page.Next
+		if page.Next == "" || len(out.Events) >= limit {
+			if out.Events == nil {
+				out.Events = []history.Record{}
+			}
+			return out, nil
+		}
+		before = page.Next
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -60,5 +61,46 @@ func TestEventsCommands(t *testing.T) {
 	}
 	if _, _, code := runCLI(t, "dry-run", "--route", "gh", "--admin", c.admin); code != 2 {
 		t.Errorf("dry-run without events: exit %d, want 2", code)
+	}
+}
+
+// A listing whose pages come back short follows next until it has the
+// events asked for or the history ends.
+func TestFillPageFollowsShortPages(t *testing.T) {
+	// The history, newest first, as pages of at most two matches each,
+	// some empty, the way a filtered listing reads its window.
+	pages := map[string]history.Page{
+		"":  {Events: []history.Record{{ID: "9"}}, Next: "8"},
+		"8": {Events: []history.Record{}, Next: "5"},
+		"5": {Events: []history.Record{{ID: "4"}, {ID: "3"}}, Next: "3"},
+		"3": {Events: []history.Record{{ID: "1"}}},
+	}
+	tests := []struct {
+		limit    int
+		want     string
+		wantNext string
+		calls    int
+	}{
+		{1, "[9]", "8", 1},
+		{3, "[9 4 3]", "3", 3},
+		{10, "[9 4 3 1]", "", 4},
+	}
+	for _, tt := range tests {
+		calls := 0
+		page, err := fillPage(tt.limit, "", func(before string, n int) (history.Page, error) {
+			calls++
+			p := pages[before]
+			if len(p.Events) > n {
+				p.Events, p.Next = p.Events[:n], p.Events[n-1].ID
+			}
+			return p, nil
+		})
+		var ids []string
+		for _, r := range page.Events {
+			ids = append(ids, r.ID)
+		}
+		if err != nil || fmt.Sprint(ids) != tt.want || page.Next != tt.wantNext || calls != tt.calls {
+			t.Errorf("limit %d: %v next %q in %d calls (err %v), want %s next %q in %d", tt.limit, ids, page.Next, calls, err, tt.want, tt.wantNext, tt.calls)
+		}
 	}
 }

@@ -166,11 +166,21 @@ func (s *server) dryRun(c echo.Context) error {
 		if !ok {
 			return jsonError(c, http.StatusNotFound, "not_found", "no such route: "+req.Route)
 		}
-		page, err := s.o.Events.Events(ctx, history.Query{Source: src, Outcome: history.Accepted, Limit: req.Last})
-		if err != nil {
-			return s.historyError(c, err)
+		// A page may come back short with a next (the storage reads a
+		// window of records per call): go on until there are enough.
+		var sums []history.Record
+		for before := ""; ; {
+			page, err := s.o.Events.Events(ctx, history.Query{Source: src, Outcome: history.Accepted, Limit: req.Last - len(sums), Before: before})
+			if err != nil {
+				return s.historyError(c, err)
+			}
+			sums = append(sums, page.Events...)
+			if page.Next == "" || len(sums) >= req.Last {
+				break
+			}
+			before = page.Next
 		}
-		for _, sum := range page.Events {
+		for _, sum := range sums {
 			rec, err := s.o.Events.Event(ctx, sum.ID)
 			if errors.Is(err, history.ErrNotFound) {
 				// A backend that finds accepted events by delivery id only.

@@ -83,3 +83,40 @@ func TestEventPageShowsReplies(t *testing.T) {
 		}
 	}
 }
+
+// A filtered page may come back empty with a next: the storage read its
+// window without a match. The list then offers Older, not "no match".
+func TestEventListShortPage(t *testing.T) {
+	tests := []struct {
+		name string
+		d    eventsData
+		want []string
+		not  []string
+	}{
+		{"empty with a next", eventsData{Filtered: true, Next: "/ui/?before=abc&route=rare"},
+			[]string{`id="older"`, "before=abc"}, []string{"No event matches"}},
+		{"empty at the end", eventsData{Filtered: true},
+			[]string{"No event matches"}, []string{`id="older"`}},
+		{"short page with a next", eventsData{Filtered: true, Next: "/ui/?before=abc", Events: []history.Record{{ID: "r1", Kind: history.Accepted}}},
+			[]string{`data-id="r1"`, `id="older"`}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			if err := parsePages()["events"].Execute(&out, view{Page: "events", Title: "Events", Now: time.Now(), Data: tt.d}); err != nil {
+				t.Fatal(err)
+			}
+			html := out.String()
+			for _, w := range tt.want {
+				if !strings.Contains(html, w) {
+					t.Errorf("lacks %q", w)
+				}
+			}
+			for _, w := range tt.not {
+				if strings.Contains(html, w) {
+					t.Errorf("has %q", w)
+				}
+			}
+		})
+	}
+}

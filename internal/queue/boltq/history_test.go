@@ -8,6 +8,7 @@ import (
 
 	"github.com/relayd/relayd/internal/history"
 	"github.com/relayd/relayd/internal/queue"
+	bolt "go.etcd.io/bbolt"
 )
 
 func acceptedRecord(at time.Time, delivery string, msgs ...queue.Message) *history.Record {
@@ -193,5 +194,93 @@ func TestHistoryRetention(t *testing.T) {
 	}
 	if ok, _ := s.HasDelivery(ctx, "d0"); ok {
 		t.Fatal("delivery index kept a swept record")
+	}
+}
+
+// TestHistoryListingReadsAWindowPerPage stores 30,000 records in a real
+// file (a smaller window than Events' keeps the proportions of 100,000): a
+// filter that matches three of them finds all three by following Next, and
+// no call reads more than the window.
+func TestHistoryListingReadsAWindowPerPage(t *testing.T) {
+	const total, window = 30000, 1500
+	clock := newClock()
+	s, _ := openTemp(t, Options{Now: clock.Now, History: HistoryOptions{MaxEvents: 2 * total, SweepInterval: -1}})
+	rare := map[int]bool{7: true, total/2 + 1: true, total - 3: true} // 0 is the oldest
+	var want []string
+	for start := 0; start < total; start += 10000 {
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for i := start; i < start+10000; i++ {
+				r := &history.Record{ID: history.NewID(clock.Now().Add(time.Duration(i-total) * time.Millisecond)),
+					Delivery: fmt.Sprint("d", i), Source: "github", Kind: history.Accepted,
+					Routes: []history.RouteOutcome{{Route: "ci", Outcome: history.Delivered}}}
+				if i%1000 == 0 {
+					r = &history.Record{ID: r.ID, Source: "github", Kind: history.Rejected, Status: 401}
+				}
+				if rare[i] {
+					r.Routes = append(r.Routes, history.RouteOutcome{Route: "rare", Outcome: history.Dead})
+					want = append([]string{r.Delivery}, want...)
+				}
+				sr, err := encodeRecord(r)
+				if err != nil {
+					return err
+				}
+				if err := putRecord(tx, sr); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name  string
+		q     history.Query
+		want  []string
+		calls int // pages it takes to reach the end
+	}{
+		{"rare route", history.Query{Route: "rare", Limit: 10}, want, total / window},
+		{"rare outcome", history.Query{Outcome: history.Dead}, want, total / window},
+		{"no match", history.Query{Source: "stripe"}, nil, total / window},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			calls := 0
+			for q := tt.q; ; calls++ {
+				page, read, err := s.events(q, window)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if read > window {
+					t.Fatalf("call %d read %d records, more than the window %d", calls, read, window)
+				}
+				for _, r := range page.Events {
+					got = append(got, r.Delivery)
+				}
+				if page.Next == "" {
+					break
+				}
+				if calls > total/window+1 {
+					t.Fatalf("still a next after %d calls", calls)
+				}
+				q.Before = page.Next
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+			if calls+1 != tt.calls {
+				t.Errorf("reached the end in %d calls, want %d", calls+1, tt.calls)
+			}
+		})
+	}
+	// A filter that matches often fills its page from the newest records.
+	page, read, err := s.events(history.Query{Route: "ci", Limit: 50}, window)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Events) != 50 || page.Next != page.Events[49].ID || read > 60 {
+		t.Fatalf("full page: %d events, next %q, read %d", len(page.Events), page.Next, read)
 	}
 }

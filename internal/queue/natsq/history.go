@@ -45,9 +45,12 @@ type outcomeUpdate struct {
 
 const (
 	historyUpdates   = 4096 // outcome updates waiting for the writer; past it they are dropped
-	historyScanMax   = 20000
 	historyFindTries = 5
 )
+
+// historyScanMax is the most stream messages one listing reads: a filter
+// that matches little returns a short page with a Next to go on from.
+var historyScanMax = 20000
 
 // OpenHistory creates or updates the history stream and starts the writer
 // of outcome updates, which stops at Close. Without it the history
@@ -256,7 +259,11 @@ func (s *Store) Events(ctx context.Context, q history.Query) (history.Page, erro
 		seq = min(seq, b-1)
 	}
 	limit := q.PageLimit()
-	for scanned := 0; seq >= info.State.FirstSeq && seq > 0 && scanned < historyScanMax; seq, scanned = seq-1, scanned+1 {
+	for scanned := 0; seq >= info.State.FirstSeq && seq > 0; seq, scanned = seq-1, scanned+1 {
+		if scanned == historyScanMax {
+			page.Next = strconv.FormatUint(seq+1, 10)
+			return page, nil
+		}
 		raw, err := h.stream.GetMsg(ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue // replaced by a later update, or expired

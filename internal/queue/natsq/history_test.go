@@ -70,6 +70,28 @@ func TestHistoryOnJetStream(t *testing.T) {
 	if d := page.Events[1]; d.Kind != history.Duplicate || d.DuplicateOf != rec.ID {
 		t.Fatalf("duplicate %+v", d)
 	}
+	// A listing reads a window of messages: a filter that matches only
+	// the oldest record gets there by following next.
+	restore := natsq.SetHistoryScanMax(2)
+	var found []string
+	calls := 0
+	for q := (history.Query{Outcome: history.Delivered}); ; calls++ {
+		page, err := s.Events(ctx, q)
+		if err != nil || calls > 10 {
+			t.Fatalf("windowed listing: %+v %v after %d calls", page, err, calls)
+		}
+		for _, r := range page.Events {
+			found = append(found, r.Delivery)
+		}
+		if page.Next == "" {
+			break
+		}
+		q.Before = page.Next
+	}
+	restore()
+	if fmt.Sprint(found) != "[d-1]" || calls < 2 {
+		t.Fatalf("windowed listing found %v in %d calls, want [d-1] in more than one", found, calls+1)
+	}
 	// The stream's limits are the retention: 5 records at most.
 	if err := s.Record(ctx, history.Record{ID: history.NewID(now.Add(time.Second)), Delivery: "f-9", Kind: history.Accepted}); err != nil {
 		t.Fatal(err)
