@@ -62,7 +62,11 @@ func parseSSE(r io.Reader) (sseResult, error) {
 		}
 		if res.ChatID != "" {
 			// The chat id is known: the rest of the stream is mostly text
-			// deltas, decoded without a map per event.
+			// deltas, read without decoding the whole event.
+			if d, ok := textDelta(payload); ok {
+				addDelta(&deltas, d)
+				return false
+			}
 			var ev sseTextEvent
 			if json.Unmarshal(payload, &ev) == nil {
 				ev.apply(&deltas, &full, &haveFull)
@@ -134,6 +138,47 @@ func parseSSE(r io.Reader) (sseResult, error) {
 		dispatch() // a last event without its blank line
 	}
 	return finish(res, &deltas, full, haveFull), err
+}
+
+var (
+	textDeltaHead = []byte(`{"type":"text-delta",`)
+	deltaMember   = []byte(`,"delta":"`)
+)
+
+// textDelta reads the delta of an event written as streams write one,
+// {"type":"text-delta",…,"delta":"…"} without spaces and with the delta
+// last, decoding only the delta string. ok is false for any other shape,
+// which the caller then decodes in full.
+func textDelta(payload []byte) (string, bool) {
+	if !bytes.HasPrefix(payload, textDeltaHead) || !bytes.HasSuffix(payload, []byte(`"}`)) {
+		return "", false
+	}
+	open := bytes.LastIndex(payload, deltaMember)
+	if open < 0 {
+		return "", false
+	}
+	open += len(deltaMember) - 1 // the string's opening quote
+	closing := -1
+	for k := open + 1; k < len(payload); k++ {
+		if payload[k] == '\\' {
+			k++
+			continue
+		}
+		if payload[k] == '"' {
+			closing = k
+			break
+		}
+	}
+	// The delta's string must end right before the object's last brace:
+	// then it is a member of the outermost object, not of one inside it.
+	if closing != len(payload)-2 || !json.Valid(payload) {
+		return "", false
+	}
+	var d string
+	if json.Unmarshal(payload[open:closing+1], &d) != nil {
+		return "", false
+	}
+	return d, true
 }
 
 // sseTextEvent is the part of a stream event that carries text.

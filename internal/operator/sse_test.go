@@ -2,6 +2,7 @@ package operator
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -136,4 +137,36 @@ func (r *oneByteReader) Read(p []byte) (int, error) {
 	p[0] = r.b[0]
 	r.b = r.b[1:]
 	return 1, nil
+}
+
+// The fast read of a text delta agrees with a full decode, and leaves
+// every shape it does not know to it.
+func TestTextDelta(t *testing.T) {
+	tests := []struct {
+		payload string
+		want    string
+		ok      bool
+	}{
+		{`{"type":"text-delta","id":"txt_0","delta":"Hello "}`, "Hello ", true},
+		{`{"type":"text-delta","id":"t","delta":"a \"quoted\" \\ word\n\u00e9"}`, "a \"quoted\" \\ word\né", true},
+		{`{"type":"text-delta","delta":""}`, "", true},
+		{`{"type":"text-delta","meta":{"delta":"inner"}}`, "", false},                     // not the outer object's
+		{`{"type":"text-delta","delta":"a","extra":1}`, "", false},                        // delta not last
+		{`{"type": "text-delta","delta":"a"}`, "", false},                                 // spaced: full decode
+		{`{"type":"text-delta-x","delta":"a"}`, "", false},                                // another type
+		{`{"type":"text-delta","x":{"y":"z"},"delta":"a\"}`, "", false},                   // unterminated
+		{`{"type":"text-delta","note":"say ,\"delta\":\"no","delta":"yes"}`, "yes", true}, // key text inside a string
+	}
+	for _, tt := range tests {
+		got, ok := textDelta([]byte(tt.payload))
+		if ok != tt.ok || got != tt.want {
+			t.Errorf("textDelta(%s) = %q, %v; want %q, %v", tt.payload, got, ok, tt.want, tt.ok)
+		}
+		if ok {
+			var full struct{ Delta string }
+			if err := json.Unmarshal([]byte(tt.payload), &full); err != nil || full.Delta != got {
+				t.Errorf("textDelta(%s) = %q, a full decode says %q (%v)", tt.payload, got, full.Delta, err)
+			}
+		}
+	}
 }
