@@ -34,7 +34,6 @@ type Pipeline interface {
 
 const (
 	maxDryRunEvents = 200
-	maxReplays      = 1000 // replays of one delivery: {delivery}.replay-1 … -1000
 )
 
 func (s *server) noHistory(c echo.Context) error {
@@ -94,18 +93,12 @@ func (s *server) replayEvent(c echo.Context) error {
 	if rec.Kind != history.Accepted {
 		return jsonError(c, http.StatusConflict, "not_replayable", "only accepted events keep a body to replay")
 	}
-	delivery := ""
-	for n := 1; n <= maxReplays; n++ {
-		d := fmt.Sprintf("%s.replay-%d", rec.Delivery, n)
-		if _, err := s.o.Events.Event(ctx, d); errors.Is(err, history.ErrNotFound) {
-			delivery = d
-			break
-		} else if err != nil {
-			return s.historyError(c, err)
-		}
-	}
-	if delivery == "" {
+	delivery, err := history.ReplayDelivery(ctx, rec.Delivery, s.o.Events.Event)
+	if errors.Is(err, history.ErrTooManyReplays) {
 		return jsonError(c, http.StatusConflict, "too_many_replays", "this event was replayed too often")
+	}
+	if err != nil {
+		return s.historyError(c, err)
 	}
 	routes, err := s.o.Pipeline.Replay(ctx, rec, delivery)
 	if err != nil {

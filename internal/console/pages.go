@@ -19,8 +19,7 @@ import (
 
 const (
 	maxDryRunEvents = 200
-	maxReplays      = 1000 // replays of one delivery: {delivery}.replay-1 … -1000
-	maxListed       = 500  // dead letters and conversations shown on one page
+	maxListed       = 500 // dead letters and conversations shown on one page
 	defaultDryRun   = 10
 )
 
@@ -307,18 +306,13 @@ func (c *Console) replay(w http.ResponseWriter, r *http.Request, s *session) {
 		c.refuse(w, r, http.StatusConflict, "Only accepted events keep a body to replay.")
 		return
 	}
-	delivery := ""
-	for n := 1; n <= maxReplays && delivery == ""; n++ {
-		d := fmt.Sprintf("%s.replay-%d", rec.Delivery, n)
-		if _, err := c.o.Events.Event(ctx, d); errors.Is(err, history.ErrNotFound) {
-			delivery = d
-		} else if err != nil {
-			c.fail(w, r, s, err)
-			return
-		}
-	}
-	if delivery == "" {
+	delivery, err := history.ReplayDelivery(ctx, rec.Delivery, c.o.Events.Event)
+	if errors.Is(err, history.ErrTooManyReplays) {
 		c.refuse(w, r, http.StatusConflict, "This event was replayed too often.")
+		return
+	}
+	if err != nil {
+		c.fail(w, r, s, err)
 		return
 	}
 	routes, err := c.o.Pipeline.Replay(ctx, rec, delivery)
