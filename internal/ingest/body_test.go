@@ -17,6 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/relayd/relayd/internal/history"
+	"github.com/relayd/relayd/internal/metrics"
 	"github.com/relayd/relayd/internal/payload"
 	"github.com/relayd/relayd/internal/queue"
 	"github.com/relayd/relayd/internal/route"
@@ -416,5 +421,99 @@ func TestSmallBodiesKeepTheirShare(t *testing.T) {
 	}
 	if resp := post(t, srv, "/plain", strings.Repeat("s", 16<<10), nil); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("small request beside two large holders: %d, want 202", resp.StatusCode)
+	}
+}
+
+// recorded keeps the history records a handler writes.
+type recorded struct {
+	mu   sync.Mutex
+	recs []history.Record
+}
+
+func (r *recorded) Record(_ context.Context, rec history.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recs = append(r.recs, rec)
+	return nil
+}
+
+// TestTrickleCutByReadTimeout: a sender that sends its headers and then
+// trickles its body past the server's read timeout is answered 408, not
+// 400: its body was not malformed, only late. It counts as a 408 for its
+// source, is not a verification failure, and is kept as rejected.
+func TestTrickleCutByReadTimeout(t *testing.T) {
+	tab, err := Compile(Spec{
+		MaxBody: 128 << 10, MaxInflated: 128 << 10, MaxInflight: 1 << 20,
+		Sources: []SourceSpec{{Name: "plain", Path: "/plain", Body: payload.Text, Verify: verify.Spec{Type: "none"}}},
+		Routes:  []route.Spec{{Name: "p", Source: "plain", Template: "x"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New(prometheus.NewRegistry())
+	rec := &recorded{}
+	store := &countStore{}
+	h := New(tab, Options{Store: store, Metrics: m, Recorder: rec})
+	srv := httptest.NewUnstartedServer(h.Echo())
+	// Short, so the test does not wait long; nothing below depends on how
+	// long the cut takes.
+	srv.Config.ReadTimeout = 200 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "POST /plain HTTP/1.1\r\nHost: x\r\nContent-Length: 1024\r\n\r\n")
+	// Trickle a byte at a time until the server answers.
+	answered, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-answered:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			if _, err := c.Write([]byte("z")); err != nil {
+				return
+			}
+		}
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	close(answered)
+	<-stopped
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("trickled body cut by the read timeout: %d %s, want 408", resp.StatusCode, body)
+	}
+	if !strings.Contains(string(body), `"request_timeout"`) {
+		t.Errorf("answer %s lacks error code request_timeout", body)
+	}
+	if got := testutil.ToFloat64(m.HTTPRequests.WithLabelValues("plain", "408")); got != 1 {
+		t.Errorf("relayd_http_requests_total{plain,408} = %v, want 1", got)
+	}
+	if n := testutil.CollectAndCount(m.VerificationFailures); n != 0 {
+		t.Errorf("a late body counted as a verification failure (%d series)", n)
+	}
+	if n := h.budget.Held(); n != 0 {
+		t.Errorf("budget holds %d bytes after the cut", n)
+	}
+	store.mu.Lock()
+	if store.n != 0 {
+		t.Errorf("%d batches enqueued from a cut body", store.n)
+	}
+	store.mu.Unlock()
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.recs) != 1 || rec.recs[0].Kind != history.Rejected || rec.recs[0].Status != http.StatusRequestTimeout ||
+		rec.recs[0].Reason != "request_timeout" {
+		t.Errorf("history: %+v, want one rejected record, status 408, reason request_timeout", rec.recs)
 	}
 }

@@ -33,6 +33,9 @@ var (
 	// errOverloaded: the bodies being read at once hold
 	// server.max_inflight_body_bytes.
 	errOverloaded = &httpError{status: http.StatusServiceUnavailable, code: "overloaded", msg: "too many request bodies being read at once; retry later"}
+	// errBodyTimeout: server.read_timeout cut a body that was still
+	// arriving. The body was late, not malformed.
+	errBodyTimeout = &httpError{status: http.StatusRequestTimeout, code: "request_timeout", msg: "request body not received within the read timeout"}
 )
 
 func badBody(msg string) *httpError {

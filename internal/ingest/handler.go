@@ -13,6 +13,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -304,7 +305,7 @@ func (h *Handler) record(rec *history.Record, status int) {
 // never its body.
 func (h *Handler) recordRejected(req *http.Request, t *Table, src *Source, e *httpError) {
 	switch e.status {
-	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden,
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusRequestTimeout,
 		http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable:
 	default:
 		return
@@ -358,6 +359,11 @@ func (h *Handler) read(held *reservation, w http.ResponseWriter, req *http.Reque
 		// The rest of the body is not read; do not wait for it.
 		w.Header().Set("Connection", "close")
 		return nil, errOverloaded
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) && netErr.Timeout() {
+		w.Header().Set("Connection", "close")
+		return nil, errBodyTimeout
 	}
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) || errors.Is(err, errInflatedTooLarge) {
