@@ -138,6 +138,13 @@ func (d *Daemon) initLabels(cfg *config.Config) {
 		routes = append(routes, r.Name)
 	}
 	d.metrics.InitLabels(sources, routes)
+	for _, r := range cfg.Routes {
+		sinks := make([]string, 0, len(r.Reply))
+		for _, s := range r.Reply {
+			sinks = append(sinks, s.Type)
+		}
+		d.metrics.InitReplyLabels(r.Name, sinks)
+	}
 }
 
 // Store returns the storage backend.

@@ -193,6 +193,15 @@ func (j *job) replyDead(p reply.Post, sink string, err error) {
 	d, m := j.d, j.msg
 	f := replyFailure(err, d.now())
 	j.countReply(sink, history.ReplyDead)
+	// A dead reply is a dead letter like any message: the alert on dead
+	// letters must see it. A retryable failure died of its attempts.
+	reason := f.Reason
+	if retry, _ := reply.Classify(err); retry {
+		reason = metrics.ReasonMaxAttempts
+	} else if !slices.Contains(metrics.ReplyDeadReasons, reason) {
+		reason = operator.ReasonPermanent // labels stay a fixed set
+	}
+	d.m.DeadLetters.WithLabelValues(m.Route, reason).Inc()
 	j.log.Error("reply dead-lettered", "sink", sink, "status", f.Status, "reason", f.Reason,
 		"attempts", m.Attempts+1, "err", err)
 	j.recordReply(p, history.ReplyDead, m.Attempts+1, f.Text())

@@ -15,6 +15,7 @@ import (
 
 	"github.com/relayd/relayd/internal/dispatch"
 	"github.com/relayd/relayd/internal/history"
+	"github.com/relayd/relayd/internal/metrics"
 	opfake "github.com/relayd/relayd/internal/operator/fake"
 	"github.com/relayd/relayd/internal/queue"
 	"github.com/relayd/relayd/internal/queue/boltq"
@@ -340,5 +341,46 @@ func TestReplyRateLimitHoldsTheSink(t *testing.T) {
 		if c.CreatedAt.Before(reset) {
 			t.Errorf("comment on #%d created at %v, before the reset %v", c.Number, c.CreatedAt, reset)
 		}
+	}
+}
+
+// A reply post that dies is a dead letter like any message: counted in
+// relayd_dead_letters_total under its route, with the sink's permanent
+// reason, or max_attempts when its attempts ran out; and in
+// relayd_replies_total as dead. The turn it answers stays delivered.
+func TestReplyDeadLettersCounted(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		setup  func(gh *fake.GitHub, h *harness)
+		reason string
+	}{
+		{"permanent 404", func(*fake.GitHub, *harness) {}, reply.ReasonNotFound},
+		{"5xx past max_attempts", func(gh *fake.GitHub, h *harness) {
+			gh.AddIssue(replyRepo, 9)
+			gh.FailNext(2, fake.GitHubServerError(http.StatusBadGateway))
+			h.settings.Retry.MaxAttempts = 2
+		}, metrics.ReasonMaxAttempts},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gh, spec := newGitHub(t)
+			h := replyHarness(t, spec)
+			tc.setup(gh, h)
+			h.enqueue(prMsg("a", 9))
+			h.start()
+			h.waitFor("a dead reply", func() bool { return len(h.deadReplies()) == 1 })
+			h.settled()
+			if got := h.deadCount("ci", tc.reason); got != 1 {
+				t.Errorf("relayd_dead_letters_total{ci,%s} = %v, want 1", tc.reason, got)
+			}
+			if got := testutil.CollectAndCount(h.m.DeadLetters); got != 1 {
+				t.Errorf("relayd_dead_letters_total has %d series, want 1", got)
+			}
+			if got := h.replies(reply.TypeGitHub, "dead"); got != 1 {
+				t.Errorf("relayd_replies_total{ci,github_comment,dead} = %v, want 1", got)
+			}
+			if got := h.attempts("ci", "dead"); got != 0 {
+				t.Errorf("dispatch attempts dead = %v, want 0: the turn was delivered", got)
+			}
+		})
 	}
 }

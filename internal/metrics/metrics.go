@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/relayd/relayd/internal/operator"
+	"github.com/relayd/relayd/internal/reply"
 	"github.com/relayd/relayd/internal/verify"
 )
 
@@ -30,7 +31,11 @@ var (
 	// A 401 pauses dispatch and never dead-letters (the message is kept).
 	DeadReasons = append(slices.DeleteFunc(slices.Clone(operator.PermanentReasons),
 		func(r string) bool { return r == operator.ReasonUnauthorized }), ReasonMaxAttempts)
-	RateLimitScopes = []string{"account", "route"}
+	// ReplyDeadReasons label relayd_dead_letters_total for a reply post:
+	// the reply's permanent reason (permanent for any other), or
+	// max_attempts.
+	ReplyDeadReasons = append(slices.Clone(reply.PermanentReasons), operator.ReasonPermanent, ReasonMaxAttempts)
+	RateLimitScopes  = []string{"account", "route"}
 	// ReplySinks and ReplyOutcomes are the label values of
 	// relayd_replies_total: the reply sink types, and what became of one
 	// attempt to post.
@@ -164,6 +169,25 @@ func New(reg prometheus.Registerer) *Metrics {
 // SetBuildInfo records the running build.
 func (m *Metrics) SetBuildInfo(version, revision string) {
 	m.BuildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
+}
+
+// InitReplyLabels creates at zero the series a route with reply sinks
+// adds: its replies by sink and outcome, and its dead replies by reason,
+// so an alert on increase() sees the first one. Call it with InitLabels.
+func (m *Metrics) InitReplyLabels(route string, sinks []string) {
+	for _, s := range sinks {
+		if !slices.Contains(ReplySinks, s) {
+			continue
+		}
+		for _, o := range ReplyOutcomes {
+			m.Replies.WithLabelValues(route, s, o)
+		}
+	}
+	if len(sinks) > 0 {
+		for _, r := range ReplyDeadReasons {
+			m.DeadLetters.WithLabelValues(route, r)
+		}
+	}
 }
 
 // InitLabels creates every known series at zero so rate() works from the

@@ -48,7 +48,7 @@ func TestLabelSetsCoverReasons(t *testing.T) {
 	}
 	for name, set := range map[string][]string{
 		"VerificationReasons": VerificationReasons, "DispatchOutcomes": DispatchOutcomes,
-		"RetryReasons": RetryReasons, "DeadReasons": DeadReasons,
+		"RetryReasons": RetryReasons, "DeadReasons": DeadReasons, "ReplyDeadReasons": ReplyDeadReasons,
 	} {
 		if s := slices.Compact(slices.Sorted(slices.Values(set))); len(s) != len(set) {
 			t.Errorf("%s lists a value twice: %v", name, set)
@@ -72,5 +72,22 @@ func TestInitLabels(t *testing.T) {
 		if got := testutil.CollectAndCount(tc.c); got != tc.want {
 			t.Errorf("%s: %d series, want %d", tc.name, got, tc.want)
 		}
+	}
+}
+
+// A route with reply sinks has its replies and its dead replies at zero;
+// a sink type outside the fixed set is no label, and a dead-letter reason
+// both kinds share is one series.
+func TestInitReplyLabels(t *testing.T) {
+	m := New(prometheus.NewRegistry())
+	m.InitLabels(nil, []string{"r1", "r2"})
+	m.InitReplyLabels("r1", []string{"github_comment", "slack", "carrier-pigeon"})
+	m.InitReplyLabels("r2", nil)
+	if got, want := testutil.CollectAndCount(m.Replies), 2*len(ReplyOutcomes); got != want {
+		t.Errorf("replies: %d series, want %d", got, want)
+	}
+	union := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(DeadReasons), ReplyDeadReasons...))))
+	if got, want := testutil.CollectAndCount(m.DeadLetters), len(union)+len(DeadReasons); got != want {
+		t.Errorf("dead letters: %d series, want %d (r1: %v; r2: %v)", got, want, union, DeadReasons)
 	}
 }

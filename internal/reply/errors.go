@@ -35,6 +35,9 @@ const (
 	ReasonBadPost  = "bad_post"  // a Post this Replier cannot send (unknown sink, bad target)
 )
 
+// PermanentReasons are the reasons a post is given up on at once.
+var PermanentReasons = []string{ReasonAuth, ReasonNotFound, ReasonInvalid, ReasonGone, ReasonRejected, ReasonBadPost}
+
 const (
 	// defaultRateWait is GitHub's advice for a secondary rate limit that
 	// names no time: wait at least a minute.
