@@ -46,6 +46,16 @@ func testReplyEndToEnd(t *testing.T, onNATS bool) {
 		}
 	}
 	h := startDaemon(t, cfg)
+	// A route with reply sinks shows its dead replies at zero from the
+	// first scrape, so an alert on their increase sees the first one.
+	for _, series := range []string{
+		`relayd_dead_letters_total{reason="auth",route="ci-failures"} 0`,
+		`relayd_replies_total{outcome="dead",route="ci-failures",sink="github_comment"} 0`,
+	} {
+		if m := h.get("/metrics"); !strings.Contains(m, series) {
+			t.Errorf("/metrics lacks %s", series)
+		}
+	}
 	if a := h.post("workflow_run", "d-1", workflowRun(t, "octo/one", "failure")); a.Status != http.StatusAccepted {
 		t.Fatalf("post: %+v", a)
 	}
