@@ -172,7 +172,9 @@ func TestClusterAccountRateLimit(t *testing.T) {
 	if span, want := at[len(at)-1].Sub(at[0]), time.Duration(n-1)*time.Second/5-slack; span < want {
 		t.Errorf("%d requests took %v, want at least %v", n, span, want)
 	}
-	if w := c.sum(func(m *metrics.Metrics) float64 { return testutil.ToFloat64(m.RateLimitWait.WithLabelValues("account")) }); w <= 0 {
+	if w := c.sum(func(m *metrics.Metrics) float64 {
+		return testutil.ToFloat64(m.RateLimitWait.WithLabelValues("account"))
+	}); w <= 0 {
 		t.Errorf("rate_limit_wait{account} = %v summed over the replicas, want > 0", w)
 	}
 	busy := 0
