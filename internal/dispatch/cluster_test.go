@@ -252,3 +252,37 @@ func TestClusterTurnLimit(t *testing.T) {
 		t.Fatalf("queue %+v, want the third event still queued", st)
 	}
 }
+
+// A 429 with Retry-After that one replica gets holds the other replicas
+// back too, through the account's shared slots.
+func TestClusterRetryAfterShared(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2)
+	s := defaultSettings()
+	s.RateLimit = dispatch.RateLimit{PerSecond: 50, Burst: 5}
+	a, b := c.replicas[0], c.replicas[1]
+	c.fake.FailNext(1, fake.Fault{Status: 429, RetryAfter: "2"})
+	c.start(a, s)
+	first := newMsg("r", "a", "conversation a")
+	c.enqueue(first)
+	c.waitFor("the 429 to be handled", waitTimeout, func() bool {
+		return testutil.ToFloat64(a.m.Retries.WithLabelValues("r", "rate_limited")) == 1
+	})
+	a.stop() // only the other replica may send now
+	c.start(b, s)
+	other := newMsg("r", "b", "conversation b")
+	c.enqueue(other)
+	c.waitFor("the other conversation sent", waitTimeout, func() bool { return len(c.arrivals("conversation b")) == 1 })
+	var refused time.Time
+	for _, r := range c.fake.Requests() {
+		if r.Status == 429 {
+			refused = r.Start
+		}
+	}
+	if d := c.arrivals("conversation b")[0].Sub(refused); d < 2*time.Second {
+		t.Errorf("the other replica sent %v after the account's 429 with Retry-After: 2", d)
+	}
+	if w := testutil.ToFloat64(b.m.RateLimitWait.WithLabelValues("account")); w <= 0 {
+		t.Errorf("rate_limit_wait{account} on the other replica = %v, want > 0", w)
+	}
+}
