@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -34,26 +35,44 @@ const maxEmission = 24 * time.Hour
 // which the scope's bucket would be empty again. A take reads it and
 // writes it forward by one emission interval with a revision check, so two
 // replicas never get the same slot; on a conflict it reads again. That is
-// two KV operations per take (more under contention between replicas), and
-// the caller then sleeps until its slot.
+// two KV operations per round (more under contention between replicas),
+// and the caller then sleeps until its slot. In a process, one goroutine
+// per scope does the rounds, each for every take waiting at that moment,
+// so a high limit does not cap a replica at one take per round trip, and
+// conflicts come from other replicas only.
 //
 // Times are the replicas' wall clocks: a replica whose clock runs ε ahead
 // of the others may send up to ε early, so the account may see up to
 // rate×ε requests more than the limit in a window. Replicas are assumed to
 // be synchronised (NTP: milliseconds).
-//
-// Only one take per scope runs at a time in a process, so conflicts come
-// from other replicas only.
 type RateLimiter struct {
 	s *Store
 
 	mu     sync.Mutex
-	scopes map[string]*sync.Mutex
+	scopes map[string]chan *takeReq // served by one goroutine each
 }
+
+// takeReq is one Take waiting for its scope's next round.
+type takeReq struct {
+	ctx       context.Context
+	perSecond float64
+	burst     int
+	maxWait   time.Duration
+	reply     chan takeRes // buffered: the round never waits for the taker
+}
+
+type takeRes struct {
+	at  time.Time
+	ok  bool
+	err error
+}
+
+// maxRound bounds the takes served by one round.
+const maxRound = 1024
 
 // RateLimiter returns the store's shared rate limiter.
 func (s *Store) RateLimiter() *RateLimiter {
-	s.limOnce.Do(func() { s.lim = &RateLimiter{s: s, scopes: map[string]*sync.Mutex{}} })
+	s.limOnce.Do(func() { s.lim = &RateLimiter{s: s, scopes: map[string]chan *takeReq{}} })
 	return s.lim
 }
 
@@ -70,18 +89,100 @@ func (s *Store) provisionLimits(ctx context.Context) (jetstream.KeyValue, error)
 // When the slot would be due more than maxWait from now, nothing is taken:
 // ok is false and at says when the next slot would be due. A perSecond <= 0
 // is unlimited: every slot is due now, with no KV operation. The error
-// wraps queue.ErrUnavailable when NATS does not answer.
+// wraps queue.ErrUnavailable when NATS does not answer. A Take cancelled
+// while its round runs may still have used a slot.
 func (r *RateLimiter) Take(ctx context.Context, scope string, perSecond float64, burst int, maxWait time.Duration) (at time.Time, ok bool, err error) {
-	now := r.s.o.Now()
 	if perSecond <= 0 {
-		return now, true, nil
+		return r.s.o.Now(), true, nil
 	}
-	err = r.update(ctx, scope, func(tat, now time.Time) (time.Time, bool) {
-		var next time.Time
-		at, next, ok = gcraTake(tat, now, perSecond, burst, maxWait)
-		return next, ok
-	})
-	return at, ok, err
+	ch, err := r.scope(scope)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	req := &takeReq{ctx: ctx, perSecond: perSecond, burst: burst, maxWait: maxWait, reply: make(chan takeRes, 1)}
+	select {
+	case ch <- req:
+	case <-ctx.Done():
+		return time.Time{}, false, ctx.Err()
+	case <-r.s.ctx.Done():
+		return time.Time{}, false, fmt.Errorf("natsq: rate limit: %w", queue.ErrClosed)
+	}
+	select {
+	case res := <-req.reply:
+		return res.at, res.ok, res.err
+	case <-ctx.Done():
+		return time.Time{}, false, ctx.Err()
+	}
+}
+
+// scope returns the channel of scope's goroutine, starting it if needed.
+func (r *RateLimiter) scope(scope string) (chan *takeReq, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ch, ok := r.scopes[scope]; ok {
+		return ch, nil
+	}
+	s := r.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		// Close waits for the goroutines started before it began.
+		return nil, fmt.Errorf("natsq: rate limit: %w", queue.ErrClosed)
+	}
+	ch := make(chan *takeReq)
+	r.scopes[scope] = ch
+	s.wg.Add(1)
+	go r.serve(limitKey(scope), ch)
+	return ch, nil
+}
+
+// serve runs scope's rounds until the store closes: each round takes a
+// slot for every Take waiting, in the order they came, with one read and
+// one revision-checked write.
+func (r *RateLimiter) serve(key string, ch chan *takeReq) {
+	defer r.s.wg.Done()
+	for {
+		var round []*takeReq
+		select {
+		case <-r.s.ctx.Done():
+			return
+		case req := <-ch:
+			round = append(round, req)
+		}
+	more:
+		for len(round) < maxRound {
+			select {
+			case req := <-ch:
+				round = append(round, req)
+			default:
+				break more
+			}
+		}
+		// Takers that left before their round get nothing (a slot would
+		// be wasted).
+		round = slices.DeleteFunc(round, func(q *takeReq) bool { return q.ctx.Err() != nil })
+		if len(round) == 0 {
+			continue
+		}
+		res := make([]takeRes, len(round))
+		err := r.update(r.s.ctx, key, func(tat, now time.Time) (time.Time, bool) {
+			write := false
+			for i, q := range round {
+				var next time.Time
+				res[i].at, next, res[i].ok = gcraTake(tat, now, q.perSecond, q.burst, q.maxWait)
+				if res[i].ok {
+					tat, write = next, true
+				}
+			}
+			return tat, write
+		})
+		for i, q := range round {
+			if err != nil {
+				res[i] = takeRes{err: err}
+			}
+			q.reply <- res[i]
+		}
+	}
 }
 
 // Hold keeps every replica from taking a slot of scope before until (the
@@ -92,29 +193,25 @@ func (r *RateLimiter) Hold(ctx context.Context, scope string, perSecond float64,
 	if perSecond <= 0 {
 		return nil
 	}
-	return r.update(ctx, scope, func(tat, _ time.Time) (time.Time, bool) {
+	return r.update(ctx, limitKey(scope), func(tat, _ time.Time) (time.Time, bool) {
 		next := gcraHold(tat, perSecond, burst, until)
 		return next, next.After(tat)
 	})
 }
 
-// update reads scope's record, lets f decide the next one, and writes it
+// update reads key's record, lets f decide the next one, and writes it
 // with a revision check, reading again on a conflict until it wins or ctx
 // ends. f gets the stored time (zero when none) and the current time.
-func (r *RateLimiter) update(ctx context.Context, scope string, f func(tat, now time.Time) (time.Time, bool)) error {
-	if r.s.isClosed() {
-		return fmt.Errorf("natsq: rate limit: %w", queue.ErrClosed)
-	}
-	// Fail at once while disconnected, so the caller falls back without
-	// waiting for a timeout on every take.
-	if st := r.s.nc.Status(); st != nats.CONNECTED {
-		return fmt.Errorf("natsq: rate limit: nats %s: %w", st, queue.ErrUnavailable)
-	}
-	mu := r.scopeLock(scope)
-	mu.Lock()
-	defer mu.Unlock()
-	key := limitKey(scope)
+func (r *RateLimiter) update(ctx context.Context, key string, f func(tat, now time.Time) (time.Time, bool)) error {
 	for try := 0; ; try++ {
+		if r.s.isClosed() {
+			return fmt.Errorf("natsq: rate limit: %w", queue.ErrClosed)
+		}
+		// Fail at once while disconnected, so the caller falls back without
+		// waiting for a timeout.
+		if st := r.s.nc.Status(); st != nats.CONNECTED {
+			return fmt.Errorf("natsq: rate limit: nats %s: %w", st, queue.ErrUnavailable)
+		}
 		err := r.try(ctx, key, f)
 		if !errors.Is(err, errLimitConflict) {
 			return err
@@ -171,17 +268,6 @@ func (r *RateLimiter) try(ctx context.Context, key string, f func(tat, now time.
 		return r.s.fail("rate limit update", err)
 	}
 	return nil
-}
-
-func (r *RateLimiter) scopeLock(scope string) *sync.Mutex {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	mu, ok := r.scopes[scope]
-	if !ok {
-		mu = &sync.Mutex{}
-		r.scopes[scope] = mu
-	}
-	return mu
 }
 
 // limitKey is a scope's KV key: "account" and route names as readable as

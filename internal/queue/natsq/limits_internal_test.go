@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -155,7 +156,7 @@ func TestRateLimiterConflict(t *testing.T) {
 	a, b := open().RateLimiter(), open().RateLimiter()
 	calls := 0
 	var got time.Time
-	err := a.update(ctx, "account", func(tat, now time.Time) (time.Time, bool) {
+	err := a.update(ctx, limitKey("account"), func(tat, now time.Time) (time.Time, bool) {
 		calls++
 		if calls == 1 {
 			// The other replica takes the first slot meanwhile.
@@ -180,5 +181,45 @@ func TestRateLimiterConflict(t *testing.T) {
 	at, _, err := b.Take(ctx, "account", 5, 1, forever)
 	if err != nil || !at.Equal(t0.Add(400*time.Millisecond)) {
 		t.Fatalf("third slot +%v (%v), want +400ms", at.Sub(t0), err)
+	}
+}
+
+// Takes waiting at the same time in one process share a round: a replica
+// is not held to one take per round trip to NATS.
+func TestRateLimiterRounds(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	st, err := Open(context.Background(), Options{URLs: []string{url}, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	const workers, each = 32, 20
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				if _, ok, err := st.RateLimiter().Take(context.Background(), "account", 1e6, 1, forever); err != nil || !ok {
+					t.Errorf("take: %v %v", ok, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	info, err := st.js.Stream(context.Background(), "KV_"+st.n.stream+"_limits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writes := info.CachedInfo().State.LastSeq
+	t.Logf("%d takes in %d writes", workers*each, writes)
+	if writes >= workers*each/2 {
+		t.Fatalf("%d takes took %d writes, want rounds shared by the takes waiting", workers*each, writes)
+	}
+	// Every take got its own slot all the same.
+	at, _, err := st.RateLimiter().Take(context.Background(), "account", 1e6, 1, forever)
+	if want := t0.Add(workers * each * time.Microsecond); err != nil || !at.Equal(want) {
+		t.Fatalf("next slot +%v (%v), want +%v", at.Sub(t0), err, want.Sub(t0))
 	}
 }
