@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -270,21 +271,22 @@ func (r *RateLimiter) try(ctx context.Context, key string, f func(tat, now time.
 	return nil
 }
 
-// limitKey is a scope's KV key: "account" and route names as readable as
-// subject tokens allow.
+// limitKey is a scope's KV key: "account", and "route.<name>" for a
+// route; a name that is not a plain word is base64-encoded behind a "=",
+// which plain names cannot contain ("~", as in subjects, is not allowed
+// in a key).
 func limitKey(scope string) string {
-	if route, ok := cutRouteScope(scope); ok {
-		return "route." + routeToken(route)
+	if route, ok := strings.CutPrefix(scope, "route/"); ok && route != "" {
+		return "route." + keyWord(route)
 	}
-	return routeToken(scope)
+	return keyWord(scope)
 }
 
-func cutRouteScope(scope string) (string, bool) {
-	const p = "route/"
-	if len(scope) > len(p) && scope[:len(p)] == p {
-		return scope[len(p):], true
+func keyWord(s string) string {
+	if t := routeToken(s); !strings.HasPrefix(t, "~") {
+		return t
 	}
-	return "", false
+	return "=" + b64.EncodeToString([]byte(s))
 }
 
 // emission is the spacing of slots at perSecond, and the tolerance the

@@ -128,9 +128,10 @@ func TestLimitKey(t *testing.T) {
 	for scope, want := range map[string]string{
 		"account":        "account",
 		"route/ci":       "route.ci",
-		"route/a.b c":    "route.~" + b64.EncodeToString([]byte("a.b c")),
-		"route/":         "~" + b64.EncodeToString([]byte("route/")),
-		"route/route/ci": "route.~" + b64.EncodeToString([]byte("route/ci")),
+		"route/a.b c":    "route.=" + b64.EncodeToString([]byte("a.b c")),
+		"route/":         "=" + b64.EncodeToString([]byte("route/")),
+		"route/route/ci": "route.=" + b64.EncodeToString([]byte("route/ci")),
+		"route/~x":       "route.=" + b64.EncodeToString([]byte("~x")),
 	} {
 		if got := limitKey(scope); got != want {
 			t.Errorf("limitKey(%q) = %q, want %q", scope, got, want)

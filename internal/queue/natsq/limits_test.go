@@ -49,7 +49,7 @@ func TestRateLimiterSharedByReplicas(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for range each {
-					at, ok, err := lim.Take(context.Background(), "route/ci", perSecond, burst, forever)
+					at, ok, err := lim.Take(context.Background(), "route/ci failures.ä~", perSecond, burst, forever)
 					if err != nil || !ok {
 						t.Errorf("take: %v %v", ok, err)
 						return
