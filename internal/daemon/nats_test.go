@@ -143,7 +143,7 @@ func TestNATSReplicasShareRateLimit(t *testing.T) {
 	slices.SortFunc(at, func(x, y time.Time) int { return x.Compare(y) })
 	// A request may reach the Operator a little after its slot, next to the
 	// one after it: slack for that, and no more.
-	const slack = 250 * time.Millisecond
+	const slack = 400 * time.Millisecond
 	for i := range at {
 		for j := i; j < len(at); j++ {
 			w := at[j].Sub(at[i])

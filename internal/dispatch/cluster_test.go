@@ -131,7 +131,7 @@ func (c *cluster) sum(v func(m *metrics.Metrics) float64) float64 {
 // next to the one after it. It only ever lets a window hold more, so the
 // check stays one-sided; a limit kept per process (3× the rate here) is
 // still far past it.
-const slack = 250 * time.Millisecond
+const slack = 400 * time.Millisecond
 
 // checkRate asserts that no window of length w holds more than
 // burst + perSecond×(w+slack) requests.
