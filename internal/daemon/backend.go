@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/relayd/relayd/internal/config"
+	"github.com/relayd/relayd/internal/dispatch"
 	"github.com/relayd/relayd/internal/queue/boltq"
 	"github.com/relayd/relayd/internal/queue/natsq"
 )
@@ -37,6 +38,17 @@ func OpenBackend(ctx context.Context, cfg *config.Config, log *slog.Logger) (Bac
 		return st, nil
 	}
 	return nil, fmt.Errorf("storage.backend: unknown backend %q", cfg.Storage.Backend)
+}
+
+// pacerOf is where the dispatcher takes its rate-limit slots: on nats
+// from JetStream, shared by every replica, so operator.rate_limit and the
+// routes' rate_limit hold for the whole cluster; on bbolt (one process)
+// from the dispatcher's own token buckets.
+func pacerOf(b Backend) dispatch.Pacer {
+	if st, ok := b.(*natsq.Store); ok {
+		return st.RateLimiter()
+	}
+	return nil
 }
 
 // boltqOptions maps the storage section onto boltq's options.

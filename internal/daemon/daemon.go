@@ -105,7 +105,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
 
 	d.client = operator.New(d.operatorOptions(cfg))
 	io := ingest.Options{Store: d.store, Metrics: d.metrics, Logger: d.log}
-	do := dispatch.Options{Logger: d.log, Metrics: d.metrics, Replies: d.store}
+	do := dispatch.Options{Logger: d.log, Metrics: d.metrics, Replies: d.store, Pacer: pacerOf(d.store)}
 	if hs, ok := d.store.(historyStore); ok {
 		io.Recorder, do.History = hs, hs
 	}

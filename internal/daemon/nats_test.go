@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -104,6 +105,55 @@ func TestNATSReplicas(t *testing.T) {
 		if len(chats[repo]) != 1 {
 			t.Errorf("%s spread over %d chats; replicas must share one conversation memory", repo, len(chats[repo]))
 		}
+	}
+}
+
+// Two replicas on one JetStream keep operator.rate_limit together: the
+// Operator sees at most per_second requests a second from both.
+func TestNATSReplicasShareRateLimit(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	f := fake.New(fake.Options{Keys: []string{testKey}})
+	api := httptest.NewServer(f)
+	defer api.Close()
+	path := natsConfig(t, t.TempDir(), api.URL, url)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limited := strings.Replace(string(data), "rate_limit: {per_second: 1000, burst: 1000}", "rate_limit: {per_second: 10, burst: 1}", 1)
+	if limited == string(data) {
+		t.Fatal("operator.rate_limit not found in the config")
+	}
+	if err := os.WriteFile(path, []byte(limited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, b := startDaemon(t, path), startDaemon(t, path)
+	const n = 20
+	for i := range n {
+		h := []*harness{a, b}[i%2]
+		if r := h.post("workflow_run", fmt.Sprintf("rl-%d", i), workflowRun(t, fmt.Sprintf("rl/c%d", i), "failure")); r.Status != http.StatusAccepted {
+			t.Fatalf("event %d: %+v", i, r)
+		}
+	}
+	waitFor(t, "every event delivered", func() bool { return len(delivered(f)) >= n })
+	var at []time.Time
+	for _, r := range f.Requests() {
+		at = append(at, r.Start)
+	}
+	slices.SortFunc(at, func(x, y time.Time) int { return x.Compare(y) })
+	// A request may reach the Operator a little after its slot, next to the
+	// one after it: slack for that, and no more.
+	const slack = 400 * time.Millisecond
+	for i := range at {
+		for j := i; j < len(at); j++ {
+			w := at[j].Sub(at[i])
+			if m, allowed := j-i+1, 1+10*(w+slack).Seconds(); float64(m) > allowed {
+				t.Fatalf("%d requests within %v, want at most %.1f at 10/s with a burst of 1", m, w, allowed)
+			}
+		}
+	}
+	if span, want := at[len(at)-1].Sub(at[0]), time.Duration(n-1)*100*time.Millisecond-slack; span < want {
+		t.Errorf("%d requests took %v, want at least %v", n, span, want)
 	}
 }
 

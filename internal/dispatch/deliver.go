@@ -458,8 +458,11 @@ func (j *job) retry(p Retry, err error, v operator.Verdict) {
 	delay := RetryDelay(p, attempts, v.RetryAfter, d.rand())
 	if f.Reason == operator.ReasonRateLimited {
 		// Slow the whole account, not only this conversation, even when
-		// this message has had its last attempt.
-		d.lim.closeGate(time.Now().Add(delay))
+		// this message has had its last attempt; the other replicas too
+		// when the API said how long.
+		ctx, cancel := j.endCtx()
+		d.lim.closeGate(ctx, time.Now().Add(delay), v.RetryAfter > 0)
+		cancel()
 	}
 	if p.MaxAttempts > 0 && attempts >= p.MaxAttempts {
 		j.log.Warn("giving up after max attempts", "attempts", attempts, "last_status", f.Status, "last_reason", f.Reason)

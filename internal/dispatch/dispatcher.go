@@ -93,6 +93,10 @@ type Options struct {
 	// pause, and the resume backoff across pauses that follow each other
 	// closely. Default 1s and 1m.
 	ProbeInitial, ProbeMax time.Duration
+	// Pacer, when set, hands out the slots of the account's and the routes'
+	// rate limits (shared by replicas); nil: in-process token buckets. When
+	// it fails the dispatcher paces with its own buckets until it answers.
+	Pacer Pacer
 	// History, when set, gets each message's outcome for its event's record.
 	History History
 	// Replies stores a delivered turn's replies when its lease is not a
@@ -195,7 +199,7 @@ func New(q Queue, chats ChatStore, api Chatter, s Settings, o Options) *Dispatch
 	d.setChatter(api)
 	s = cloneSettings(s)
 	d.settings.Store(&s)
-	d.lim = newLimits(s, d.m)
+	d.lim = newLimits(s, d.m, d.log, o.Pacer)
 	d.pause = newPauser(d.probeInitial, d.probeMax, func(paused bool) {
 		if paused {
 			d.m.DispatchPaused.Set(1)

@@ -4,9 +4,10 @@
 // A Dispatcher runs a pool of workers. Each worker leases the head message of
 // some conversation from the Queue (the Queue owns per-conversation order and
 // never leases two messages of one conversation at once), waits on the
-// account's and the route's token buckets, looks up the conversation's chat
-// id, posts the prompt to /api/chat and ends the lease according to the
-// answer:
+// account's and the route's rate limits (token buckets in the process, or
+// slots shared by every replica through Options.Pacer), looks up the
+// conversation's chat id, posts the prompt to /api/chat and ends the lease
+// according to the answer:
 //
 //   - 2xx, and 409 (the idempotency key was already taken): delivered. The
 //     returned chat id is stored under (route, conversation key) with a
@@ -16,7 +17,9 @@
 //     exponential backoff with full jitter, or exactly after Retry-After when
 //     the API sent one. Attempts and the next attempt time are persisted by
 //     the Queue, so a restart neither resets nor loses them. A 429 also closes
-//     an account-wide gate until that time, so every conversation backs off.
+//     an account-wide gate until that time, so every conversation backs off
+//     (on every replica too, through a shared Pacer, when the API sent
+//     Retry-After).
 //     After retry.max_attempts the message is dead-lettered (max_attempts).
 //   - 400, 405, transient:false, 404 for a new chat: dead-lettered at once,
 //     with the status, error code and message kept; the conversation moves on.

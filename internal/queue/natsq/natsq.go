@@ -155,6 +155,9 @@ type Store struct {
 	attempts jetstream.KeyValue
 	dedupe   jetstream.KeyValue
 	turnKV   jetstream.KeyValue // newest message per supersede key, last turn end per conversation
+	limitsKV jetstream.KeyValue // rate limits shared by the replicas (see limits.go)
+	lim      *RateLimiter
+	limOnce  sync.Once
 	turns    atomic.Pointer[queue.TurnPolicies]
 	// perKeyTTL: the server keeps a TTL per dedupe key (NATS 2.11+);
 	// otherwise only the bucket's DedupeTTL applies.
@@ -371,6 +374,10 @@ func (s *Store) provision(ctx context.Context, first bool) error {
 	if err != nil {
 		return fail("bucket "+s.n.turns, err)
 	}
+	limitsKV, err := s.provisionLimits(cctx)
+	if err != nil {
+		return fail("bucket "+s.n.stream+"_limits", err)
+	}
 	dcfg := jetstream.KeyValueConfig{
 		Bucket: s.n.dedupe, Description: "relayd delivery dedupe marks", History: 1,
 		TTL: o.DedupeTTL, Storage: jetstream.FileStorage, Replicas: o.Replicas,
@@ -431,6 +438,7 @@ func (s *Store) provision(ctx context.Context, first bool) error {
 	if first {
 		s.stream, s.dlq, s.chats, s.attempts, s.dedupe, s.turnKV = stream, dlq, chats, attempts, dedupe, turnKV
 		s.perKeyTTL = perKeyTTL
+		s.limitsKV = limitsKV
 		s.parts = consumers
 	}
 	return nil
