@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -46,7 +47,11 @@ func parseSSE(r io.Reader) (sseResult, error) {
 		first   = true
 	)
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), MaxResponseBytes+1)
+	// A line longer than the pooled buffer makes the scanner allocate
+	// its own; the pooled one goes back as it came.
+	buf := lineBufs.Get().(*[]byte)
+	defer lineBufs.Put(buf)
+	sc.Buffer((*buf)[:0], MaxResponseBytes+1)
 	sc.Split(splitLines)
 
 	dispatch := func() (done bool) {
@@ -100,6 +105,12 @@ func parseSSE(r io.Reader) (sseResult, error) {
 	}
 	return st.finish(), err
 }
+
+// lineBuf is the line buffer a stream starts with; lineBufs keeps them for
+// the next answer.
+const lineBuf = 4096
+
+var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, lineBuf); return &b }}
 
 // sseState is what the events read so far gave.
 type sseState struct {

@@ -862,13 +862,22 @@ type sseStep struct {
 // reports false when turn.CutAfter says to cut the stream there; it stops
 // early, reporting true, when the client goes away.
 func writeSSE(ctx context.Context, w http.ResponseWriter, chatID, reply string, turn Turn) bool {
+	// The stream is written into one buffer; an event is its frame's end
+	// there and the pause before it.
 	type event struct {
 		wait time.Duration
-		data []byte
+		end  int
 	}
+	buf := make([]byte, 0, 512+64*len(reply)/4)
 	var evs []event
+	frame := func(wait time.Duration, data func([]byte) []byte) {
+		buf = append(buf, "data: "...)
+		buf = data(buf)
+		buf = append(buf, "\n\n"...)
+		evs = append(evs, event{wait, len(buf)})
+	}
 	add := func(wait time.Duration, v sseEvent) {
-		evs = append(evs, event{wait, appendEvent(nil, &v)})
+		frame(wait, func(b []byte) []byte { return appendEvent(b, &v) })
 	}
 	add(0, sseEvent{Type: "start", MessageID: newID("msg_"), ChatID: chatID})
 	add(0, sseEvent{Type: "start-step"})
@@ -877,7 +886,7 @@ func writeSSE(ctx context.Context, w http.ResponseWriter, chatID, reply string, 
 			Output: &sseStep{Step: i + 1, Of: turn.Steps, Status: "done"}})
 	}
 	add(0, sseEvent{Type: "text-start", ID: "txt_0"})
-	for _, piece := range strings.SplitAfter(reply, " ") {
+	for piece := range strings.SplitAfterSeq(reply, " ") {
 		if piece != "" {
 			add(0, sseEvent{Type: "text-delta", ID: "txt_0", Delta: piece})
 		}
@@ -885,7 +894,7 @@ func writeSSE(ctx context.Context, w http.ResponseWriter, chatID, reply string, 
 	add(0, sseEvent{Type: "text-end", ID: "txt_0"})
 	add(0, sseEvent{Type: "finish-step"})
 	add(0, sseEvent{Type: "finish", ChatID: chatID})
-	evs = append(evs, event{0, []byte("[DONE]")})
+	frame(0, func(b []byte) []byte { return append(b, "[DONE]"...) })
 
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -900,30 +909,29 @@ func writeSSE(ctx context.Context, w http.ResponseWriter, chatID, reply string, 
 	// faster than the network would send them; an event after a pause is
 	// flushed before the pause, so a slow stream shows each step as it
 	// comes.
-	var buf []byte
-	write := func() {
-		_, _ = w.Write(buf)
-		buf = buf[:0]
+	sent := 0
+	write := func(upto int) {
+		_, _ = w.Write(buf[sent:upto])
+		sent = upto
 		_ = rc.Flush()
 	}
+	start := 0 // where the next event's frame starts
 	for i, ev := range evs {
 		if turn.CutAfter > 0 && i == turn.CutAfter {
-			write()
+			write(start)
 			return false
 		}
 		if ev.wait > 0 {
-			write()
+			write(start)
 			if xtime.Sleep(ctx, ev.wait) != nil {
 				return true
 			}
 		}
-		buf = append(buf, "data: "...)
-		buf = append(buf, ev.data...)
-		buf = append(buf, "\n\n"...)
+		start = ev.end
 	}
 	// No flush: the response ends here, and net/http sends the rest with
 	// the stream's last chunk, in one write.
-	_, _ = w.Write(buf)
+	_, _ = w.Write(buf[sent:])
 	return true
 }
 
