@@ -95,10 +95,18 @@ func checkOrder(api *operatorAPI) orderCheck {
 type drainResult struct {
 	n       int
 	elapsed time.Duration
+	cpu     time.Duration // relayd's, from its start; 0 when it runs in this process
 	check   orderCheck
 }
 
 func (d drainResult) rate() float64 { return float64(d.n) / d.elapsed.Seconds() }
+
+func (d drainResult) cpuPerMsg() string {
+	if d.cpu == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f", float64(d.cpu.Microseconds())/float64(d.n))
+}
 
 // drain pre-fills n messages across convs conversations, then starts relayd
 // on them against an instant fake Operator and times the delivery of all.
@@ -131,13 +139,21 @@ func drain(ctx context.Context, o relaydOpts, n, convs int, profile string) (dra
 	}
 	elapsed := time.Since(start)
 	stopProfile()
+	var cpu time.Duration
+	if pid := p.pid(); pid > 0 {
+		// On a shared machine the rate varies with the neighbours' load;
+		// what a message costs relayd varies much less.
+		if cpu, err = readCPU(pid); err != nil {
+			logf("relayd CPU time: %v", err)
+		}
+	}
 	if err := p.Stop(); err != nil {
 		logf("relayd stop: %v", err)
 	}
 	if got := api.delivered.Load(); got < int64(n) {
 		return drainResult{}, fmt.Errorf("only %d of %d messages delivered", got, n)
 	}
-	return drainResult{n: n, elapsed: elapsed, check: checkOrder(api)}, nil
+	return drainResult{n: n, elapsed: elapsed, cpu: cpu, check: checkOrder(api)}, nil
 }
 
 // modeDispatch drains a pre-filled queue into an instant fake, then
@@ -148,7 +164,7 @@ func modeDispatch(ctx context.Context, o options, rep *report) error {
 		"then relayd starts with `operator.concurrency: %d` and an unlimited rate limit and delivers them to an instant fake Operator. "+
 		"Time runs from the daemon's start (as a %s; index rebuilt) to the last delivery. Order is checked from the fake's records.\n\n",
 		o.messages, o.convs, o.dconc, procWord())
-	rep.printf("| round | messages | seconds | msgs/s | out of order | duplicates | overlapping requests |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	rep.printf("| round | messages | seconds | msgs/s | relayd CPU µs/msg | out of order | duplicates | overlapping requests |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	var total drainResult
 	for round := range o.rounds {
 		profile := ""
@@ -161,7 +177,7 @@ func modeDispatch(ctx context.Context, o options, rep *report) error {
 		}
 		logf("round %d: %d msgs in %.2fs = %.0f msgs/s (order errors %d, dup %d, overlaps %d)", round+1, r.n, r.elapsed.Seconds(), r.rate(),
 			r.check.outOfOrder, r.check.duplicates, r.check.overlaps)
-		rep.printf("| %d | %d | %.2f | %.0f | %d | %d | %d |\n", round+1, r.n, r.elapsed.Seconds(), r.rate(), r.check.outOfOrder, r.check.duplicates, r.check.overlaps)
+		rep.printf("| %d | %d | %.2f | %.0f | %s | %d | %d | %d |\n", round+1, r.n, r.elapsed.Seconds(), r.rate(), r.cpuPerMsg(), r.check.outOfOrder, r.check.duplicates, r.check.overlaps)
 		total.n += r.n
 		total.elapsed += r.elapsed
 		total.check.outOfOrder += r.check.outOfOrder

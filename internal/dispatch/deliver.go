@@ -86,14 +86,21 @@ func (d *Dispatcher) handle(ctx, reqCtx context.Context, l queue.Lease) {
 		return
 	}
 	// The API has the message; what is left is store work (record the
-	// chat and ack, in one write when the lease allows). It runs in the background so this worker can lease
-	// the next message meanwhile. The conversation stays leased until the
-	// ack commits, so its order is unaffected.
-	d.tailSlots <- struct{}{}
-	d.tails.Go(func() {
-		defer func() { <-d.tailSlots }()
+	// chat and ack, in one write when the lease allows). It runs in the
+	// background when a slot is free, so this worker can lease the next
+	// message meanwhile. The conversation stays leased until the ack
+	// commits, so its order is unaffected.
+	select {
+	case d.tailSlots <- struct{}{}:
+		d.tails.Go(func() {
+			defer func() { <-d.tailSlots }()
+			tail()
+		})
+	default:
+		// maxTails acks are committing already: this worker waits for its
+		// own before it leases again (see maxTails).
 		tail()
-	})
+	}
 }
 
 // msgSecondLease is logged if the queue breaks its promise of one lease per

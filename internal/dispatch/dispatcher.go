@@ -117,6 +117,15 @@ const healthTimeout = 30 * time.Second
 // after Run's context ended.
 const leaseOpTimeout = 10 * time.Second
 
+// MaxTails bounds the delivered turns whose ack commits in the background
+// while their worker sends the next turn. A delivered turn is sent again
+// after a crash until its ack commits; each worker holds at most one turn
+// that is sent and not acked (its request in flight, or its ack
+// committing), so a crash sends again at most Concurrency + MaxTails
+// turns. A larger bound bought no throughput: acks commit in groups, a
+// few milliseconds after the answer, while the other workers send.
+const MaxTails = 4
+
 // Dispatcher delivers queued messages to the Operator API.
 type Dispatcher struct {
 	q     Queue
@@ -142,7 +151,7 @@ type Dispatcher struct {
 	forbid *forbidTracker
 
 	// tails end delivered leases in the background (see handle); at most
-	// cap(tailSlots) at once.
+	// MaxTails at once.
 	tails     sync.WaitGroup
 	tailSlots chan struct{}
 
@@ -173,10 +182,7 @@ func New(q Queue, chats ChatStore, api Chatter, s Settings, o Options) *Dispatch
 		enq:          o.Replies,
 		forbid:       newForbidTracker(),
 		held:         map[convKey]string{},
-		// A delivered message stays leased until its ack commits: bounding
-		// these tails by the concurrency keeps the messages a crash can
-		// send twice at two per worker.
-		tailSlots: make(chan struct{}, max(s.Concurrency, 1)),
+		tailSlots:    make(chan struct{}, MaxTails),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)

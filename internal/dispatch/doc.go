@@ -12,7 +12,10 @@
 //   - 2xx, and 409 (the idempotency key was already taken): delivered. The
 //     returned chat id is stored under (route, conversation key) with a
 //     compare-and-set and the message is acked, in one write when the
-//     lease is a ChatAcker.
+//     lease is a ChatAcker. Up to MaxTails such acks commit in the
+//     background while their workers send the next turn; past that a
+//     worker waits for its own, so a crash sends again at most
+//     Concurrency + MaxTails turns.
 //   - 429, 5xx, network errors, timeouts, transient:true: retried after an
 //     exponential backoff with full jitter, or exactly after Retry-After when
 //     the API sent one. Attempts and the next attempt time are persisted by

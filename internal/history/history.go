@@ -8,6 +8,7 @@
 package history
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
@@ -283,6 +284,77 @@ func Encode(r *Record) ([]byte, error) {
 	b = binary.AppendUvarint(b, uint64(len(js)))
 	b = append(b, js...)
 	return append(b, body...), nil
+}
+
+// UpdateEncoded is Update on a record as Encode stored it: b is the
+// stored record, out the record to store instead; ok is false when no
+// route outcome matched, or the record is not an accepted event's. Only
+// the record's routes are decoded and encoded again: dispatch updates
+// every message's outcome, and the rest of a record (headers, times, the
+// body) is most of it.
+//
+// It relies on how Encode writes a record, json.Marshal's struct order:
+// "kind" comes after string members only, so its first occurrence is the
+// record's own (a quote inside a string is always escaped), and "routes"
+// comes last. A record of another shape is decoded in full.
+func UpdateEncoded(b []byte, delivery, route string, u RouteOutcome) (out []byte, ok bool, err error) {
+	if len(b) < 2 || b[0] != encodingVersion {
+		return nil, false, errors.New("history: decode: not a record of this version")
+	}
+	n, w := binary.Uvarint(b[1:])
+	if w <= 0 || n > uint64(len(b)-1-w) {
+		return nil, false, errors.New("history: decode: record cut short")
+	}
+	js, body := b[1+w:1+w+int(n)], b[1+w+int(n):]
+	routes, at, fast := routesOf(js)
+	if !fast {
+		r, err := Decode(b)
+		if err != nil || r.Kind != Accepted || !r.Update(delivery, route, u) {
+			return nil, false, err
+		}
+		out, err := Encode(&r)
+		return out, err == nil, err
+	}
+	r := Record{Routes: routes}
+	if !r.Update(delivery, route, u) {
+		return nil, false, nil
+	}
+	rs, err := json.Marshal(r.Routes)
+	if err != nil {
+		return nil, false, fmt.Errorf("history: encode routes: %w", err)
+	}
+	size := at + len(routesKey) + len(rs) + 1
+	out = make([]byte, 0, 1+binary.MaxVarintLen64+size+len(body))
+	out = append(out, encodingVersion)
+	out = binary.AppendUvarint(out, uint64(size))
+	out = append(out, js[:at]...)
+	out = append(out, routesKey...)
+	out = append(out, rs...)
+	out = append(out, '}')
+	return append(out, body...), true, nil
+}
+
+var (
+	kindAccepted = []byte(`"kind":"` + Accepted + `"`)
+	routesKey    = []byte(`,"routes":`)
+)
+
+// routesOf finds an accepted record's routes in its JSON: decoded, and
+// where their member starts. fast is false when the JSON is not of the
+// shape Encode writes for an accepted record with routes.
+func routesOf(js []byte) (routes []RouteOutcome, at int, fast bool) {
+	k := bytes.Index(js, []byte(`"kind":`))
+	if k < 0 || !bytes.HasPrefix(js[k:], kindAccepted) {
+		return nil, 0, false
+	}
+	at = bytes.LastIndex(js, routesKey)
+	if at < k || !bytes.HasSuffix(js, []byte("]}")) {
+		return nil, 0, false
+	}
+	if json.Unmarshal(js[at+len(routesKey):len(js)-1], &routes) != nil {
+		return nil, 0, false
+	}
+	return routes, at, true
 }
 
 // Decode reads a record Encode wrote.

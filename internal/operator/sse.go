@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sync"
+	"unicode/utf8"
 )
 
 // sseResult is what relayd needs from a streamed answer.
@@ -38,17 +40,18 @@ type sseResult struct {
 // that simply ends without [DONE] is accepted.
 func parseSSE(r io.Reader) (sseResult, error) {
 	var (
-		res      sseResult
-		deltas   bytes.Buffer
-		full     string
-		haveFull bool
-		data     bytes.Buffer
-		hasData  bool
-		event    string
-		first    = true
+		st      sseState
+		data    bytes.Buffer
+		hasData bool
+		event   string
+		first   = true
 	)
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), MaxResponseBytes+1)
+	// A line longer than the pooled buffer makes the scanner allocate
+	// its own; the pooled one goes back as it came.
+	buf := lineBufs.Get().(*[]byte)
+	defer lineBufs.Put(buf)
+	sc.Buffer((*buf)[:0], MaxResponseBytes+1)
 	sc.Split(splitLines)
 
 	dispatch := func() (done bool) {
@@ -60,44 +63,7 @@ func parseSSE(r io.Reader) (sseResult, error) {
 		if string(bytes.TrimSpace(payload)) == "[DONE]" {
 			return true
 		}
-		if res.ChatID != "" {
-			// The chat id is known: the rest of the stream is mostly text
-			// deltas, read without decoding the whole event.
-			if d, ok := textDelta(payload); ok {
-				addDelta(&deltas, d)
-				return false
-			}
-			var ev sseTextEvent
-			if json.Unmarshal(payload, &ev) == nil {
-				ev.apply(&deltas, &full, &haveFull)
-				return false
-			}
-		}
-		var obj map[string]json.RawMessage
-		if json.Unmarshal(payload, &obj) != nil || obj == nil {
-			if (event == "chatId" || event == "chat") && res.ChatID == "" {
-				res.ChatID = string(bytes.TrimSpace(payload))
-			}
-			return false
-		}
-		if res.ChatID == "" {
-			res.ChatID = chatIDOf(obj)
-		}
-		typ := str(obj["type"])
-		switch {
-		case typ == "text-delta":
-			if d, ok := strOK(obj["delta"]); ok {
-				addDelta(&deltas, d)
-			} else {
-				addDelta(&deltas, str(obj["textDelta"]))
-			}
-		case typ == "text" || typ == "":
-			if t, ok := strOK(obj["text"]); ok {
-				full, haveFull = t, true
-			} else if d, ok := strOK(obj["delta"]); ok && typ == "" {
-				addDelta(&deltas, d)
-			}
-		}
+		st.event(payload, event)
 		return false
 	}
 
@@ -109,7 +75,7 @@ func parseSSE(r io.Reader) (sseResult, error) {
 		}
 		if len(line) == 0 {
 			if dispatch() {
-				return finish(res, &deltas, full, haveFull), nil
+				return st.finish(), nil
 			}
 			continue
 		}
@@ -124,7 +90,7 @@ func parseSSE(r io.Reader) (sseResult, error) {
 		switch string(field) {
 		case "data":
 			if data.Len()+len(value) >= MaxResponseBytes {
-				return finish(res, &deltas, full, haveFull), errEventTooLarge
+				return st.finish(), errEventTooLarge
 			}
 			data.Write(value)
 			data.WriteByte('\n')
@@ -137,48 +103,209 @@ func parseSSE(r io.Reader) (sseResult, error) {
 	if err == nil {
 		dispatch() // a last event without its blank line
 	}
-	return finish(res, &deltas, full, haveFull), err
+	return st.finish(), err
 }
 
-var (
-	textDeltaHead = []byte(`{"type":"text-delta",`)
-	deltaMember   = []byte(`,"delta":"`)
-)
+// lineBuf is the line buffer a stream starts with; lineBufs keeps them for
+// the next answer.
+const lineBuf = 4096
 
-// textDelta reads the delta of an event written as streams write one,
-// {"type":"text-delta",…,"delta":"…"} without spaces and with the delta
-// last, decoding only the delta string. ok is false for any other shape,
-// which the caller then decodes in full.
-func textDelta(payload []byte) (string, bool) {
-	if !bytes.HasPrefix(payload, textDeltaHead) || !bytes.HasSuffix(payload, []byte(`"}`)) {
-		return "", false
-	}
-	open := bytes.LastIndex(payload, deltaMember)
-	if open < 0 {
-		return "", false
-	}
-	open += len(deltaMember) - 1 // the string's opening quote
-	closing := -1
-	for k := open + 1; k < len(payload); k++ {
-		if payload[k] == '\\' {
-			k++
-			continue
+var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, lineBuf); return &b }}
+
+// sseState is what the events read so far gave.
+type sseState struct {
+	res      sseResult
+	deltas   bytes.Buffer
+	full     string
+	haveFull bool
+}
+
+func (st *sseState) finish() sseResult {
+	return finish(st.res, &st.deltas, st.full, st.haveFull)
+}
+
+// event takes one event's data. Events as streams write them (a flat
+// object of strings) are read without encoding/json; anything else, and
+// anything odd in one, goes to slowEvent, which decodes it in full.
+func (st *sseState) event(payload []byte, name string) {
+	if ev, ok := readFlat(payload); ok {
+		if st.res.ChatID == "" {
+			st.res.ChatID = ev.chatID()
 		}
-		if payload[k] == '"' {
-			closing = k
-			break
+		st.text(ev.typ, ev.delta, ev.textDelta, ev.text)
+		return
+	}
+	st.slowEvent(payload, name)
+}
+
+// slowEvent decodes an event with encoding/json.
+func (st *sseState) slowEvent(payload []byte, name string) {
+	if st.res.ChatID != "" {
+		// The chat id is known: only the text is read.
+		var ev sseTextEvent
+		if json.Unmarshal(payload, &ev) == nil {
+			ev.apply(&st.deltas, &st.full, &st.haveFull)
+			return
 		}
 	}
-	// The delta's string must end right before the object's last brace:
-	// then it is a member of the outermost object, not of one inside it.
-	if closing != len(payload)-2 || !json.Valid(payload) {
-		return "", false
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(payload, &obj) != nil || obj == nil {
+		if (name == "chatId" || name == "chat") && st.res.ChatID == "" {
+			st.res.ChatID = string(bytes.TrimSpace(payload))
+		}
+		return
 	}
-	var d string
-	if json.Unmarshal(payload[open:closing+1], &d) != nil {
-		return "", false
+	if st.res.ChatID == "" {
+		st.res.ChatID = chatIDOf(obj)
 	}
-	return d, true
+	st.text(optStr(obj["type"]), optStr(obj["delta"]), optStr(obj["textDelta"]), optStr(obj["text"]))
+}
+
+// text takes an event's type and text members (nil: missing): deltas are
+// concatenated, a full "text" is kept for when no deltas come.
+func (st *sseState) text(typ, delta, textDelta, text []byte) {
+	switch {
+	case string(typ) == "text-delta":
+		if delta != nil {
+			addDeltaBytes(&st.deltas, delta)
+		} else if textDelta != nil {
+			addDeltaBytes(&st.deltas, textDelta)
+		}
+	case string(typ) == "text" || len(typ) == 0:
+		if text != nil {
+			st.full, st.haveFull = string(text), true
+		} else if delta != nil && len(typ) == 0 {
+			addDeltaBytes(&st.deltas, delta)
+		}
+	}
+}
+
+// flatEvent is an event whose members are all strings: the ones relayd
+// reads, nil when missing (the last one wins when a key repeats, as with
+// encoding/json). Unescaped, they are slices of the payload.
+type flatEvent struct {
+	typ, delta, textDelta, text []byte
+	chatIDs                     [3][]byte // by chatIDKeys
+}
+
+func (ev *flatEvent) chatID() string {
+	for _, id := range ev.chatIDs {
+		if len(id) > 0 {
+			return string(id)
+		}
+	}
+	return ""
+}
+
+// readFlat reads payload as a JSON object whose values are all strings
+// and whose keys have no escapes. ok is false for anything else: another
+// value (an object, a number, null), invalid JSON, or a key that
+// encoding/json would match to a member relayd reads only by ignoring
+// case; the caller then decodes it in full, with the same result.
+func readFlat(p []byte) (ev flatEvent, ok bool) {
+	i := skipWS(p, 0)
+	if i == len(p) || p[i] != '{' {
+		return ev, false
+	}
+	i = skipWS(p, i+1)
+	if i < len(p) && p[i] == '}' {
+		return ev, skipWS(p, i+1) == len(p)
+	}
+	for {
+		key, next, esc, ok := scanString(p, i)
+		if !ok || esc {
+			return ev, false
+		}
+		i = skipWS(p, next)
+		if i == len(p) || p[i] != ':' {
+			return ev, false
+		}
+		raw, next, esc, ok := scanString(p, skipWS(p, i+1))
+		if !ok {
+			return ev, false
+		}
+		var dst *[]byte
+		switch string(key) {
+		case "type":
+			dst = &ev.typ
+		case "delta":
+			dst = &ev.delta
+		case "textDelta":
+			dst = &ev.textDelta
+		case "text":
+			dst = &ev.text
+		case "chatId":
+			dst = &ev.chatIDs[0]
+		case "chat_id":
+			dst = &ev.chatIDs[1]
+		case "chatID":
+			dst = &ev.chatIDs[2]
+		default:
+			for _, k := range foldedKeys {
+				if bytes.EqualFold(key, k) {
+					return ev, false
+				}
+			}
+		}
+		if esc || (dst != nil && !utf8.Valid(raw)) {
+			// Escapes (and invalid UTF-8, which it replaces) are left to
+			// encoding/json, which also checks them in a value not kept.
+			var v string
+			if json.Unmarshal(p[next-len(raw)-2:next], &v) != nil {
+				return ev, false
+			}
+			if dst != nil {
+				*dst = append([]byte{}, v...) // never nil: nil is missing
+			}
+		} else if dst != nil {
+			*dst = raw // never nil: a slice of p
+		}
+		i = skipWS(p, next)
+		if i == len(p) {
+			return ev, false
+		}
+		switch p[i] {
+		case ',':
+			i = skipWS(p, i+1)
+		case '}':
+			return ev, skipWS(p, i+1) == len(p)
+		default:
+			return ev, false
+		}
+	}
+}
+
+// foldedKeys are the keys encoding/json matches to sseTextEvent's fields
+// whatever their case.
+var foldedKeys = [][]byte{[]byte("type"), []byte("delta"), []byte("textDelta"), []byte("text")}
+
+func skipWS(p []byte, i int) int {
+	for i < len(p) && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanString finds the JSON string starting at p[i]: its raw bytes
+// between the quotes, the index after it, and whether it has escapes. ok
+// is false when p[i] starts no string or it is not closed, or holds a
+// control character.
+func scanString(p []byte, i int) (raw []byte, next int, esc, ok bool) {
+	if i >= len(p) || p[i] != '"' {
+		return nil, 0, false, false
+	}
+	for j := i + 1; j < len(p); j++ {
+		switch c := p[j]; {
+		case c == '"':
+			return p[i+1 : j], j + 1, esc, true
+		case c == '\\':
+			esc = true
+			j++
+		case c < 0x20:
+			return nil, 0, false, false
+		}
+	}
+	return nil, 0, false, false
 }
 
 // sseTextEvent is the part of a stream event that carries text.
@@ -217,6 +344,12 @@ func addDelta(b *bytes.Buffer, d string) {
 	}
 }
 
+func addDeltaBytes(b *bytes.Buffer, d []byte) {
+	if b.Len()+len(d) <= MaxResponseBytes {
+		b.Write(d)
+	}
+}
+
 func finish(res sseResult, deltas *bytes.Buffer, full string, haveFull bool) sseResult {
 	if deltas.Len() > 0 || !haveFull {
 		res.Text = deltas.String()
@@ -227,6 +360,14 @@ func finish(res sseResult, deltas *bytes.Buffer, full string, haveFull bool) sse
 }
 
 func str(raw json.RawMessage) string { s, _ := strOK(raw); return s }
+
+// optStr is raw as a string, nil when it is missing or not a string.
+func optStr(raw json.RawMessage) []byte {
+	if s, ok := strOK(raw); ok {
+		return append([]byte{}, s...)
+	}
+	return nil
+}
 
 func strOK(raw json.RawMessage) (string, bool) {
 	if len(raw) == 0 {

@@ -2,8 +2,8 @@ package operator
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -139,34 +139,96 @@ func (r *oneByteReader) Read(p []byte) (int, error) {
 	return 1, nil
 }
 
-// The fast read of a text delta agrees with a full decode, and leaves
-// every shape it does not know to it.
-func TestTextDelta(t *testing.T) {
-	tests := []struct {
-		payload string
-		want    string
-		ok      bool
-	}{
-		{`{"type":"text-delta","id":"txt_0","delta":"Hello "}`, "Hello ", true},
-		{`{"type":"text-delta","id":"t","delta":"a \"quoted\" \\ word\n\u00e9"}`, "a \"quoted\" \\ word\né", true},
-		{`{"type":"text-delta","delta":""}`, "", true},
-		{`{"type":"text-delta","meta":{"delta":"inner"}}`, "", false},                     // not the outer object's
-		{`{"type":"text-delta","delta":"a","extra":1}`, "", false},                        // delta not last
-		{`{"type": "text-delta","delta":"a"}`, "", false},                                 // spaced: full decode
-		{`{"type":"text-delta-x","delta":"a"}`, "", false},                                // another type
-		{`{"type":"text-delta","x":{"y":"z"},"delta":"a\"}`, "", false},                   // unterminated
-		{`{"type":"text-delta","note":"say ,\"delta\":\"no","delta":"yes"}`, "yes", true}, // key text inside a string
-	}
-	for _, tt := range tests {
-		got, ok := textDelta([]byte(tt.payload))
-		if ok != tt.ok || got != tt.want {
-			t.Errorf("textDelta(%s) = %q, %v; want %q, %v", tt.payload, got, ok, tt.want, tt.ok)
+// flatPayloads are event payloads for the comparison of readFlat with a
+// full decode: the shapes streams write, and the odd ones it must leave
+// to encoding/json.
+var flatPayloads = []string{
+	`{"type":"text-delta","id":"txt_0","delta":"Hello "}`,
+	`{"type":"start","messageId":"msg_1","chatId":"chat_abc123"}`,
+	`{"type":"finish","chatId":"chat_abc123"}`,
+	`{"type":"text-start","id":"txt_0"}`,
+	`{"type":"text-delta","id":"t","delta":"a \"quoted\" \\ word\n\u00e9"}`,
+	`{"type":"text-delta","delta":""}`,
+	`{"type":"text-delta","meta":{"delta":"inner"}}`,
+	`{"type":"text-delta","delta":"a","extra":1}`,
+	` { "type" : "text-delta" , "delta" : "spaced" } `,
+	`{"type":"text-delta","textDelta":"old sdk"}`,
+	`{"type":"text","text":"full"}`,
+	`{"text":"whole reply","chat_id":"c2"}`,
+	`{"delta":"no type"}`,
+	`{"chatID":"c3","chatId":"","chat_id":"c4"}`,
+	`{"type":"text-delta","Delta":"case"}`,
+	`{"TYPE":"text-delta","delta":"case"}`,
+	`{"type":"text-delta","delta":"a","delta":"b"}`,
+	`{"type":"text-delta","delta":null}`,
+	`{"type":"text-delta","delta":"bad \x escape"}`,
+	`{"type":"text-delta","note":"bad \q","delta":"x"}`,
+	`{"type":"text-delta","delta":"a\"}`,
+	`{"type":"text-delta","delta":"invalid ÿ utf-8"}`,
+	"{\"type\":\"text-delta\",\"delta\":\"control \x01\"}",
+	`{"ty\u0070e":"text-delta","delta":"escaped key"}`,
+	`{"type":"text-delta","delta":"x"} trailing`,
+	`{"type":"text-delta","delta":"x",}`,
+	`{}`,
+	`{`,
+	`[]`,
+	`"text"`,
+	`null`,
+}
+
+// readFlat gives what a full decode gives, or leaves the payload to it.
+func TestReadFlatAgreesWithFullDecode(t *testing.T) {
+	flat := 0
+	for _, p := range flatPayloads {
+		if checkFlat(t, []byte(p)) {
+			flat++
 		}
-		if ok {
-			var full struct{ Delta string }
-			if err := json.Unmarshal([]byte(tt.payload), &full); err != nil || full.Delta != got {
-				t.Errorf("textDelta(%s) = %q, a full decode says %q (%v)", tt.payload, got, full.Delta, err)
-			}
+	}
+	if flat < 10 {
+		t.Errorf("readFlat read %d of the payloads; the shapes streams write must not need a full decode", flat)
+	}
+}
+
+func FuzzReadFlat(f *testing.F) {
+	for _, p := range flatPayloads {
+		f.Add([]byte(p))
+	}
+	f.Fuzz(func(t *testing.T, p []byte) { checkFlat(t, p) })
+}
+
+// checkFlat compares the fast and the full read of payload, with the chat
+// id still unknown and known, and reports whether the fast read took it.
+func checkFlat(t *testing.T, p []byte) bool {
+	t.Helper()
+	_, ok := readFlat(p)
+	for _, known := range []string{"", "chat_known"} {
+		var fast, full sseState
+		fast.res.ChatID, full.res.ChatID = known, known
+		fast.event(p, "")
+		full.slowEvent(p, "")
+		if fast.finish() != full.finish() || fast.haveFull != full.haveFull {
+			t.Errorf("payload %q (chat id %q): read fast %+v, decoded %+v", p, known, fast.finish(), full.finish())
+		}
+	}
+	return ok
+}
+
+// BenchmarkParseSSE reads a stream as the fake Operator writes one: a
+// reply of twenty words, one text delta each.
+func BenchmarkParseSSE(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(`data: {"type":"start","messageId":"msg_1","chatId":"chat_abc123"}` + "\n\n" +
+		`data: {"type":"start-step"}` + "\n\n" + `data: {"type":"text-start","id":"txt_0"}` + "\n\n")
+	for i := range 20 {
+		fmt.Fprintf(&sb, "data: {\"type\":\"text-delta\",\"id\":\"txt_0\",\"delta\":\"word%d \"}\n\n", i)
+	}
+	sb.WriteString(`data: {"type":"text-end","id":"txt_0"}` + "\n\n" + `data: {"type":"finish-step"}` + "\n\n" +
+		`data: {"type":"finish","chatId":"chat_abc123"}` + "\n\n" + "data: [DONE]\n\n")
+	stream := sb.String()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parseSSE(strings.NewReader(stream)); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -6,7 +6,8 @@
 // for was delivered (or dead-lettered with a reason), whatever happened to
 // the process or its disk in between:
 //
-//   - TestCrashLoop SIGKILLs the daemon five times under load.
+//   - TestCrashLoop SIGKILLs the daemon five times under load, against a
+//     slow and an instant API, and bounds the turns each kill sends again.
 //   - TestDiskFull puts the bbolt file on a small tmpfs, fills it, and
 //     frees space again (skipped where tmpfs cannot be mounted).
 //   - TestSoak runs a flapping Operator for a while and checks that memory

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/relayd/relayd/internal/queue"
@@ -62,11 +63,10 @@ func encodeMessage(dst []byte, m *queue.Message) []byte {
 		len(m.ID) + len(m.Route) + len(m.ConversationKey) + len(m.Prompt) +
 		len(m.Source) + len(m.Delivery) + len(m.Event) + len(m.LastError) + len(m.SupersedeKey) +
 		len(m.Kind) + len(m.ReplyRepo) + len(m.ReplySHA)
-	if cap(dst)-len(dst) < n {
-		nb := make([]byte, len(dst), len(dst)+n)
-		copy(nb, dst)
-		dst = nb
-	}
+	// Grown as append grows a slice: a log frame appends a whole batch's
+	// messages to one buffer, and growing it by exactly one message each
+	// time would copy it once per message.
+	dst = slices.Grow(dst, n)
 	version := byte(msgV1)
 	switch {
 	case m.Kind != "" || m.ReplyRepo != "" || m.ReplySHA != "" || m.ReplyNumber > 0:

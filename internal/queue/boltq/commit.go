@@ -137,14 +137,16 @@ func (s *Store) commitLoop() {
 		if busy {
 			s.pause(lastCommit.Add(pace), timer)
 		}
-		var stop bool
-		group, stop = s.commitQ.take(group[:0], maxGroup)
+		var stop, deferred bool
+		group, stop, deferred = s.takeGroup(group[:0])
 		if len(group) > 0 {
 			s.urgent.Add(-int64(len(group) - countApply(group)))
 			lastCommit = time.Now()
 			retry := s.run(group)
 			clear(group)
-			busy = s.commitQ.len() > 0
+			// Logged groups left for the next transaction are a backlog
+			// already: no pause lets more gather.
+			busy = !deferred && s.commitQ.len() > 0
 			if lastCommit.Sub(lastDrop) >= dropEvery && s.fileSize >= dropMin {
 				// Only this goroutine remaps the file, so the mapping is stable.
 				dropMapped(s.db, s.fileSize)
@@ -174,6 +176,34 @@ func (s *Store) commitLoop() {
 		}
 		<-s.commitQ.kick
 	}
+}
+
+// takeGroup takes the requests of the next transaction: everything queued,
+// except logged groups past applyBudget messages. A request someone waits
+// on (an ack above all: until it commits, a crash sends its turn again)
+// thus never waits behind more than applyBudget messages being applied,
+// however far the committer is behind the log. deferred reports that
+// logged groups were left queued. A dead letter's replay places messages,
+// so it never goes ahead of a logged group: a conversation keeps the order
+// its messages were accepted in.
+func (s *Store) takeGroup(dst []op) (_ []op, stop, deferred bool) {
+	applied := 0
+	dst, stop = s.commitQ.takeIf(dst, maxGroup, func(o op) bool {
+		switch o := o.(type) {
+		case *applyOp:
+			// The first is always taken, so the log is applied however
+			// large its groups.
+			if deferred || (applied > 0 && applied+o.n > applyBudget) {
+				deferred = true
+				return false
+			}
+			applied += o.n
+		case *deadOp:
+			return !deferred
+		}
+		return true
+	})
+	return dst, stop, deferred
 }
 
 // run commits ops in one transaction. A request whose write fails is

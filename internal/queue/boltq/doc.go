@@ -16,7 +16,9 @@
 // groups and the dispatcher's lease endings, again as one transaction per
 // group. Under load it spaces transactions that only apply logged
 // enqueues, so bbolt's two fsyncs a commit do not crowd out the log's;
-// anything a caller waits on (an ack, a chat update) is committed at once.
+// anything a caller waits on (an ack, a chat update) is committed at once,
+// and goes ahead of logged groups past a budget, so it never waits behind
+// the log's backlog.
 // A lease's AckWithChat stores the conversation's chat record and acks in
 // one transaction, so a delivery costs one commit.
 //

@@ -295,16 +295,9 @@ func updateOutcome(tx *bolt.Tx, delivery, route string, o history.RouteOutcome) 
 		if v == nil {
 			continue
 		}
-		r, err := history.Decode(v)
-		if err != nil || r.Kind != history.Accepted {
+		data, ok, err := history.UpdateEncoded(v, delivery, route, o)
+		if err != nil || !ok {
 			continue
-		}
-		if !r.Update(delivery, route, o) {
-			continue
-		}
-		data, err := history.Encode(&r)
-		if err != nil {
-			return nil
 		}
 		return fatal(b.Put([]byte(id), data))
 	}

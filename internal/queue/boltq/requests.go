@@ -53,6 +53,26 @@ func (q *requests[T]) take(dst []T, limit int) (_ []T, stop bool) {
 	return dst, n == 0 && q.closed
 }
 
+// takeIf is take for the requests keep accepts, in order; the others
+// stay queued, in their order. keep sees the requests front to back.
+func (q *requests[T]) takeIf(dst []T, limit int, keep func(T) bool) (_ []T, stop bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n, rest := 0, 0
+	for _, it := range q.items {
+		if n < limit && keep(it) {
+			dst = append(dst, it)
+			n++
+			continue
+		}
+		q.items[rest] = it
+		rest++
+	}
+	clear(q.items[rest:])
+	q.items = q.items[:rest]
+	return dst, n == 0 && rest == 0 && q.closed
+}
+
 func (q *requests[T]) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -56,6 +56,11 @@ const (
 	// applyPace spaces the committer's transactions while it has only
 	// logged enqueues to apply (see commitLoop).
 	applyPace = 20 * time.Millisecond
+	// applyBudget bounds the logged messages a transaction applies
+	// (beyond the first logged group it takes), so that the acks and chat
+	// updates joining it commit promptly; applying is then at least
+	// applyBudget messages a transaction.
+	applyBudget = 2048
 	// replayChunk is the messages applied per transaction at start.
 	replayChunk = 10000
 )
