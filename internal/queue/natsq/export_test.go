@@ -1,5 +1,7 @@
 package natsq
 
+import "slices"
+
 // KillConn closes the store's NATS connection without ending its leases,
 // as a crashed process would.
 func (s *Store) KillConn() { s.nc.Close() }
@@ -13,4 +15,18 @@ func SetHistoryScanMax(n int) (restore func()) {
 	old := historyScanMax
 	historyScanMax = n
 	return func() { historyScanMax = old }
+}
+
+// Owned lists the partitions the store owns and reads.
+func (s *Store) Owned() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []int
+	for n, p := range s.owned {
+		if p.mode == modeNone && !p.stopped {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -45,6 +46,53 @@ func enqueue(t testing.TB, s *natsq.Store, ms ...queue.Message) {
 	if dup, err := s.Enqueue(waitCtx(t), queue.Batch{Messages: ms}); err != nil || dup {
 		t.Fatalf("enqueue: dup %v, %v", dup, err)
 	}
+}
+
+// nextAny leases the next turn from whichever store owns its partition:
+// each replica hands out only the partitions it owns. It returns the lease
+// and the store it came from.
+func nextAny(t testing.TB, stores ...*natsq.Store) (queue.Lease, *natsq.Store) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	type got struct {
+		l queue.Lease
+		s *natsq.Store
+	}
+	ch := make(chan got, len(stores))
+	for _, s := range stores {
+		go func() {
+			l, err := s.Next(ctx)
+			if err != nil {
+				l = nil
+			}
+			ch <- got{l, s}
+		}()
+	}
+	var first got
+	for range stores {
+		g := <-ch
+		switch {
+		case g.l == nil:
+		case first.l == nil:
+			first = g
+			cancel()
+		default: // a second store had a turn too: put it back
+			_ = g.l.Release(context.Background(), time.Time{})
+		}
+	}
+	if first.l == nil {
+		t.Fatalf("no store leased anything within %v", patience)
+	}
+	return first.l, first.s
+}
+
+// other returns the store of pair that is not s.
+func other(s *natsq.Store, pair ...*natsq.Store) *natsq.Store {
+	if pair[0] == s {
+		return pair[1]
+	}
+	return pair[0]
 }
 
 // replica is one consumer of the shared queue, as a dispatcher would run
@@ -262,28 +310,30 @@ func TestTwoReplicasOrder(t *testing.T) {
 }
 
 // TestAbandonedLeaseRedelivered: a replica that dies holding a lease does
-// not lose the message; the other replica gets it after AckWait, with the
-// attempts recorded so far.
+// not lose the message; the other replica takes the partition over once
+// the dead one's claim expires and gets it, with the attempts recorded so
+// far, then the conversation's next message.
 func TestAbandonedLeaseRedelivered(t *testing.T) {
 	_, url := natstest.RunServer(t)
 	a, b := open(t, url), open(t, url)
 	m1, m2 := newMsg("r", "k"), newMsg("r", "k")
 	enqueue(t, a, m1, m2)
 
-	l, err := a.Next(waitCtx(t))
-	if err != nil || l.Message().ID != m1.ID {
-		t.Fatalf("next: %v %v", l, err)
+	l, owner := nextAny(t, a, b)
+	if l.Message().ID != m1.ID {
+		t.Fatalf("next: %s, want %s", l.Message().ID, m1.ID)
 	}
 	if err := l.Retry(waitCtx(t), time.Now(), queue.Failure{Status: 502, Message: "bad gateway", Reason: "server_error"}); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
-	l, err = a.Next(waitCtx(t))
+	l, err := owner.Next(waitCtx(t))
 	if err != nil || l.Message().ID != m1.ID || l.Message().Attempts != 1 {
 		t.Fatalf("next after retry: %+v %v", l.Message(), err)
 	}
-	a.KillConn()
+	owner.KillConn()
+	survivor := other(owner, a, b)
 
-	l, err = b.Next(waitCtx(t))
+	l, err = survivor.Next(waitCtx(t))
 	if err != nil {
 		t.Fatalf("next on the other replica: %v", err)
 	}
@@ -294,31 +344,27 @@ func TestAbandonedLeaseRedelivered(t *testing.T) {
 	if err := l.Ack(waitCtx(t)); err != nil {
 		t.Fatalf("ack: %v", err)
 	}
-	l, err = b.Next(waitCtx(t))
+	l, err = survivor.Next(waitCtx(t))
 	if err != nil || l.Message().ID != m2.ID || l.Message().Attempts != 0 {
 		t.Fatalf("next: %+v %v, want %s", l.Message(), err, m2.ID)
 	}
 }
 
-// TestLongLeaseKept: a lease held several AckWaits, with no call on it, is
-// heartbeated by the store that holds it, so neither that store nor another
-// replica gets the message again while it is out.
+// TestLongLeaseKept: a lease held several OwnerTTLs, with no call on it,
+// stays with its store: neither that store nor another replica gets the
+// message again while it is out.
 func TestLongLeaseKept(t *testing.T) {
 	_, url := natstest.RunServer(t)
-	slow := func(o *natsq.Options) { o.AckWait = 2 * time.Second }
-	a, b := open(t, url, slow), open(t, url, slow)
+	a, b := open(t, url), open(t, url)
 	enqueue(t, a, newMsg("r", "k"))
-	l, err := a.Next(waitCtx(t))
-	if err != nil {
-		t.Fatalf("next: %v", err)
-	}
+	l, _ := nextAny(t, a, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
 	for name, s := range map[string]*natsq.Store{"A": a, "B": b} {
 		wg.Go(func() {
 			if other, err := s.Next(ctx); err == nil {
-				t.Errorf("%s leased %s again while A held it", name, other.Message().ID)
+				t.Errorf("%s leased %s again while it was out", name, other.Message().ID)
 			} else if !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("next on %s: %v", name, err)
 			}
@@ -330,69 +376,151 @@ func TestLongLeaseKept(t *testing.T) {
 	}
 }
 
-// TestHeadOfLineWithinPartition documents the trade-off of partitions:
-// a head backing off holds back the other conversations of its partition,
-// and only those.
-func TestHeadOfLineWithinPartition(t *testing.T) {
+// TestNoHeadOfLine: with one partition, shared by every conversation, a
+// conversation whose turn is out for long, or backing off, delays only
+// itself.
+func TestNoHeadOfLine(t *testing.T) {
 	_, url := natstest.RunServer(t)
-	const parts = 4
-	s := open(t, url, func(o *natsq.Options) { o.Partitions = parts })
-	// Find conversations: two sharing a partition, one elsewhere.
-	key := func(p int, skip string) string {
-		for i := 0; ; i++ {
-			k := fmt.Sprintf("repo/%d", i)
-			if k != skip && natsq.PartitionOf("r", k, parts) == p {
-				return k
-			}
-		}
-	}
-	k1 := key(0, "")
-	k2 := key(0, k1)
-	k3 := key(1, "")
-	a, b, c := newMsg("r", k1), newMsg("r", k2), newMsg("r", k3)
-	enqueue(t, s, a)
-	enqueue(t, s, b)
-	enqueue(t, s, c)
+	one := func(o *natsq.Options) { o.Partitions = 1 }
+	a, b := open(t, url, one), open(t, url, one)
+	long, backoff, free := newMsg("r", "long"), newMsg("r", "backoff"), newMsg("r", "free")
+	long2, backoff2 := newMsg("r", "long"), newMsg("r", "backoff")
+	enqueue(t, a, long, backoff, free, long2, backoff2)
 
-	la, err := s.Next(waitCtx(t))
-	if err != nil {
-		t.Fatalf("next: %v", err)
+	leased := map[string]queue.Lease{}
+	var owner *natsq.Store
+	for range 3 {
+		l, s := nextAny(t, a, b)
+		owner = s
+		leased[l.Message().ID] = l
 	}
-	if la.Message().ID == c.ID { // the other partition came first
-		if err := la.Ack(waitCtx(t)); err != nil {
-			t.Fatal(err)
+	for _, m := range []queue.Message{long, backoff, free} {
+		if leased[m.ID] == nil {
+			t.Fatalf("leased %v, want the heads of the three conversations", slices.Collect(maps.Keys(leased)))
 		}
-		if la, err = s.Next(waitCtx(t)); err != nil {
-			t.Fatal(err)
-		}
 	}
-	if la.Message().ID != a.ID {
-		t.Fatalf("leased %s, want %s", la.Message().ID, a.ID)
-	}
-	if err := la.Retry(waitCtx(t), time.Now().Add(time.Hour), queue.Failure{Status: 503, Reason: "server_error"}); err != nil {
+	// "long" stays out; "backoff" retries in a minute; "free" goes on.
+	if err := leased[backoff.ID].Retry(waitCtx(t), time.Now().Add(time.Minute), queue.Failure{Status: 503, Reason: "server_error"}); err != nil {
 		t.Fatal(err)
 	}
+	if err := leased[free.ID].Ack(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	later := newMsg("r", "free")
+	enqueue(t, b, later)
+	l, err := owner.Next(waitCtx(t))
+	if err != nil || l.Message().ID != later.ID {
+		t.Fatalf("next: %v %v, want %s past the long turn and the backoff", l, err, later.ID)
+	}
+	if err := l.Ack(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	// The long turn and the backoff still hold their own conversations.
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
+	if l, err := owner.Next(ctx); err == nil {
+		t.Fatalf("leased %s while its conversation was out or backing off", l.Message().ID)
+	}
+	waitStats(t, owner, queue.Stats{Inflight: 1, Delayed: 3})
+	if err := leased[long.ID].Ack(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := owner.Next(waitCtx(t)); err != nil || l.Message().ID != long2.ID {
+		t.Fatalf("next after the long turn: %v %v, want %s", l, err, long2.ID)
+	}
+}
+
+// waitStats waits until s's Stats are want (other owners report theirs
+// with their claim refreshes).
+func waitStats(t testing.TB, s *natsq.Store, want queue.Stats) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
 	for {
-		l, err := s.Next(ctx)
+		st, err := s.Stats(waitCtx(t))
+		if err == nil && st == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v %v, want %+v", st, err, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestTakeoverKeepsOrder: with one partition, the replica owning it dies
+// holding a turn; the other takes the partition over and sends the
+// conversation from that turn on, in order.
+func TestTakeoverKeepsOrder(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	one := func(o *natsq.Options) { o.Partitions = 1; o.OwnerTTL = 600 * time.Millisecond }
+	a, b := open(t, url, one), open(t, url, one)
+	var want []string
+	for range 6 {
+		m := newMsg("r", "k")
+		want = append(want, m.ID)
+		enqueue(t, a, m)
+	}
+	l, owner := nextAny(t, a, b)
+	if err := l.Ack(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	got := []string{l.Message().ID}
+	l, err := owner.Next(waitCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, l.Message().ID) // sent, never acked: it comes again
+	owner.KillConn()
+	survivor := other(owner, a, b)
+	for len(got) < len(want)+1 {
+		l, err := survivor.Next(waitCtx(t))
 		if err != nil {
-			break // nothing more: b waits behind a
+			t.Fatalf("after the takeover, got %v: %v", got, err)
 		}
-		if l.Message().ID != c.ID {
-			t.Fatalf("leased %s; only %s, in another partition, may go", l.Message().ID, c.ID)
-		}
+		got = append(got, l.Message().ID)
 		if err := l.Ack(waitCtx(t)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	st, err := s.Stats(waitCtx(t))
-	if err != nil {
+	if !inOrder(got, want) {
+		t.Fatalf("sent %v, want %v (the abandoned one possibly twice)", got, want)
+	}
+}
+
+// TestFairShare: replicas split the partitions evenly, and a replica that
+// leaves hands its share to the others.
+func TestFairShare(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	six := func(o *natsq.Options) { o.Partitions = 6; o.OwnerTTL = 600 * time.Millisecond }
+	stores := []*natsq.Store{open(t, url, six), open(t, url, six), open(t, url, six)}
+	shares := func(want ...int) {
+		t.Helper()
+		deadline := time.Now().Add(patience)
+		for {
+			var got []int
+			all := map[int]bool{}
+			for _, s := range stores {
+				o := s.Owned()
+				got = append(got, len(o))
+				for _, p := range o {
+					all[p] = true
+				}
+			}
+			if slices.Equal(got, want) && len(all) == len(got)*want[0] {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("partitions owned %v, want %v", got, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	shares(2, 2, 2)
+	if err := stores[2].Close(); err != nil {
 		t.Fatal(err)
 	}
-	if st.Delayed != 2 || st.Inflight != 0 || st.Ready != 0 {
-		t.Fatalf("stats %+v, want 2 delayed (the backing-off head and the one behind it)", st)
-	}
+	stores = stores[:2]
+	shares(3, 3)
 }
 
 // TestNATSRestart shuts the server down while events arrive and starts it
@@ -549,11 +677,11 @@ func TestAcrossReplicas(t *testing.T) {
 		if dup, err := b.Enqueue(ctx, queue.Batch{DedupeKey: "gh:1", DedupeTTL: time.Hour, Messages: []queue.Message{m2}}); err != nil || !dup {
 			t.Fatalf("b: dup %v %v, want a duplicate", dup, err)
 		}
-		l, err := b.Next(ctx)
-		if err != nil || l.Message().ID != m1.ID {
-			t.Fatalf("next: %v", err)
+		l, _ := nextAny(t, a, b)
+		if l.Message().ID != m1.ID {
+			t.Fatalf("next: %s, want %s", l.Message().ID, m1.ID)
 		}
-		// Dead on B, listed, replayed and dropped through A.
+		// Dead on its owner, listed, replayed and dropped through A.
 		if err := l.Dead(ctx, queue.Failure{Status: 400, Code: "invalid", Message: "no", Reason: "bad_request"}); err != nil {
 			t.Fatal(err)
 		}
@@ -564,9 +692,9 @@ func TestAcrossReplicas(t *testing.T) {
 		if n, err := a.ReplayDead(ctx, m1.ID); err != nil || n != 1 {
 			t.Fatalf("replay via a: %d %v", n, err)
 		}
-		l, err = b.Next(ctx)
-		if err != nil || l.Message().ID != m1.ID || l.Message().Attempts != 0 {
-			t.Fatalf("replayed: %+v %v", l.Message(), err)
+		l, _ = nextAny(t, a, b)
+		if l.Message().ID != m1.ID || l.Message().Attempts != 0 {
+			t.Fatalf("replayed: %+v", l.Message())
 		}
 		if err := l.Dead(ctx, queue.Failure{Status: 400, Reason: "bad_request"}); err != nil {
 			t.Fatal(err)
