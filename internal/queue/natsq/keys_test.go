@@ -174,4 +174,3 @@ func TestTLSConfig(t *testing.T) {
 		}
 	}
 }
-

@@ -174,7 +174,7 @@ type Store struct {
 	// perKeyTTL: the server keeps a TTL per dedupe key (NATS 2.11+);
 	// otherwise only the bucket's DedupeTTL applies.
 	perKeyTTL bool
-	owners   jetstream.KeyValue // membership and partition claims
+	owners    jetstream.KeyValue // membership and partition claims
 	// parts are the partitions to own a share of: 0..P-1, and any left by
 	// an earlier, larger P whose consumers still exist.
 	parts []int
@@ -187,10 +187,10 @@ type Store struct {
 
 	mu     sync.Mutex
 	closed bool
-	sched                                   // conversations held, by partition owned (see consume.go)
-	hist   *natsHistory                     // nil until OpenHistory (see history.go)
-	owned  map[int]*part                    // partitions this replica owns, taken or being given back
-	rep    map[int]queue.Stats              // other owners' last reported counts, by partition
+	sched                      // conversations held, by partition owned (see consume.go)
+	hist   *natsHistory        // nil until OpenHistory (see history.go)
+	owned  map[int]*part       // partitions this replica owns, taken or being given back
+	rep    map[int]queue.Stats // other owners' last reported counts, by partition
 
 	cacheMu   sync.Mutex
 	pendN     int // messages in the stream, as last read
@@ -212,13 +212,13 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		o:         o,
-		n:         newNames(o.Stream, o.ConsumerName),
-		log:       o.Logger.With("component", "natsq", "stream", o.Stream),
-		reconn:    make(chan struct{}, 1),
-		id:        newMemberID(),
-		owned:     map[int]*part{},
-		rep:       map[int]queue.Stats{},
+		o:      o,
+		n:      newNames(o.Stream, o.ConsumerName),
+		log:    o.Logger.With("component", "natsq", "stream", o.Stream),
+		reconn: make(chan struct{}, 1),
+		id:     newMemberID(),
+		owned:  map[int]*part{},
+		rep:    map[int]queue.Stats{},
 	}
 	s.sched.init()
 	s.chatCounts = newChatCounts()
