@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,8 +73,11 @@ func (s *Store) DeleteChat(ctx context.Context, route, key string) error {
 	return nil
 }
 
-// ListChats returns every stored conversation, ordered by route and key,
-// read in one pass over the bucket.
+// ListChats returns every stored conversation and every conversation with
+// queued messages, ordered by route and key, each with the number of its
+// messages waiting: read in one pass over the bucket, and the per-subject
+// counts of the stream (a conversation's messages have a subject of their
+// own).
 func (s *Store) ListChats(ctx context.Context) ([]queue.Chat, error) {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
@@ -90,6 +94,9 @@ func (s *Store) ListChats(ctx context.Context) ([]queue.Chat, error) {
 				return nil, s.fail("list chats", errors.New("watcher closed"))
 			}
 			if e == nil { // end of the initial values
+				if err := s.countWaiting(ctx, &out); err != nil {
+					return nil, err
+				}
 				slices.SortFunc(out, func(a, b queue.Chat) int {
 					return cmp.Or(cmp.Compare(a.Route, b.Route), cmp.Compare(a.ConversationKey, b.ConversationKey))
 				})
@@ -111,6 +118,48 @@ func (s *Store) ListChats(ctx context.Context) ([]queue.Chat, error) {
 			return nil, s.fail("list chats", ctx.Err())
 		}
 	}
+}
+
+// maxUnnamed bounds how many conversations with messages and no chat a
+// listing names, each by reading its newest message.
+const maxUnnamed = 1000
+
+// countWaiting sets Waiting on each chat and adds the conversations that
+// have messages queued but no chat yet.
+func (s *Store) countWaiting(ctx context.Context, out *[]queue.Chat) error {
+	counts, err := subjectCounts(ctx, s.stream, s.n.msgsWildcard())
+	if err != nil {
+		return s.fail("count waiting messages", err)
+	}
+	seen := map[string]bool{}
+	for i := range *out {
+		c := &(*out)[i]
+		subj := s.n.convSubject(partitionOf(c.Route, c.ConversationKey, s.o.Partitions), c.Route, c.ConversationKey)
+		n := int(counts[subj])
+		c.Waiting = &n
+		seen[subj] = true
+	}
+	unnamed := 0
+	for subj, n := range counts {
+		if seen[subj] || n == 0 || strings.Count(subj, ".") != 3 {
+			continue // named, or the partition subject of an older release
+		}
+		if unnamed++; unnamed > maxUnnamed {
+			s.log.Warn("listing only some of the conversations that have no chat yet", "listed", maxUnnamed)
+			break
+		}
+		rm, err := s.stream.GetLastMsgForSubject(ctx, subj)
+		if err != nil {
+			continue // acked meanwhile
+		}
+		var m queue.Message
+		if json.Unmarshal(rm.Data, &m) != nil {
+			continue
+		}
+		w := int(n)
+		*out = append(*out, queue.Chat{Route: m.Route, ConversationKey: m.ConversationKey, Waiting: &w})
+	}
+	return nil
 }
 
 // chatCounts counts the chats bucket's keys by route for ChatCounts. A

@@ -291,22 +291,19 @@ func (l *lease) begin() error {
 	return nil
 }
 
-// answer sends body for every message of the turn, the last one as a
-// request: the server handles one connection's messages in order, so its
-// answer confirms them all.
-func (l *lease) answer(ctx context.Context, body []byte) error {
-	for _, it := range l.items[:len(l.items)-1] {
+// answer sends body for every message of the turn. Acks are not
+// confirmed one by one: this replica owns the partition, so nothing else
+// can deliver the conversation's next message meanwhile, and the consumer
+// redelivers nothing it holds (see consumerAckWait). An ack lost with the
+// connection means a duplicate (the reconnect re-reads the partition), as
+// after a crash; giving a partition back flushes the acks first.
+func (l *lease) answer(body []byte) error {
+	for _, it := range l.items {
 		if err := l.s.nc.Publish(it.reply, body); err != nil {
 			return err
 		}
 	}
-	_, err := l.s.nc.RequestWithContext(ctx, l.items[len(l.items)-1].reply, body)
-	if errors.Is(err, nats.ErrNoResponders) {
-		// The consumer is gone: another replica took the partition and
-		// sends these messages again.
-		return fmt.Errorf("partition %d taken over: %w", l.c.p.n, err)
-	}
-	return err
+	return nil
 }
 
 // finish drops the turn's messages from the conversation: acked or dead.
@@ -346,7 +343,7 @@ func (l *lease) Ack(ctx context.Context) error {
 	}
 	ctx, cancel := l.s.opCtx(ctx)
 	defer cancel()
-	err := l.answer(ctx, ackAck)
+	err := l.answer(ackAck)
 	l.finish()
 	if err != nil {
 		return l.s.fail("ack", err)
@@ -458,7 +455,7 @@ func (l *lease) Dead(ctx context.Context, f queue.Failure) error {
 		s.mu.Unlock()
 		return s.fail("store dead letter", perr)
 	}
-	err := l.answer(ctx, ackTerm)
+	err := l.answer(ackTerm)
 	l.finish()
 	if err != nil {
 		return s.fail("term", err)
