@@ -21,9 +21,13 @@ import (
 // GetChat returns the conversation's state with its KV revision, or a zero
 // state (Revision 0) when there is none.
 func (s *Store) GetChat(ctx context.Context, route, key string) (queue.ChatState, error) {
+	k := chatKey(route, key)
+	if st, ok := s.chatCache.get(k); ok {
+		return st, nil
+	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	e, err := s.chats.Get(ctx, chatKey(route, key))
+	e, err := s.chats.Get(ctx, k)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return queue.ChatState{}, nil
 	}
@@ -35,6 +39,7 @@ func (s *Store) GetChat(ctx context.Context, route, key string) (queue.ChatState
 		return queue.ChatState{}, fmt.Errorf("natsq: chat %s/%s: %w", route, key, err)
 	}
 	st.Revision = e.Revision()
+	s.chatCache.put(k, st)
 	return st, nil
 }
 
@@ -49,17 +54,22 @@ func (s *Store) PutChat(ctx context.Context, route, key string, st queue.ChatSta
 		return fmt.Errorf("natsq: encode chat: %w", err)
 	}
 	k := chatKey(route, key)
+	var rev uint64
 	if st.Revision == 0 {
-		_, err = s.chats.Create(ctx, k, data)
+		rev, err = s.chats.Create(ctx, k, data)
 	} else {
-		_, err = s.chats.Update(ctx, k, data, st.Revision)
+		rev, err = s.chats.Update(ctx, k, data, st.Revision)
 	}
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		s.chatCache.drop(k)
 		return queue.ErrConflict
 	}
 	if err != nil {
+		s.chatCache.drop(k)
 		return s.fail("put chat", err)
 	}
+	st.Revision = rev
+	s.chatCache.put(k, st)
 	return nil
 }
 
@@ -67,6 +77,7 @@ func (s *Store) PutChat(ctx context.Context, route, key string, st queue.ChatSta
 func (s *Store) DeleteChat(ctx context.Context, route, key string) error {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
+	s.chatCache.drop(chatKey(route, key))
 	if err := s.chats.Purge(ctx, chatKey(route, key)); err != nil {
 		return s.fail("delete chat", err)
 	}
@@ -162,6 +173,62 @@ func (s *Store) countWaiting(ctx context.Context, out *[]queue.Chat) error {
 	return nil
 }
 
+// chatCache keeps the chat records this replica read or wrote, so a
+// delivery costs one KV request (the compare-and-set) rather than two: the
+// partition's owner is the only replica sending its conversations. Every
+// change any replica makes reaches the chats watcher (see watchChats),
+// which drops an entry whose revision it does not match; a conflict or an
+// error drops it too. A record read from the cache can be as old as the
+// watcher's lag, as one read from the bucket is by the time it is used.
+type chatCache struct {
+	mu sync.Mutex
+	m  map[string]queue.ChatState
+}
+
+// maxCachedChats bounds the cache; past it, it starts again empty.
+const maxCachedChats = 100_000
+
+func (c *chatCache) get(k string) (queue.ChatState, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, ok := c.m[k]
+	if ok {
+		st.Turns = slices.Clone(st.Turns)
+	}
+	return st, ok
+}
+
+func (c *chatCache) put(k string, st queue.ChatState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxCachedChats {
+		c.m = map[string]queue.ChatState{}
+	}
+	st.Turns = slices.Clone(st.Turns)
+	c.m[k] = st
+}
+
+func (c *chatCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m = nil
+}
+
+func (c *chatCache) drop(k string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, k)
+}
+
+// seen drops k unless the cached record is at rev.
+func (c *chatCache) seen(k string, rev uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.m[k]; ok && st.Revision != rev {
+		delete(c.m, k)
+	}
+}
+
 // chatCounts counts the chats bucket's keys by route for ChatCounts. A
 // watcher over the bucket keeps them current with every replica's writes,
 // so no scrape lists the chats; it reads headers only, and holds one key
@@ -230,6 +297,8 @@ func (s *Store) watchChats() {
 }
 
 func (s *Store) watchChatsOnce() error {
+	// Changes made while no watcher ran are unknown: forget what is cached.
+	s.chatCache.clear()
 	w, err := s.chats.WatchAll(s.ctx, jetstream.MetaOnly())
 	if err != nil {
 		return err
@@ -252,6 +321,7 @@ func (s *Store) watchChatsOnce() error {
 				continue
 			}
 			exists := e.Operation() == jetstream.KeyValuePut
+			s.chatCache.seen(e.Key(), e.Revision())
 			if initial != nil {
 				if exists {
 					initial[e.Key()] = route

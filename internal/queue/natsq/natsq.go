@@ -201,6 +201,7 @@ type Store struct {
 	statsLock sync.Mutex // one refresh at a time
 
 	chatCounts *chatCounts
+	chatCache  chatCache
 }
 
 var _ queue.Lease = (*lease)(nil)
