@@ -161,15 +161,6 @@ func newestKey(route, conv, key string) string {
 	return "s" + b64.EncodeToString(h.Sum(nil))
 }
 
-// endKey is the KV key of a conversation's last turn end.
-func endKey(route, conv string) string {
-	h := sha256.New()
-	h.Write([]byte(route))
-	h.Write([]byte{0})
-	h.Write([]byte(conv))
-	return "e" + b64.EncodeToString(h.Sum(nil))
-}
-
 // dedupeKey hashes the sender's dedupe key: senders choose it, so its length
 // and characters are not ours to trust as a KV key.
 func dedupeKey(k string) string {
