@@ -430,6 +430,11 @@ func (s *Store) attach(p *part) (jetstream.ConsumeContext, error) {
 		AckWait:       consumerAckWait,
 		MaxAckPending: s.o.Window,
 		MaxDeliver:    -1,
+		// Its state need not survive the server: acked messages leave the
+		// stream, and an owner that finds the consumer gone re-creates it.
+		// On disk, the server would rewrite the whole ack-pending set
+		// after every few acks.
+		MemoryStorage: true,
 	})
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package natsq
 import (
 	"context"
 	"strconv"
+	"time"
 
 	"github.com/relayd/relayd/internal/queue"
 )
@@ -55,6 +56,39 @@ func (s *Store) isSuperseded(m queue.Message, seq uint64) bool {
 	return err == nil && n > seq
 }
 
+// catchUpWait bounds how long forming a turn waits for messages of its
+// conversation that are stored but still on their way to the owner.
+const catchUpWait = 250 * time.Millisecond
+
+// catchUp returns the conversation's held messages once those stored
+// when the turn was taken have arrived: a coalescing turn then carries
+// every message accepted before it, as on bbolt, rather than those that
+// happened to be delivered already. It asks the stream for the newest
+// sequence on the conversation's subject (one request, for routes that
+// coalesce or supersede only) and waits for it, at most catchUpWait, and
+// not while the partition's window is full.
+func (l *lease) catchUp(all []*item) []*item {
+	s, c := l.s, l.c
+	m := all[0].msg
+	ctx, cancel := s.opCtx(s.ctx)
+	rm, err := s.stream.GetLastMsgForSubject(ctx, s.n.convSubject(c.p.n, m.Route, m.ConversationKey))
+	cancel()
+	if err != nil {
+		return all
+	}
+	deadline := time.Now().Add(catchUpWait)
+	for {
+		s.mu.Lock()
+		all = c.items
+		done := all[len(all)-1].seq >= rm.Sequence || c.p.held >= s.o.Window || c.p.stopped
+		s.mu.Unlock()
+		if done || time.Now().After(deadline) {
+			return all
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 // maxSupersedeScan bounds how many held messages of a conversation a turn
 // looks through for newer messages of its supersede keys.
 const maxSupersedeScan = 4096
@@ -70,6 +104,9 @@ func (l *lease) form(all []*item) {
 	pol := l.s.policy(head.Route)
 	if head.IsReply() {
 		pol = queue.TurnPolicy{}
+	}
+	if pol.Supersede || len(all) < pol.Max() {
+		all = l.catchUp(all)
 	}
 	n := len(all)
 	if !pol.Supersede {
