@@ -73,9 +73,11 @@
 //
 // Taking a partition, the owner deletes and re-creates its durable pull
 // consumer (<consumer>-p<N>, DeliverAll, explicit acks, MaxAckPending
-// Options.Window): it is then delivered every message of the partition not
-// acked yet, in stream order, including those a previous owner held or had
-// out. A previous owner still running (a "zombie" that lost its claim, say
+// Options.Window, state in memory: acked messages leave the stream, so
+// the consumer has nothing worth keeping on disk, and an owner that finds
+// it gone, after a server restart, re-creates it): it is then delivered
+// every message of the partition not acked yet, in stream order,
+// including those a previous owner held or had out. A previous owner still running (a "zombie" that lost its claim, say
 // behind a network partition) has its consumer deleted under it, so its
 // acks go nowhere and what it had out is sent again by the new owner: at
 // least once, with the same Idempotency-Key.
@@ -147,8 +149,9 @@
 // request for the turn itself. The dispatcher adds the chat record's
 // compare-and-set (its read is cached) and the history outcome. A Retry
 // adds one KV put per message and a later Ack one KV purge per message.
-// Superseding adds one KV put per keyed message at enqueue and one KV get
-// per keyed message when a turn is formed. Ownership costs, per replica,
+// A turn of a coalescing route adds one direct read of its conversation's
+// newest sequence. Superseding adds one KV put per keyed message at
+// enqueue and one KV get per keyed message when a turn is formed. Ownership costs, per replica,
 // one KV put and one bucket read every OwnerTTL/3 plus one KV update per
 // partition owned.
 //
@@ -156,7 +159,10 @@
 //
 // A lease is a turn: up to the route's max_events and max_prompt_bytes of
 // its conversation's messages held by the owner, oldest first (all of
-// them are local, so coalescing reads nothing from the stream).
+// them are local). A turn of a route that coalesces or supersedes first
+// asks the stream for the newest sequence on its conversation's subject
+// and waits, briefly, for the messages up to it to arrive, so that a turn
+// carries every message accepted before it was taken, as on bbolt.
 //
 //   - The coalescing wait: a message that arrives when its conversation
 //     has nothing held or out, accepted less than wait ago, is due at
