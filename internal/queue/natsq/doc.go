@@ -17,8 +17,10 @@
 //     conversation key) mod P, and c, 72 bits of a SHA-256 of the same,
 //     so the stream counts each conversation's messages (relayd chats
 //     list reads them with one stream info). Releases before this one
-//     published to S.msgs.<p>; partition consumers read both forms, so
-//     nothing needs migrating. A message is published with Nats-Msg-Id set
+//     published to S.msgs.<p>; a partition's consumer also reads that
+//     subject while it holds messages (when taken, it filters on
+//     S.msgs.<p>.> alone otherwise: the server finds the next message of
+//     one filter far faster than of two), so nothing needs migrating. A message is published with Nats-Msg-Id set
 //     to its id, so the stream's two-minute duplicate window drops a
 //     publisher's retry. Enqueue returns only after JetStream acknowledged
 //     every publish of the batch (published asynchronously, acks awaited

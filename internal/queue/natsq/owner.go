@@ -418,10 +418,22 @@ func (s *Store) attach(p *part) (jetstream.ConsumeContext, error) {
 	if err := s.js.DeleteConsumer(ctx, s.n.stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, err
 	}
+	// Messages of releases before per-conversation subjects are read too,
+	// while there are any: the server finds the next message of a single
+	// filter faster than of several.
+	cfg := jetstream.ConsumerConfig{FilterSubject: s.n.partSubject(p.n) + ".>"}
+	old, err := subjectCounts(ctx, s.stream, s.n.partSubject(p.n))
+	if err != nil {
+		return nil, err
+	}
+	if len(old) > 0 {
+		cfg = jetstream.ConsumerConfig{FilterSubjects: s.n.partFilters(p.n)}
+	}
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, s.n.stream, jetstream.ConsumerConfig{
 		Durable:        name,
 		Description:    "relayd partition " + strconv.Itoa(p.n),
-		FilterSubjects: s.n.partFilters(p.n),
+		FilterSubject:  cfg.FilterSubject,
+		FilterSubjects: cfg.FilterSubjects,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		// The owner holds what it fetched for as long as it owns the

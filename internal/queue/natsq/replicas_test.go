@@ -2,6 +2,7 @@ package natsq_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -11,6 +12,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relayd/relayd/internal/dispatch"
 	"github.com/relayd/relayd/internal/ingest"
@@ -778,5 +782,47 @@ func TestDedupeExpires(t *testing.T) {
 	}
 	if !enq("long", time.Hour) {
 		t.Fatal("the one-hour mark expired with the short one")
+	}
+}
+
+// TestOldSubjectsDrained: messages a release before per-conversation
+// subjects stored on its partition's own subject are still delivered, in
+// order with the conversation's newer messages.
+func TestOldSubjectsDrained(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	first := open(t, url)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	old := newMsg("r", "k")
+	old.EnqueuedAt = time.Now()
+	data, err := json.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj := fmt.Sprintf("RELAYD.msgs.%d", natsq.PartitionOf("r", "k", natsq.DefaultPartitions))
+	if _, err := js.Publish(waitCtx(t), subj, data); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, url)
+	newer := newMsg("r", "k")
+	enqueue(t, s, newer)
+	for _, want := range []string{old.ID, newer.ID} {
+		l, err := s.Next(waitCtx(t))
+		if err != nil || l.Message().ID != want {
+			t.Fatalf("next: %v %v, want %s", l, err, want)
+		}
+		if err := l.Ack(waitCtx(t)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
