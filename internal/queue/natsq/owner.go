@@ -161,6 +161,7 @@ func (s *Store) ownRound() error {
 		v, _ := json.Marshal(c)
 		nrev, err := s.owners.Update(ctx, claimKey(p.n), v, rev)
 		s.mu.Lock()
+		s.pruneLocked(p, start)
 		switch {
 		case err == nil:
 			p.rev = nrev
@@ -265,6 +266,20 @@ func (s *Store) ownRound() error {
 		go s.runPart(p)
 	}
 	return nil
+}
+
+// pruneLocked forgets the conversations of p that hold nothing and whose
+// last turn end no longer matters to their route's coalescing wait.
+func (s *Store) pruneLocked(p *part, now time.Time) {
+	for k, c := range p.convs {
+		if len(c.items) > 0 || c.out != nil || c.queued {
+			continue
+		}
+		route, _, _ := strings.Cut(k, "\x00")
+		if now.Sub(c.lastEnd) > s.policy(route).Wait {
+			delete(p.convs, k)
+		}
+	}
 }
 
 // readOwners returns the owners bucket's current entries by key.
