@@ -30,3 +30,7 @@ func (s *Store) Owned() []int {
 	slices.Sort(out)
 	return out
 }
+
+// PauseClaims stops or restarts the store's membership and claim
+// refreshes, as a replica stalled or cut off from NATS would.
+func (s *Store) PauseClaims(paused bool) { s.paused.Store(paused) }

@@ -179,6 +179,9 @@ type Store struct {
 	// an earlier, larger P whose consumers still exist.
 	parts []int
 	id    string // this replica's member id
+	// paused stops the membership and claim refreshes (tests: a replica
+	// that stalls, or is cut off, without dying).
+	paused atomic.Bool
 
 	ctx    context.Context // ends at Close; owns every goroutine below
 	cancel context.CancelFunc

@@ -98,6 +98,12 @@ func (s *Store) own() {
 	defer s.wg.Done()
 	every := max(s.o.OwnerTTL/3, 10*time.Millisecond)
 	for {
+		if s.paused.Load() {
+			if xtime.Sleep(s.ctx, every) != nil {
+				return
+			}
+			continue
+		}
 		if err := s.ownRound(); err != nil && s.ctx.Err() == nil {
 			s.log.Warn("refreshing partition claims failed", "err", err)
 		}

@@ -826,3 +826,50 @@ func TestOldSubjectsDrained(t *testing.T) {
 		}
 	}
 }
+
+// TestStalledOwnerStopsSending: a replica that cannot refresh its claim
+// (stalled, or cut off from NATS) stops handing out its partition's turns
+// before another replica may take the partition over, so no conversation
+// is sent by two replicas at once; once it is back it finds the claim
+// taken and lets the partition go.
+func TestStalledOwnerStopsSending(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	one := func(o *natsq.Options) { o.Partitions = 1; o.OwnerTTL = 600 * time.Millisecond }
+	a, b := open(t, url, one), open(t, url, one)
+	m1, m2 := newMsg("r", "k"), newMsg("r", "j")
+	enqueue(t, a, m1, m2)
+	l, stalled := nextAny(t, a, b)
+	first := l.Message().ID
+	stalled.PauseClaims(true)
+	survivor := other(stalled, a, b)
+	// The survivor takes the partition over and sends both again.
+	got := map[string]bool{}
+	for len(got) < 2 {
+		l, err := survivor.Next(waitCtx(t))
+		if err != nil {
+			t.Fatalf("survivor got %v: %v", got, err)
+		}
+		got[l.Message().ID] = true
+		if err := l.Ack(waitCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The stalled replica still holds the other message, and must not
+	// hand it out.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if l, err := stalled.Next(ctx); err == nil {
+		t.Fatalf("the stalled replica handed out %s after losing its claim (first was %s)", l.Message().ID, first)
+	}
+	stalled.PauseClaims(false)
+	deadline := time.Now().Add(patience)
+	for len(stalled.Owned()) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stalled replica still owns %v", stalled.Owned())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := survivor.Owned(); len(got) != 1 {
+		t.Fatalf("survivor owns %v, want the partition", got)
+	}
+}
