@@ -842,6 +842,17 @@ func TestStalledOwnerStopsSending(t *testing.T) {
 	first := l.Message().ID
 	stalled.PauseClaims(true)
 	survivor := other(stalled, a, b)
+	// Nobody takes the partition over yet: the stalled replica, whose
+	// claim has not been refreshed for its whole lifetime, still holds the
+	// other message, and must not hand it out.
+	survivor.PauseClaims(true)
+	time.Sleep(700 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if l, err := stalled.Next(ctx); err == nil {
+		t.Fatalf("the stalled replica handed out %s with its claim lapsed (first was %s)", l.Message().ID, first)
+	}
+	survivor.PauseClaims(false)
 	// The survivor takes the partition over and sends both again.
 	got := map[string]bool{}
 	for len(got) < 2 {
@@ -853,13 +864,6 @@ func TestStalledOwnerStopsSending(t *testing.T) {
 		if err := l.Ack(waitCtx(t)); err != nil {
 			t.Fatal(err)
 		}
-	}
-	// The stalled replica still holds the other message, and must not
-	// hand it out.
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	if l, err := stalled.Next(ctx); err == nil {
-		t.Fatalf("the stalled replica handed out %s after losing its claim (first was %s)", l.Message().ID, first)
 	}
 	stalled.PauseClaims(false)
 	deadline := time.Now().Add(patience)
