@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPartitionOf(t *testing.T) {
@@ -60,6 +61,13 @@ func TestConvSubject(t *testing.T) {
 	// The route and key are separated: ("ab", "c") is not ("a", "bc").
 	if convToken("ab", "c") == convToken("a", "bc") {
 		t.Fatal("convToken mixes route and key")
+	}
+	for subj, want := range map[string]int{a: 3, "RELAYD.msgs.3": 3, "RELAYD.msgs.12.x": 12, "RELAYD.msgs.x": -1,
+		"RELAYD.msgs.03.x": -1, "OTHER.msgs.3.x": -1, "RELAYD.dlq.r": -1} {
+		p, ok := n.partOfSubject(subj)
+		if ok != (want >= 0) || ok && p != want {
+			t.Errorf("partOfSubject(%q) = %d, %v; want %d", subj, p, ok, want)
+		}
 	}
 	for _, f := range n.partFilters(3) {
 		if f != "RELAYD.msgs.3" && f != "RELAYD.msgs.3.>" {
@@ -141,8 +149,14 @@ func TestOptionsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if o.Stream != DefaultStream || o.Partitions != DefaultPartitions || o.AckWait != DefaultAckWait ||
-		o.Replicas != 1 || o.URLs[0] != "nats://127.0.0.1:4222" || o.Logger == nil || o.Now == nil {
+		o.Replicas != 1 || o.URLs[0] != "nats://127.0.0.1:4222" || o.Logger == nil || o.Now == nil ||
+		o.OwnerTTL != DefaultAckWait || o.Window != DefaultWindow {
 		t.Fatalf("defaults %+v", o)
+	}
+	// OwnerTTL follows AckWait unless set.
+	o = Options{AckWait: time.Second}
+	if err := o.defaults(); err != nil || o.OwnerTTL != time.Second {
+		t.Fatalf("OwnerTTL %v with AckWait 1s (%v)", o.OwnerTTL, err)
 	}
 	for _, bad := range []Options{{Stream: "A.B"}, {Stream: "A B"}, {ConsumerName: "c*"}} {
 		if err := bad.defaults(); err == nil {
