@@ -66,8 +66,8 @@ type Options struct {
 	// DedupeTTL is the longest dedupe window any source uses: the dedupe
 	// bucket keeps no key longer than this.
 	DedupeTTL time.Duration
-	// AckWait is the default of OwnerTTL (kept for configurations that set
-	// it before partitions had owners).
+	// AckWait is OwnerTTL's default. (Before partitions had owners it was
+	// how long a lease could go without a heartbeat.)
 	AckWait time.Duration
 	// OwnerTTL is how long a replica's membership and partition claims last
 	// without a refresh: a replica that dies holds its partitions this long
