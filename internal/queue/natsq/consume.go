@@ -45,7 +45,7 @@ type attemptRecord struct {
 // item is one held message.
 type item struct {
 	seq       uint64 // stream sequence
-	reply     string // its ack subject
+	reply     string // its ack subject (of its latest delivery)
 	msg       queue.Message
 	hasRecord bool      // an attempts record exists
 	due       time.Time // zero: now
@@ -213,8 +213,18 @@ func (s *Store) receive(p *part, epoch int, m jetstream.Msg) {
 	}
 	p.lastCSeq = max(p.lastCSeq, md.Sequence.Consumer)
 	seq := md.Sequence.Stream
-	if _, ok := p.seqs[seq]; ok {
-		return // a redelivery of a message held here
+	if _, ok := p.acked[seq]; ok {
+		// Acked here, but the ack was lost with a connection: the message
+		// was delivered, so ack it again rather than send it again, after
+		// newer messages of its conversation.
+		_ = s.nc.Publish(m.Reply(), ackAck)
+		return
+	}
+	if it, ok := p.seqs[seq]; ok {
+		// A redelivery of a message held here (after the consumer was
+		// re-created, or its ack wait): acks now go to this delivery.
+		it.reply = m.Reply()
+		return
 	}
 	if derr != nil {
 		// A message that cannot be read can never be delivered.
@@ -247,7 +257,7 @@ func (s *Store) receive(p *part, epoch int, m jetstream.Msg) {
 		}
 	}
 	c.items = append(c.items, it)
-	p.seqs[seq] = struct{}{}
+	p.seqs[seq] = it
 	p.held++
 	s.scheduleLocked(c, now)
 }
@@ -298,8 +308,14 @@ func (l *lease) begin() error {
 // connection means a duplicate (the reconnect re-reads the partition), as
 // after a crash; giving a partition back flushes the acks first.
 func (l *lease) answer(body []byte) error {
-	for _, it := range l.items {
-		if err := l.s.nc.Publish(it.reply, body); err != nil {
+	l.s.mu.Lock()
+	replies := make([]string, len(l.items))
+	for i, it := range l.items {
+		replies[i] = it.reply
+	}
+	l.s.mu.Unlock()
+	for _, r := range replies {
+		if err := l.s.nc.Publish(r, body); err != nil {
 			return err
 		}
 	}
@@ -315,6 +331,7 @@ func (l *lease) finish() {
 	c.items = c.items[len(l.items):]
 	for _, it := range l.items {
 		delete(c.p.seqs, it.seq)
+		c.p.rememberAck(it.seq, 4*s.o.Window)
 	}
 	c.p.held -= len(l.items)
 	c.lastEnd = now

@@ -34,3 +34,13 @@ func (s *Store) Owned() []int {
 // PauseClaims stops or restarts the store's membership and claim
 // refreshes, as a replica stalled or cut off from NATS would.
 func (s *Store) PauseClaims(paused bool) { s.paused.Store(paused) }
+
+// Resync makes the store read every partition it owns again, as after a
+// reconnect.
+func (s *Store) Resync() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.owned {
+		s.signalLocked(p, modeResync)
+	}
+}

@@ -49,11 +49,33 @@ type part struct {
 	epoch    int           // consumer incarnation, for deliveries still under way
 
 	convs    map[string]*conv
-	seqs     map[uint64]struct{} // stream sequences held
+	seqs     map[uint64]*item // held, by stream sequence
 	held     int
 	out      int // turns out
 	lastCSeq uint64
 	records  map[string]attemptRecord // retry records as read when attached
+	// The sequences acked most recently, so that a message whose ack was
+	// lost with a connection is acked again when it comes back, not sent.
+	acked    map[uint64]struct{}
+	ackedLog []uint64 // ring, ackedAt is the next slot
+	ackedAt  int
+}
+
+// rememberAck records seq as acked, forgetting the oldest past n: acks
+// are lost only with a connection, the partition is read again right after
+// a reconnect, and meanwhile at most the window held can be acked.
+func (p *part) rememberAck(seq uint64, n int) {
+	if p.acked == nil {
+		p.acked, p.ackedLog = map[uint64]struct{}{}, make([]uint64, 0, n)
+	}
+	if len(p.ackedLog) < n {
+		p.ackedLog = append(p.ackedLog, seq)
+	} else {
+		delete(p.acked, p.ackedLog[p.ackedAt])
+		p.ackedLog[p.ackedAt] = seq
+		p.ackedAt = (p.ackedAt + 1) % n
+	}
+	p.acked[seq] = struct{}{}
 }
 
 // claim is the value of a partition's key in the owners bucket.
@@ -82,7 +104,9 @@ func (s *Store) signalLocked(p *part, m int) {
 		return
 	}
 	p.mode = m
-	p.draining = true
+	// A resync keeps handing out what is held: it only reads the
+	// partition again, and what comes again is dropped as held.
+	p.draining = m >= modeGive
 	if m == modeLost {
 		p.stopped = true
 	}
@@ -363,10 +387,11 @@ func (s *Store) runPart(p *part) {
 		if s.ctx.Err() != nil {
 			break
 		}
-		// Let the turns out end, unless the partition is someone else's.
+		// Before a partition goes to another replica, let the turns out
+		// end, unless it is someone else's already.
 		s.mu.Lock()
 		var idle chan struct{}
-		if p.out > 0 && p.mode != modeLost {
+		if p.out > 0 && p.mode == modeGive {
 			p.idle = make(chan struct{})
 			idle = p.idle
 		}
@@ -385,9 +410,13 @@ func (s *Store) runPart(p *part) {
 		s.mu.Lock()
 		mode = p.mode
 		if mode == modeResync && s.ctx.Err() == nil {
+			// Read the partition again from its start, keeping what is
+			// held and out: the consumer's deliveries come in stream
+			// order and what was lost is newer than anything held (a
+			// delivery after a gap is not taken), so what is new to this
+			// replica goes behind what it holds.
 			p.mode, p.draining, p.idle = modeNone, false, nil
 			p.epoch++
-			p.convs, p.seqs, p.held = map[string]*conv{}, map[uint64]struct{}{}, 0
 			s.mu.Unlock()
 			continue
 		}
@@ -479,7 +508,10 @@ func (s *Store) attach(p *part) (jetstream.ConsumeContext, error) {
 	s.mu.Lock()
 	p.epoch++
 	epoch := p.epoch
-	p.convs, p.seqs, p.held, p.lastCSeq, p.records = map[string]*conv{}, map[uint64]struct{}{}, 0, 0, records
+	if p.convs == nil { // taken, rather than read again
+		p.convs, p.seqs, p.held = map[string]*conv{}, map[uint64]*item{}, 0
+	}
+	p.lastCSeq, p.records = 0, records
 	s.mu.Unlock()
 	cc, err := cons.Consume(func(m jetstream.Msg) { s.receive(p, epoch, m) },
 		jetstream.PullMaxMessages(s.o.Window),

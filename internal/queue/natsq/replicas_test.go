@@ -877,3 +877,58 @@ func TestStalledOwnerStopsSending(t *testing.T) {
 		t.Fatalf("survivor owns %v, want the partition", got)
 	}
 }
+
+// TestResyncKeepsTurns: reading a partition again (after a reconnect)
+// keeps the turns out and what is held: nothing is sent twice, and other
+// conversations go on meanwhile.
+func TestResyncKeepsTurns(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	s := open(t, url, func(o *natsq.Options) { o.Partitions = 1 })
+	a1, a2, b1 := newMsg("r", "a"), newMsg("r", "a"), newMsg("r", "b")
+	enqueue(t, s, a1, b1, a2)
+	leases := map[string]queue.Lease{}
+	for range 2 {
+		l, err := s.Next(waitCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases[l.Message().ID] = l
+	}
+	if leases[a1.ID] == nil || leases[b1.ID] == nil {
+		t.Fatalf("leased %v, want %s and %s", slices.Collect(maps.Keys(leases)), a1.ID, b1.ID)
+	}
+	if err := leases[b1.ID].Ack(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	s.Resync()
+	b2 := newMsg("r", "b")
+	enqueue(t, s, b2)
+	if l, err := s.Next(waitCtx(t)); err != nil || l.Message().ID != b2.ID {
+		t.Fatalf("next during the turn of a: %v %v, want %s", l, err, b2.ID)
+	} else if err := l.Ack(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := leases[a1.ID].Ack(waitCtx(t)); err != nil {
+		t.Fatalf("ack of a turn out across the resync: %v", err)
+	}
+	if l, err := s.Next(waitCtx(t)); err != nil || l.Message().ID != a2.ID {
+		t.Fatalf("next: %v %v, want %s", l, err, a2.ID)
+	} else if err := l.Ack(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if l, err := s.Next(ctx); err == nil {
+		t.Fatalf("%s sent again after the resync", l.Message().ID)
+	}
+	// Everything was acked: a store opened now finds nothing.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := open(t, url, func(o *natsq.Options) { o.Partitions = 1 })
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel2()
+	if l, err := s2.Next(ctx2); err == nil {
+		t.Fatalf("%s left in the stream", l.Message().ID)
+	}
+}
