@@ -102,11 +102,16 @@
 //   - Ack and Dead ack (or terminate) every message of the turn. The acks
 //     are plain publishes, not confirmed one by one: only the owner can
 //     hand out the conversation's next message, and the consumer
-//     redelivers nothing the owner holds. An ack lost with the connection
-//     brings the message back (a duplicate): after a reconnect the owner
-//     reads every partition again from its start (a delivery lost on its
-//     way would otherwise let a later message of its conversation go
-//     first), as it does when the consumer sequence shows a gap.
+//     redelivers nothing the owner holds.
+//   - After a reconnect, or when the consumer sequence shows a gap, the
+//     owner reads the partition again from its start (re-creating the
+//     consumer): a delivery lost on its way would otherwise let a later
+//     message of its conversation go first. It keeps what it holds and its
+//     turns out meanwhile, nobody waits: what comes again and is held only
+//     moves its acks to the new delivery, and what was lost is newer than
+//     anything held (nothing after a gap is taken). A message acked here
+//     whose ack was lost with the connection is acked again when it comes
+//     back, not sent (the owner remembers its last 4 × Window acks).
 //   - Retry and Release keep the messages here, due again at the time
 //     asked; Retry (and a Release to a later time) writes each message's
 //     attempts record first, so a next owner knows the attempts and the
@@ -191,5 +196,5 @@
 // and Ping fails (/readyz); messages already acknowledged are on the
 // server's disk and are delivered once it is back. After a reconnect the
 // Store re-creates anything missing, for a server that lost its storage,
-// and re-reads the partitions it owns (see Scheduling).
+// and reads the partitions it owns again (see Scheduling).
 package natsq
