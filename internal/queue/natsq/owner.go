@@ -190,6 +190,13 @@ func (s *Store) ownRound() error {
 		s.mu.Unlock()
 		v, _ := json.Marshal(c)
 		nrev, err := s.owners.Update(ctx, claimKey(p.n), v, rev)
+		if isRevisionErr(err) {
+			// An update whose answer was lost (an outage) moved the
+			// revision on without telling us: still ours if it says so.
+			if e, gerr := s.owners.Get(ctx, claimKey(p.n)); gerr == nil && claimOwner(e) == s.id {
+				nrev, err = s.owners.Update(ctx, claimKey(p.n), v, e.Revision())
+			}
+		}
 		s.mu.Lock()
 		s.pruneLocked(p, start)
 		switch {
@@ -202,8 +209,7 @@ func (s *Store) ownRound() error {
 					s.scheduleLocked(c, start)
 				}
 			}
-		case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyNotFound),
-			errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		case isRevisionErr(err):
 			s.log.Warn("lost a partition claim; another replica owns it now", "partition", p.n)
 			s.signalLocked(p, modeLost)
 		}
@@ -273,8 +279,8 @@ func (s *Store) ownRound() error {
 			rev, err = s.owners.Create(ctx, claimKey(pn), v)
 		} else {
 			var old claim
-			if json.Unmarshal(e.Value(), &old) == nil && old.Until.After(start) {
-				continue // owned
+			if json.Unmarshal(e.Value(), &old) == nil && old.Until.After(start) && old.Owner != s.id {
+				continue // owned, by another replica
 			}
 			rev, err = s.owners.Update(ctx, claimKey(pn), v, e.Revision())
 		}
@@ -310,6 +316,22 @@ func (s *Store) pruneLocked(p *part, now time.Time) {
 			delete(p.convs, k)
 		}
 	}
+}
+
+// isRevisionErr reports a compare-and-set that found another revision, or
+// no key.
+func isRevisionErr(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound) ||
+		errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+}
+
+// claimOwner reads the owner of a claim entry ("" if unreadable).
+func claimOwner(e jetstream.KeyValueEntry) string {
+	var c claim
+	if json.Unmarshal(e.Value(), &c) != nil {
+		return ""
+	}
+	return c.Owner
 }
 
 // readOwners returns the owners bucket's current entries by key.
@@ -455,7 +477,7 @@ func (s *Store) attach(p *part) (jetstream.ConsumeContext, error) {
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, err
 	}
-	if err != nil || e.Revision() != rev {
+	if err != nil || e.Revision() != rev && claimOwner(e) != s.id {
 		s.mu.Lock()
 		// A refresh may have moved the revision on meanwhile.
 		if p.rev == rev {
