@@ -52,3 +52,48 @@ func TestChatCountsAcrossReplicas(t *testing.T) {
 	want(b, "B", after)
 	want(open(t, url), "C, opened later", after)
 }
+
+// TestListChatsWaiting: the listing counts each conversation's queued
+// messages, whether or not it has a chat yet, held by an owner or not.
+func TestListChatsWaiting(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	s := open(t, url)
+	ctx := waitCtx(t)
+	enqueue(t, s, newMsg("r", "a"), newMsg("r", "a"), newMsg("r", "a"), newMsg("r", "b"))
+	if err := s.PutChat(ctx, "r", "a", queue.ChatState{ChatID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutChat(ctx, "r", "idle", queue.ChatState{ChatID: "c2"}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	acked := l.Message().ConversationKey
+	chats, err := s.ListChats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"a": 3, "b": 1, "idle": 0}
+	want[acked]--
+	got := map[string]int{}
+	for _, c := range chats {
+		if c.Waiting == nil {
+			t.Fatalf("%s/%s: no waiting count", c.Route, c.ConversationKey)
+		}
+		got[c.ConversationKey] = *c.Waiting
+		if c.ConversationKey == "b" && c.ChatID != "" {
+			t.Fatalf("b has chat %q, want none", c.ChatID)
+		}
+	}
+	if got["b"] == 0 {
+		delete(want, "b") // acked: no longer a conversation with messages
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("waiting %v, want %v", got, want)
+	}
+}

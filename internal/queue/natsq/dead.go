@@ -181,7 +181,7 @@ func (s *Store) replayOne(ctx context.Context, e deadEntry) error {
 	if err := s.attempts.Purge(ctx, attemptsKey(m.ID)); err != nil {
 		return s.fail("replay "+m.ID, err)
 	}
-	subj := s.n.partSubject(partitionOf(m.Route, m.ConversationKey, s.o.Partitions))
+	subj := s.n.convSubject(partitionOf(m.Route, m.ConversationKey, s.o.Partitions), m.Route, m.ConversationKey)
 	if _, err := s.js.PublishMsg(ctx, natsMsg(subj, data),
 		jetstream.WithMsgID(replayMsgID(m.ID, e.seq)), jetstream.WithExpectStream(s.n.stream)); err != nil {
 		return s.fail("replay "+m.ID, err)

@@ -35,7 +35,7 @@ func (s *Store) Enqueue(ctx context.Context, b queue.Batch) (duplicate bool, err
 			return false, fmt.Errorf("natsq: encode message %s: %w", m.ID, err)
 		}
 		msgs[i] = &nats.Msg{
-			Subject: s.n.partSubject(partitionOf(m.Route, m.ConversationKey, s.o.Partitions)),
+			Subject: s.n.convSubject(partitionOf(m.Route, m.ConversationKey, s.o.Partitions), m.Route, m.ConversationKey),
 			Data:    data,
 		}
 	}

@@ -1,5 +1,7 @@
 package natsq
 
+import "slices"
+
 // KillConn closes the store's NATS connection without ending its leases,
 // as a crashed process would.
 func (s *Store) KillConn() { s.nc.Close() }
@@ -13,4 +15,32 @@ func SetHistoryScanMax(n int) (restore func()) {
 	old := historyScanMax
 	historyScanMax = n
 	return func() { historyScanMax = old }
+}
+
+// Owned lists the partitions the store owns and reads.
+func (s *Store) Owned() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []int
+	for n, p := range s.owned {
+		if p.mode == modeNone && !p.stopped {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// PauseClaims stops or restarts the store's membership and claim
+// refreshes, as a replica stalled or cut off from NATS would.
+func (s *Store) PauseClaims(paused bool) { s.paused.Store(paused) }
+
+// Resync makes the store read every partition it owns again, as after a
+// reconnect.
+func (s *Store) Resync() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.owned {
+		s.signalLocked(p, modeResync)
+	}
 }

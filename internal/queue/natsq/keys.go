@@ -29,7 +29,8 @@ type names struct {
 	chats    string // KV buckets
 	attempts string
 	dedupe   string
-	turns    string // turn state: supersede keys' newest messages, conversations' last turn
+	turns    string // turn state: supersede keys' newest messages
+	owners   string // replicas' membership and partition claims
 	consumer string // durable name prefix
 }
 
@@ -41,12 +42,26 @@ func newNames(stream, consumer string) names {
 		attempts: stream + "_attempts",
 		dedupe:   stream + "_dedupe",
 		turns:    stream + "_turns",
+		owners:   stream + "_owners",
 		consumer: consumer,
 	}
 }
 
-func (n names) msgsWildcard() string      { return n.stream + ".msgs.*" }
-func (n names) partSubject(p int) string  { return n.stream + ".msgs." + strconv.Itoa(p) }
+func (n names) msgsWildcard() string     { return n.stream + ".msgs.>" }
+func (n names) partSubject(p int) string { return n.stream + ".msgs." + strconv.Itoa(p) }
+
+// convSubject is where a conversation's messages go: its partition and a
+// token of its own, so the stream counts messages per conversation.
+func (n names) convSubject(p int, route, key string) string {
+	return n.partSubject(p) + "." + convToken(route, key)
+}
+
+// partFilters are a partition's consumer's subjects: its conversations,
+// and the partition's own subject, where releases before per-conversation
+// subjects stored every message.
+func (n names) partFilters(p int) []string {
+	return []string{n.partSubject(p), n.partSubject(p) + ".>"}
+}
 func (n names) dlqWildcard() string       { return n.stream + ".dlq.>" }
 func (n names) consumerName(p int) string { return n.consumer + "-p" + strconv.Itoa(p) }
 func (n names) dlqSubject(route string) string {
@@ -61,6 +76,35 @@ func (n names) partOfConsumer(name string) (int, bool) {
 	}
 	p, err := strconv.Atoi(rest)
 	if err != nil || p < 0 || strconv.Itoa(p) != rest {
+		return 0, false
+	}
+	return p, true
+}
+
+// convToken names a conversation in a subject: 72 bits of a hash of its
+// route and key, so two conversations of one partition practically never
+// share one (if they did, only the per-conversation counts would mix).
+func convToken(route, key string) string {
+	h := sha256.New()
+	h.Write([]byte(route))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	return b64.EncodeToString(h.Sum(nil)[:9])
+}
+
+// Keys of the owners bucket.
+func memberKey(id string) string { return "m." + id }
+func claimKey(p int) string      { return "p." + strconv.Itoa(p) }
+
+// partOfSubject parses the partition of a message subject (either form).
+func (n names) partOfSubject(subj string) (int, bool) {
+	rest, ok := strings.CutPrefix(subj, n.stream+".msgs.")
+	if !ok {
+		return 0, false
+	}
+	ps, _, _ := strings.Cut(rest, ".")
+	p, err := strconv.Atoi(ps)
+	if err != nil || p < 0 || strconv.Itoa(p) != ps {
 		return 0, false
 	}
 	return p, true
@@ -115,15 +159,6 @@ func newestKey(route, conv, key string) string {
 		h.Write([]byte{0})
 	}
 	return "s" + b64.EncodeToString(h.Sum(nil))
-}
-
-// endKey is the KV key of a conversation's last turn end.
-func endKey(route, conv string) string {
-	h := sha256.New()
-	h.Write([]byte(route))
-	h.Write([]byte{0})
-	h.Write([]byte(conv))
-	return "e" + b64.EncodeToString(h.Sum(nil))
 }
 
 // dedupeKey hashes the sender's dedupe key: senders choose it, so its length

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPartitionOf(t *testing.T) {
@@ -48,28 +49,29 @@ func TestRouteToken(t *testing.T) {
 	}
 }
 
-func TestParseAckReply(t *testing.T) {
-	for _, c := range []struct {
-		reply      string
-		want       ackMeta
-		wantErrStr string
-	}{
-		{reply: "$JS.ACK.RELAYD.relayd-p3.2.17.40.1700000000000000000.5", want: ackMeta{delivered: 2, seq: 17}},
-		{reply: "$JS.ACK._.ACCHASH.RELAYD.relayd-p3.1.9.12.1700000000000000000.0.tok", want: ackMeta{delivered: 1, seq: 9}},
-		{reply: "$JS.ACK.dom.ACCHASH.RELAYD.relayd-p3.3.10.12.1700000000000000000.0", want: ackMeta{delivered: 3, seq: 10}},
-		{reply: "_INBOX.abc", wantErrStr: "not a JetStream ack subject"},
-		{reply: "$JS.ACK.RELAYD.relayd-p3.x.17.40.1.5", wantErrStr: "bad JetStream ack subject"},
-		{reply: "", wantErrStr: "not a JetStream ack subject"},
-	} {
-		got, err := parseAckReply(c.reply)
-		if c.wantErrStr != "" {
-			if err == nil || !strings.Contains(err.Error(), c.wantErrStr) {
-				t.Errorf("parseAckReply(%q) error %v, want %q", c.reply, err, c.wantErrStr)
-			}
-			continue
+func TestConvSubject(t *testing.T) {
+	n := newNames("RELAYD", "relayd")
+	a := n.convSubject(3, "r", "octo/repo")
+	if !strings.HasPrefix(a, "RELAYD.msgs.3.") || strings.Count(a, ".") != 3 || strings.ContainsAny(a, " *>\t") {
+		t.Fatalf("convSubject = %q, want RELAYD.msgs.3.<one token>", a)
+	}
+	if b := n.convSubject(3, "r", "octo/repo"); b != a {
+		t.Fatalf("convSubject not stable: %q, %q", a, b)
+	}
+	// The route and key are separated: ("ab", "c") is not ("a", "bc").
+	if convToken("ab", "c") == convToken("a", "bc") {
+		t.Fatal("convToken mixes route and key")
+	}
+	for subj, want := range map[string]int{a: 3, "RELAYD.msgs.3": 3, "RELAYD.msgs.12.x": 12, "RELAYD.msgs.x": -1,
+		"RELAYD.msgs.03.x": -1, "OTHER.msgs.3.x": -1, "RELAYD.dlq.r": -1} {
+		p, ok := n.partOfSubject(subj)
+		if ok != (want >= 0) || ok && p != want {
+			t.Errorf("partOfSubject(%q) = %d, %v; want %d", subj, p, ok, want)
 		}
-		if err != nil || got != c.want {
-			t.Errorf("parseAckReply(%q) = %+v, %v; want %+v", c.reply, got, err, c.want)
+	}
+	for _, f := range n.partFilters(3) {
+		if f != "RELAYD.msgs.3" && f != "RELAYD.msgs.3.>" {
+			t.Fatalf("partFilters(3) has %q", f)
 		}
 	}
 }
@@ -147,8 +149,14 @@ func TestOptionsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if o.Stream != DefaultStream || o.Partitions != DefaultPartitions || o.AckWait != DefaultAckWait ||
-		o.Replicas != 1 || o.URLs[0] != "nats://127.0.0.1:4222" || o.Logger == nil || o.Now == nil {
+		o.Replicas != 1 || o.URLs[0] != "nats://127.0.0.1:4222" || o.Logger == nil || o.Now == nil ||
+		o.OwnerTTL != DefaultAckWait || o.Window != DefaultWindow {
 		t.Fatalf("defaults %+v", o)
+	}
+	// OwnerTTL follows AckWait unless set.
+	o = Options{AckWait: time.Second}
+	if err := o.defaults(); err != nil || o.OwnerTTL != time.Second {
+		t.Fatalf("OwnerTTL %v with AckWait 1s (%v)", o.OwnerTTL, err)
 	}
 	for _, bad := range []Options{{Stream: "A.B"}, {Stream: "A B"}, {ConsumerName: "c*"}} {
 		if err := bad.defaults(); err == nil {
@@ -179,20 +187,4 @@ func TestTLSConfig(t *testing.T) {
 			t.Errorf("%+v accepted", bad)
 		}
 	}
-}
-
-func FuzzParseAckReply(f *testing.F) {
-	f.Add("$JS.ACK.RELAYD.relayd-p3.2.17.40.1700000000000000000.5")
-	f.Add("$JS.ACK._.ACCHASH.RELAYD.relayd-p3.1.9.12.1700000000000000000.0.tok")
-	f.Add("$JS.ACK........")
-	f.Fuzz(func(t *testing.T, reply string) {
-		md, err := parseAckReply(reply)
-		if err != nil {
-			return
-		}
-		if !strings.HasPrefix(reply, "$JS.ACK.") {
-			t.Fatalf("accepted %q", reply)
-		}
-		_ = md
-	})
 }

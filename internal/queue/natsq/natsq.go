@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +29,7 @@ const (
 	DefaultConsumerName = "relayd"
 	DefaultPartitions   = 16
 	DefaultAckWait      = 30 * time.Second
+	DefaultWindow       = 1024
 	DefaultDedupeTTL    = 24 * time.Hour
 	DefaultTimeout      = 5 * time.Second
 
@@ -52,8 +55,8 @@ type Options struct {
 	// Replicas of every stream and bucket (1 for a single server; 3 for a
 	// typical cluster).
 	Replicas int
-	// Partitions is P, the number of ordered partitions: at most P
-	// conversations are dispatched at once across all replicas.
+	// Partitions is P, the number of partitions: each is owned by one
+	// replica at a time, so at most P replicas share the work.
 	Partitions int
 	// MaxPending caps the messages in the stream; Enqueue past it returns
 	// queue.ErrFull. 0 means no cap. Replays of dead letters are not
@@ -63,10 +66,17 @@ type Options struct {
 	// DedupeTTL is the longest dedupe window any source uses: the dedupe
 	// bucket keeps no key longer than this.
 	DedupeTTL time.Duration
-	// AckWait is how long a lease may go without a heartbeat before NATS
-	// hands the message to another replica. Leases are heartbeated every
-	// AckWait/3 while the process lives.
+	// AckWait is OwnerTTL's default. (Before partitions had owners it was
+	// how long a lease could go without a heartbeat.)
 	AckWait time.Duration
+	// OwnerTTL is how long a replica's membership and partition claims last
+	// without a refresh: a replica that dies holds its partitions this long
+	// before others take them over. Claims are refreshed every OwnerTTL/3.
+	// Default AckWait.
+	OwnerTTL time.Duration
+	// Window is how many messages of one partition its owner holds at once
+	// (the consumer's MaxAckPending): the conversations it schedules among.
+	Window int
 	// ConsumerName prefixes the durable consumers ("<name>-p<N>"). Every
 	// replica sharing the stream must use the same name.
 	ConsumerName string
@@ -74,8 +84,7 @@ type Options struct {
 	Timeout time.Duration
 	Logger  *slog.Logger // default: discard
 	Now     func() time.Time
-	// Turns gives each route's turn policy; here only Supersede is used
-	// (a lease carries one message). SetTurnPolicies replaces it.
+	// Turns gives each route's turn policy. SetTurnPolicies replaces it.
 	Turns queue.TurnPolicies
 }
 
@@ -109,6 +118,12 @@ func (o *Options) defaults() error {
 	}
 	if o.AckWait <= 0 {
 		o.AckWait = DefaultAckWait
+	}
+	if o.OwnerTTL <= 0 {
+		o.OwnerTTL = o.AckWait
+	}
+	if o.Window <= 0 {
+		o.Window = DefaultWindow
 	}
 	if o.DedupeTTL <= 0 {
 		o.DedupeTTL = DefaultDedupeTTL
@@ -162,26 +177,26 @@ type Store struct {
 	// perKeyTTL: the server keeps a TTL per dedupe key (NATS 2.11+);
 	// otherwise only the bucket's DedupeTTL applies.
 	perKeyTTL bool
-	// parts are the consumers fetched from, by partition; it may hold more
-	// than Partitions when an earlier configuration used a larger P and its
-	// partitions still need draining.
-	parts map[int]jetstream.Consumer
+	owners    jetstream.KeyValue // membership and partition claims
+	// parts are the partitions to own a share of: 0..P-1, and any left by
+	// an earlier, larger P whose consumers still exist.
+	parts []int
+	id    string // this replica's member id
+	// paused stops the membership and claim refreshes (tests: a replica
+	// that stalls, or is cut off, without dying).
+	paused atomic.Bool
 
 	ctx    context.Context // ends at Close; owns every goroutine below
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	reconn chan struct{} // a reconnect happened: re-provision
 
-	mu        sync.Mutex
-	closed    bool
-	waiting   int                 // Next calls blocked
-	held      []*lease            // fetched, not yet taken by Next; oldest first
-	avail     chan struct{}       // closed and replaced when a lease is held
-	demandOn  bool                // waiting > len(held)
-	demandUp  chan struct{}       // closed when demand turns on
-	demandOff chan struct{}       // closed when demand turns off
-	leases    map[*lease]struct{} // held or taken, not ended: heartbeated
-	hist      *natsHistory        // nil until OpenHistory (see history.go)
+	mu     sync.Mutex
+	closed bool
+	sched                      // conversations held, by partition owned (see consume.go)
+	hist   *natsHistory        // nil until OpenHistory (see history.go)
+	owned  map[int]*part       // partitions this replica owns, taken or being given back
+	rep    map[int]queue.Stats // other owners' last reported counts, by partition
 
 	cacheMu   sync.Mutex
 	pendN     int // messages in the stream, as last read
@@ -192,6 +207,7 @@ type Store struct {
 	statsLock sync.Mutex // one refresh at a time
 
 	chatCounts *chatCounts
+	chatCache  chatCache
 }
 
 var _ queue.Lease = (*lease)(nil)
@@ -203,19 +219,17 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		o:         o,
-		n:         newNames(o.Stream, o.ConsumerName),
-		log:       o.Logger.With("component", "natsq", "stream", o.Stream),
-		reconn:    make(chan struct{}, 1),
-		avail:     make(chan struct{}),
-		demandUp:  make(chan struct{}),
-		demandOff: make(chan struct{}),
-		leases:    map[*lease]struct{}{},
-		parts:     map[int]jetstream.Consumer{},
+		o:      o,
+		n:      newNames(o.Stream, o.ConsumerName),
+		log:    o.Logger.With("component", "natsq", "stream", o.Stream),
+		reconn: make(chan struct{}, 1),
+		id:     newMemberID(),
+		owned:  map[int]*part{},
+		rep:    map[int]queue.Stats{},
 	}
+	s.sched.init()
 	s.chatCounts = newChatCounts()
 	s.SetTurnPolicies(o.Turns)
-	close(s.demandOff) // demand starts off
 	nc, err := s.connect()
 	if err != nil {
 		return nil, fmt.Errorf("natsq: connect: %w: %w", queue.ErrUnavailable, err)
@@ -232,12 +246,8 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	for p := range s.parts {
-		s.wg.Add(1)
-		go s.fetchLoop(p)
-	}
 	s.wg.Add(3)
-	go s.keepAlive()
+	go s.own()
 	go s.maintain()
 	go s.watchChats()
 	return s, nil
@@ -260,6 +270,14 @@ func (s *Store) connect() (*nats.Conn, error) {
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			s.log.Info("nats reconnected", "server", c.ConnectedUrlRedacted())
 			s.reprovision()
+			// Deliveries under way when the connection broke are lost, and
+			// a later message of their conversation may come first: read
+			// every partition owned again from its start.
+			s.mu.Lock()
+			for _, p := range s.owned {
+				s.signalLocked(p, modeResync)
+			}
+			s.mu.Unlock()
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			s.log.Warn("nats async error", "err", err)
@@ -378,6 +396,13 @@ func (s *Store) provision(ctx context.Context, first bool) error {
 	if err != nil {
 		return fail("bucket "+s.n.stream+"_limits", err)
 	}
+	owners, err := s.js.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
+		Bucket: s.n.owners, Description: "relayd replicas and partition owners", History: 1,
+		Storage: jetstream.FileStorage, Replicas: o.Replicas,
+	})
+	if err != nil {
+		return fail("bucket "+s.n.owners, err)
+	}
 	dcfg := jetstream.KeyValueConfig{
 		Bucket: s.n.dedupe, Description: "relayd delivery dedupe marks", History: 1,
 		TTL: o.DedupeTTL, Storage: jetstream.FileStorage, Replicas: o.Replicas,
@@ -396,11 +421,11 @@ func (s *Store) provision(ctx context.Context, first bool) error {
 		return fail("bucket "+s.n.dedupe, err)
 	}
 
-	parts := map[int]bool{}
-	for p := range o.Partitions {
-		parts[p] = true
-	}
 	if first {
+		parts := map[int]bool{}
+		for p := range o.Partitions {
+			parts[p] = true
+		}
 		// Partitions left by a larger P keep their messages: drain them.
 		lister := stream.ConsumerNames(cctx)
 		for name := range lister.Name() {
@@ -411,37 +436,32 @@ func (s *Store) provision(ctx context.Context, first bool) error {
 		if err := lister.Err(); err != nil {
 			return fail("list consumers", err)
 		}
-	} else {
-		for p := range s.parts {
-			parts[p] = true
-		}
-	}
-	consumers := map[int]jetstream.Consumer{}
-	for p := range parts {
-		c, err := s.js.CreateOrUpdateConsumer(cctx, s.n.stream, jetstream.ConsumerConfig{
-			Durable:       s.n.consumerName(p),
-			Description:   "relayd partition " + strconv.Itoa(p),
-			FilterSubject: s.n.partSubject(p),
-			DeliverPolicy: jetstream.DeliverAllPolicy,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       o.AckWait,
-			// One message per partition outstanding cluster-wide: this is
-			// what orders each conversation across replicas.
-			MaxAckPending: 1,
-			MaxDeliver:    -1,
-		})
+		// And so do those whose messages no consumer was made for yet.
+		counts, err := subjectCounts(cctx, stream, s.n.msgsWildcard())
 		if err != nil {
-			return fail("consumer "+s.n.consumerName(p), err)
+			return fail("stream subjects", err)
 		}
-		consumers[p] = c
-	}
-	if first {
-		s.stream, s.dlq, s.chats, s.attempts, s.dedupe, s.turnKV = stream, dlq, chats, attempts, dedupe, turnKV
+		for subj := range counts {
+			if p, ok := s.n.partOfSubject(subj); ok {
+				parts[p] = true
+			}
+		}
+		s.stream, s.dlq, s.chats, s.attempts, s.dedupe, s.turnKV, s.owners = stream, dlq, chats, attempts, dedupe, turnKV, owners
 		s.perKeyTTL = perKeyTTL
 		s.limitsKV = limitsKV
-		s.parts = consumers
+		s.parts = slices.Sorted(maps.Keys(parts))
 	}
 	return nil
+}
+
+// subjectCounts returns the stream's message count by subject, for the
+// subjects matching filter.
+func subjectCounts(ctx context.Context, st jetstream.Stream, filter string) (map[string]uint64, error) {
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return nil, err
+	}
+	return info.State.Subjects, nil
 }
 
 // createOrUpdateStream tolerates a concurrent create by another replica.
@@ -485,9 +505,11 @@ func (s *Store) maintain() {
 	}
 }
 
-// Close stops fetching, puts back messages fetched but not yet taken by
-// Next, and closes the connection. Leases still held by callers end with the
-// connection; NATS redelivers them after AckWait. Close is idempotent.
+// Close stops fetching, gives up this replica's partitions and its
+// membership (so another replica, or the next process, takes them at once),
+// and closes the connection. Leases still held by callers are abandoned:
+// the partition's next owner delivers their messages again. Close is
+// idempotent.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -495,11 +517,11 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.wakeAllLocked()
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
-	s.releaseHeld()
-	// Naks sent while stopping are plain publishes: flush them out.
+	s.resign()
 	if s.nc.IsConnected() {
 		_ = s.nc.FlushTimeout(s.o.Timeout)
 	}

@@ -2,14 +2,19 @@ package natsq_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relayd/relayd/internal/dispatch"
 	"github.com/relayd/relayd/internal/ingest"
@@ -45,6 +50,53 @@ func enqueue(t testing.TB, s *natsq.Store, ms ...queue.Message) {
 	if dup, err := s.Enqueue(waitCtx(t), queue.Batch{Messages: ms}); err != nil || dup {
 		t.Fatalf("enqueue: dup %v, %v", dup, err)
 	}
+}
+
+// nextAny leases the next turn from whichever store owns its partition:
+// each replica hands out only the partitions it owns. It returns the lease
+// and the store it came from.
+func nextAny(t testing.TB, stores ...*natsq.Store) (queue.Lease, *natsq.Store) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	type got struct {
+		l queue.Lease
+		s *natsq.Store
+	}
+	ch := make(chan got, len(stores))
+	for _, s := range stores {
+		go func() {
+			l, err := s.Next(ctx)
+			if err != nil {
+				l = nil
+			}
+			ch <- got{l, s}
+		}()
+	}
+	var first got
+	for range stores {
+		g := <-ch
+		switch {
+		case g.l == nil:
+		case first.l == nil:
+			first = g
+			cancel()
+		default: // a second store had a turn too: put it back
+			_ = g.l.Release(context.Background(), time.Time{})
+		}
+	}
+	if first.l == nil {
+		t.Fatalf("no store leased anything within %v", patience)
+	}
+	return first.l, first.s
+}
+
+// other returns the store of pair that is not s.
+func other(s *natsq.Store, pair ...*natsq.Store) *natsq.Store {
+	if pair[0] == s {
+		return pair[1]
+	}
+	return pair[0]
 }
 
 // replica is one consumer of the shared queue, as a dispatcher would run
@@ -262,28 +314,30 @@ func TestTwoReplicasOrder(t *testing.T) {
 }
 
 // TestAbandonedLeaseRedelivered: a replica that dies holding a lease does
-// not lose the message; the other replica gets it after AckWait, with the
-// attempts recorded so far.
+// not lose the message; the other replica takes the partition over once
+// the dead one's claim expires and gets it, with the attempts recorded so
+// far, then the conversation's next message.
 func TestAbandonedLeaseRedelivered(t *testing.T) {
 	_, url := natstest.RunServer(t)
 	a, b := open(t, url), open(t, url)
 	m1, m2 := newMsg("r", "k"), newMsg("r", "k")
 	enqueue(t, a, m1, m2)
 
-	l, err := a.Next(waitCtx(t))
-	if err != nil || l.Message().ID != m1.ID {
-		t.Fatalf("next: %v %v", l, err)
+	l, owner := nextAny(t, a, b)
+	if l.Message().ID != m1.ID {
+		t.Fatalf("next: %s, want %s", l.Message().ID, m1.ID)
 	}
 	if err := l.Retry(waitCtx(t), time.Now(), queue.Failure{Status: 502, Message: "bad gateway", Reason: "server_error"}); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
-	l, err = a.Next(waitCtx(t))
+	l, err := owner.Next(waitCtx(t))
 	if err != nil || l.Message().ID != m1.ID || l.Message().Attempts != 1 {
 		t.Fatalf("next after retry: %+v %v", l.Message(), err)
 	}
-	a.KillConn()
+	owner.KillConn()
+	survivor := other(owner, a, b)
 
-	l, err = b.Next(waitCtx(t))
+	l, err = survivor.Next(waitCtx(t))
 	if err != nil {
 		t.Fatalf("next on the other replica: %v", err)
 	}
@@ -294,31 +348,27 @@ func TestAbandonedLeaseRedelivered(t *testing.T) {
 	if err := l.Ack(waitCtx(t)); err != nil {
 		t.Fatalf("ack: %v", err)
 	}
-	l, err = b.Next(waitCtx(t))
+	l, err = survivor.Next(waitCtx(t))
 	if err != nil || l.Message().ID != m2.ID || l.Message().Attempts != 0 {
 		t.Fatalf("next: %+v %v, want %s", l.Message(), err, m2.ID)
 	}
 }
 
-// TestLongLeaseKept: a lease held several AckWaits, with no call on it, is
-// heartbeated by the store that holds it, so neither that store nor another
-// replica gets the message again while it is out.
+// TestLongLeaseKept: a lease held several OwnerTTLs, with no call on it,
+// stays with its store: neither that store nor another replica gets the
+// message again while it is out.
 func TestLongLeaseKept(t *testing.T) {
 	_, url := natstest.RunServer(t)
-	slow := func(o *natsq.Options) { o.AckWait = 2 * time.Second }
-	a, b := open(t, url, slow), open(t, url, slow)
+	a, b := open(t, url), open(t, url)
 	enqueue(t, a, newMsg("r", "k"))
-	l, err := a.Next(waitCtx(t))
-	if err != nil {
-		t.Fatalf("next: %v", err)
-	}
+	l, _ := nextAny(t, a, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
 	for name, s := range map[string]*natsq.Store{"A": a, "B": b} {
 		wg.Go(func() {
 			if other, err := s.Next(ctx); err == nil {
-				t.Errorf("%s leased %s again while A held it", name, other.Message().ID)
+				t.Errorf("%s leased %s again while it was out", name, other.Message().ID)
 			} else if !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("next on %s: %v", name, err)
 			}
@@ -330,69 +380,151 @@ func TestLongLeaseKept(t *testing.T) {
 	}
 }
 
-// TestHeadOfLineWithinPartition documents the trade-off of partitions:
-// a head backing off holds back the other conversations of its partition,
-// and only those.
-func TestHeadOfLineWithinPartition(t *testing.T) {
+// TestNoHeadOfLine: with one partition, shared by every conversation, a
+// conversation whose turn is out for long, or backing off, delays only
+// itself.
+func TestNoHeadOfLine(t *testing.T) {
 	_, url := natstest.RunServer(t)
-	const parts = 4
-	s := open(t, url, func(o *natsq.Options) { o.Partitions = parts })
-	// Find conversations: two sharing a partition, one elsewhere.
-	key := func(p int, skip string) string {
-		for i := 0; ; i++ {
-			k := fmt.Sprintf("repo/%d", i)
-			if k != skip && natsq.PartitionOf("r", k, parts) == p {
-				return k
-			}
-		}
-	}
-	k1 := key(0, "")
-	k2 := key(0, k1)
-	k3 := key(1, "")
-	a, b, c := newMsg("r", k1), newMsg("r", k2), newMsg("r", k3)
-	enqueue(t, s, a)
-	enqueue(t, s, b)
-	enqueue(t, s, c)
+	one := func(o *natsq.Options) { o.Partitions = 1 }
+	a, b := open(t, url, one), open(t, url, one)
+	long, backoff, free := newMsg("r", "long"), newMsg("r", "backoff"), newMsg("r", "free")
+	long2, backoff2 := newMsg("r", "long"), newMsg("r", "backoff")
+	enqueue(t, a, long, backoff, free, long2, backoff2)
 
-	la, err := s.Next(waitCtx(t))
-	if err != nil {
-		t.Fatalf("next: %v", err)
+	leased := map[string]queue.Lease{}
+	var owner *natsq.Store
+	for range 3 {
+		l, s := nextAny(t, a, b)
+		owner = s
+		leased[l.Message().ID] = l
 	}
-	if la.Message().ID == c.ID { // the other partition came first
-		if err := la.Ack(waitCtx(t)); err != nil {
-			t.Fatal(err)
+	for _, m := range []queue.Message{long, backoff, free} {
+		if leased[m.ID] == nil {
+			t.Fatalf("leased %v, want the heads of the three conversations", slices.Collect(maps.Keys(leased)))
 		}
-		if la, err = s.Next(waitCtx(t)); err != nil {
-			t.Fatal(err)
-		}
 	}
-	if la.Message().ID != a.ID {
-		t.Fatalf("leased %s, want %s", la.Message().ID, a.ID)
-	}
-	if err := la.Retry(waitCtx(t), time.Now().Add(time.Hour), queue.Failure{Status: 503, Reason: "server_error"}); err != nil {
+	// "long" stays out; "backoff" retries in a minute; "free" goes on.
+	if err := leased[backoff.ID].Retry(waitCtx(t), time.Now().Add(time.Minute), queue.Failure{Status: 503, Reason: "server_error"}); err != nil {
 		t.Fatal(err)
 	}
+	if err := leased[free.ID].Ack(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	later := newMsg("r", "free")
+	enqueue(t, b, later)
+	l, err := owner.Next(waitCtx(t))
+	if err != nil || l.Message().ID != later.ID {
+		t.Fatalf("next: %v %v, want %s past the long turn and the backoff", l, err, later.ID)
+	}
+	if err := l.Ack(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	// The long turn and the backoff still hold their own conversations.
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
+	if l, err := owner.Next(ctx); err == nil {
+		t.Fatalf("leased %s while its conversation was out or backing off", l.Message().ID)
+	}
+	waitStats(t, owner, queue.Stats{Inflight: 1, Delayed: 3})
+	if err := leased[long.ID].Ack(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := owner.Next(waitCtx(t)); err != nil || l.Message().ID != long2.ID {
+		t.Fatalf("next after the long turn: %v %v, want %s", l, err, long2.ID)
+	}
+}
+
+// waitStats waits until s's Stats are want (other owners report theirs
+// with their claim refreshes).
+func waitStats(t testing.TB, s *natsq.Store, want queue.Stats) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
 	for {
-		l, err := s.Next(ctx)
+		st, err := s.Stats(waitCtx(t))
+		if err == nil && st == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v %v, want %+v", st, err, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestTakeoverKeepsOrder: with one partition, the replica owning it dies
+// holding a turn; the other takes the partition over and sends the
+// conversation from that turn on, in order.
+func TestTakeoverKeepsOrder(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	one := func(o *natsq.Options) { o.Partitions = 1; o.OwnerTTL = 600 * time.Millisecond }
+	a, b := open(t, url, one), open(t, url, one)
+	var want []string
+	for range 6 {
+		m := newMsg("r", "k")
+		want = append(want, m.ID)
+		enqueue(t, a, m)
+	}
+	l, owner := nextAny(t, a, b)
+	if err := l.Ack(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	got := []string{l.Message().ID}
+	l, err := owner.Next(waitCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, l.Message().ID) // sent, never acked: it comes again
+	owner.KillConn()
+	survivor := other(owner, a, b)
+	for len(got) < len(want)+1 {
+		l, err := survivor.Next(waitCtx(t))
 		if err != nil {
-			break // nothing more: b waits behind a
+			t.Fatalf("after the takeover, got %v: %v", got, err)
 		}
-		if l.Message().ID != c.ID {
-			t.Fatalf("leased %s; only %s, in another partition, may go", l.Message().ID, c.ID)
-		}
+		got = append(got, l.Message().ID)
 		if err := l.Ack(waitCtx(t)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	st, err := s.Stats(waitCtx(t))
-	if err != nil {
+	if !inOrder(got, want) {
+		t.Fatalf("sent %v, want %v (the abandoned one possibly twice)", got, want)
+	}
+}
+
+// TestFairShare: replicas split the partitions evenly, and a replica that
+// leaves hands its share to the others.
+func TestFairShare(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	six := func(o *natsq.Options) { o.Partitions = 6; o.OwnerTTL = 600 * time.Millisecond }
+	stores := []*natsq.Store{open(t, url, six), open(t, url, six), open(t, url, six)}
+	shares := func(want ...int) {
+		t.Helper()
+		deadline := time.Now().Add(patience)
+		for {
+			var got []int
+			all := map[int]bool{}
+			for _, s := range stores {
+				o := s.Owned()
+				got = append(got, len(o))
+				for _, p := range o {
+					all[p] = true
+				}
+			}
+			if slices.Equal(got, want) && len(all) == len(got)*want[0] {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("partitions owned %v, want %v", got, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	shares(2, 2, 2)
+	if err := stores[2].Close(); err != nil {
 		t.Fatal(err)
 	}
-	if st.Delayed != 2 || st.Inflight != 0 || st.Ready != 0 {
-		t.Fatalf("stats %+v, want 2 delayed (the backing-off head and the one behind it)", st)
-	}
+	stores = stores[:2]
+	shares(3, 3)
 }
 
 // TestNATSRestart shuts the server down while events arrive and starts it
@@ -549,11 +681,11 @@ func TestAcrossReplicas(t *testing.T) {
 		if dup, err := b.Enqueue(ctx, queue.Batch{DedupeKey: "gh:1", DedupeTTL: time.Hour, Messages: []queue.Message{m2}}); err != nil || !dup {
 			t.Fatalf("b: dup %v %v, want a duplicate", dup, err)
 		}
-		l, err := b.Next(ctx)
-		if err != nil || l.Message().ID != m1.ID {
-			t.Fatalf("next: %v", err)
+		l, _ := nextAny(t, a, b)
+		if l.Message().ID != m1.ID {
+			t.Fatalf("next: %s, want %s", l.Message().ID, m1.ID)
 		}
-		// Dead on B, listed, replayed and dropped through A.
+		// Dead on its owner, listed, replayed and dropped through A.
 		if err := l.Dead(ctx, queue.Failure{Status: 400, Code: "invalid", Message: "no", Reason: "bad_request"}); err != nil {
 			t.Fatal(err)
 		}
@@ -564,9 +696,9 @@ func TestAcrossReplicas(t *testing.T) {
 		if n, err := a.ReplayDead(ctx, m1.ID); err != nil || n != 1 {
 			t.Fatalf("replay via a: %d %v", n, err)
 		}
-		l, err = b.Next(ctx)
-		if err != nil || l.Message().ID != m1.ID || l.Message().Attempts != 0 {
-			t.Fatalf("replayed: %+v %v", l.Message(), err)
+		l, _ = nextAny(t, a, b)
+		if l.Message().ID != m1.ID || l.Message().Attempts != 0 {
+			t.Fatalf("replayed: %+v", l.Message())
 		}
 		if err := l.Dead(ctx, queue.Failure{Status: 400, Reason: "bad_request"}); err != nil {
 			t.Fatal(err)
@@ -650,5 +782,153 @@ func TestDedupeExpires(t *testing.T) {
 	}
 	if !enq("long", time.Hour) {
 		t.Fatal("the one-hour mark expired with the short one")
+	}
+}
+
+// TestOldSubjectsDrained: messages a release before per-conversation
+// subjects stored on its partition's own subject are still delivered, in
+// order with the conversation's newer messages.
+func TestOldSubjectsDrained(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	first := open(t, url)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	old := newMsg("r", "k")
+	old.EnqueuedAt = time.Now()
+	data, err := json.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj := fmt.Sprintf("RELAYD.msgs.%d", natsq.PartitionOf("r", "k", natsq.DefaultPartitions))
+	if _, err := js.Publish(waitCtx(t), subj, data); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, url)
+	newer := newMsg("r", "k")
+	enqueue(t, s, newer)
+	for _, want := range []string{old.ID, newer.ID} {
+		l, err := s.Next(waitCtx(t))
+		if err != nil || l.Message().ID != want {
+			t.Fatalf("next: %v %v, want %s", l, err, want)
+		}
+		if err := l.Ack(waitCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestStalledOwnerStopsSending: a replica that cannot refresh its claim
+// (stalled, or cut off from NATS) stops handing out its partition's turns
+// before another replica may take the partition over, so no conversation
+// is sent by two replicas at once; once it is back it finds the claim
+// taken and lets the partition go.
+func TestStalledOwnerStopsSending(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	one := func(o *natsq.Options) { o.Partitions = 1; o.OwnerTTL = 600 * time.Millisecond }
+	a, b := open(t, url, one), open(t, url, one)
+	m1, m2 := newMsg("r", "k"), newMsg("r", "j")
+	enqueue(t, a, m1, m2)
+	l, stalled := nextAny(t, a, b)
+	first := l.Message().ID
+	stalled.PauseClaims(true)
+	survivor := other(stalled, a, b)
+	// Nobody takes the partition over yet: the stalled replica, whose
+	// claim has not been refreshed for its whole lifetime, still holds the
+	// other message, and must not hand it out.
+	survivor.PauseClaims(true)
+	time.Sleep(700 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if l, err := stalled.Next(ctx); err == nil {
+		t.Fatalf("the stalled replica handed out %s with its claim lapsed (first was %s)", l.Message().ID, first)
+	}
+	survivor.PauseClaims(false)
+	// The survivor takes the partition over and sends both again.
+	got := map[string]bool{}
+	for len(got) < 2 {
+		l, err := survivor.Next(waitCtx(t))
+		if err != nil {
+			t.Fatalf("survivor got %v: %v", got, err)
+		}
+		got[l.Message().ID] = true
+		if err := l.Ack(waitCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stalled.PauseClaims(false)
+	deadline := time.Now().Add(patience)
+	for len(stalled.Owned()) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stalled replica still owns %v", stalled.Owned())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := survivor.Owned(); len(got) != 1 {
+		t.Fatalf("survivor owns %v, want the partition", got)
+	}
+}
+
+// TestResyncKeepsTurns: reading a partition again (after a reconnect)
+// keeps the turns out and what is held: nothing is sent twice, and other
+// conversations go on meanwhile.
+func TestResyncKeepsTurns(t *testing.T) {
+	_, url := natstest.RunServer(t)
+	s := open(t, url, func(o *natsq.Options) { o.Partitions = 1 })
+	a1, a2, b1 := newMsg("r", "a"), newMsg("r", "a"), newMsg("r", "b")
+	enqueue(t, s, a1, b1, a2)
+	leases := map[string]queue.Lease{}
+	for range 2 {
+		l, err := s.Next(waitCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases[l.Message().ID] = l
+	}
+	if leases[a1.ID] == nil || leases[b1.ID] == nil {
+		t.Fatalf("leased %v, want %s and %s", slices.Collect(maps.Keys(leases)), a1.ID, b1.ID)
+	}
+	if err := leases[b1.ID].Ack(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	s.Resync()
+	b2 := newMsg("r", "b")
+	enqueue(t, s, b2)
+	if l, err := s.Next(waitCtx(t)); err != nil || l.Message().ID != b2.ID {
+		t.Fatalf("next during the turn of a: %v %v, want %s", l, err, b2.ID)
+	} else if err := l.Ack(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := leases[a1.ID].Ack(waitCtx(t)); err != nil {
+		t.Fatalf("ack of a turn out across the resync: %v", err)
+	}
+	if l, err := s.Next(waitCtx(t)); err != nil || l.Message().ID != a2.ID {
+		t.Fatalf("next: %v %v, want %s", l, err, a2.ID)
+	} else if err := l.Ack(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if l, err := s.Next(ctx); err == nil {
+		t.Fatalf("%s sent again after the resync", l.Message().ID)
+	}
+	// Everything was acked: a store opened now finds nothing.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := open(t, url, func(o *natsq.Options) { o.Partitions = 1 })
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel2()
+	if l, err := s2.Next(ctx2); err == nil {
+		t.Fatalf("%s left in the stream", l.Message().ID)
 	}
 }

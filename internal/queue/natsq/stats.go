@@ -2,23 +2,16 @@ package natsq
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relayd/relayd/internal/queue"
 )
 
-// Stats counts messages across all replicas from the consumers' state,
-// cached for a second so a scrape costs at most P+1 requests per second.
-//
-// Per partition the server knows the messages not yet delivered (pending)
-// and the one out (ack pending). Pending messages are ready when their
-// partition has nothing out, and delayed behind its head otherwise. A
-// message out is in flight, unless its retry record says it waits for a
-// retry or release time still to come: then it is delayed.
+// Stats counts messages across all replicas, cached for a second so a
+// scrape costs two requests a second: the partitions owned here are
+// counted as held; other owners report theirs with each claim refresh (so
+// they lag by up to OwnerTTL/3); the stream's messages beyond those are
+// not delivered to any owner yet, and count as ready.
 func (s *Store) Stats(ctx context.Context) (queue.Stats, error) {
 	s.statsLock.Lock()
 	defer s.statsLock.Unlock()
@@ -57,59 +50,32 @@ func (s *Store) ChatCounts(ctx context.Context) (map[string]int, error) {
 func (s *Store) readStats(ctx context.Context) (queue.Stats, error) {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	var st queue.Stats
-	for _, c := range s.parts {
-		info, err := c.Info(ctx)
-		if err != nil {
-			return queue.Stats{}, s.fail("consumer info", err)
-		}
-		pending, out := int(info.NumPending), info.NumAckPending
-		st.Inflight += out
-		if out > 0 {
-			st.Delayed += pending
-		} else {
-			st.Ready += pending
-		}
-	}
-	waiting, err := s.backingOff(ctx)
+	info, err := s.stream.Info(ctx)
 	if err != nil {
-		return queue.Stats{}, err
+		return queue.Stats{}, s.fail("stream info", err)
 	}
-	waiting = min(waiting, st.Inflight)
-	st.Inflight -= waiting
-	st.Delayed += waiting
-	info, err := s.dlq.Info(ctx)
+	total := int(info.State.Msgs)
+	var st queue.Stats
+	now := s.o.Now()
+	s.mu.Lock()
+	for pn, p := range s.owned {
+		if p.stopped {
+			continue
+		}
+		r, d, f := p.countsLocked(now)
+		st.Ready, st.Delayed, st.Inflight = st.Ready+r, st.Delayed+d, st.Inflight+f
+		delete(s.rep, pn) // ours now, whatever the last round read
+	}
+	for _, r := range s.rep {
+		st.Ready, st.Delayed, st.Inflight = st.Ready+r.Ready, st.Delayed+r.Delayed, st.Inflight+r.Inflight
+	}
+	s.mu.Unlock()
+	// The rest is in the stream, not yet delivered to any owner.
+	st.Ready += max(0, total-st.Ready-st.Delayed-st.Inflight)
+	dinfo, err := s.dlq.Info(ctx)
 	if err != nil {
 		return queue.Stats{}, s.fail("dead-letter stream info", err)
 	}
-	st.Dead = int(info.State.Msgs)
+	st.Dead = int(dinfo.State.Msgs)
 	return st, nil
-}
-
-// backingOff counts retry records whose next attempt is still to come.
-func (s *Store) backingOff(ctx context.Context) (int, error) {
-	w, err := s.attempts.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return 0, s.fail("read attempts", err)
-	}
-	defer w.Stop()
-	now := s.o.Now()
-	n := 0
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return 0, s.fail("read attempts", errors.New("watcher closed"))
-			}
-			if e == nil {
-				return n, nil
-			}
-			var r attemptRecord
-			if json.Unmarshal(e.Value(), &r) == nil && r.NextAttemptAt.After(now) {
-				n++
-			}
-		case <-ctx.Done():
-			return 0, s.fail("read attempts", ctx.Err())
-		}
-	}
 }

@@ -2,12 +2,8 @@ package natsq
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"strconv"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relayd/relayd/internal/queue"
 )
@@ -60,160 +56,82 @@ func (s *Store) isSuperseded(m queue.Message, seq uint64) bool {
 	return err == nil && n > seq
 }
 
-// readAheadScan bounds how many messages of a partition formTurn reads
-// behind a head looking for its conversation's next messages: each is a
-// round trip, and the partition also holds other conversations.
-const readAheadScan = 256
+// catchUpWait bounds how long forming a turn waits for messages of its
+// conversation that are stored but still on their way to the owner.
+const catchUpWait = 250 * time.Millisecond
 
-// extra is a message read ahead of a lease's head, part of its turn.
-type extra struct {
-	seq       uint64
-	msg       queue.Message
-	dropped   bool // superseded: goes with the turn, unsent
-	hasRecord bool // an attempts record exists
+// catchUp returns the conversation's held messages once those stored
+// when the turn was taken have arrived: a coalescing turn then carries
+// every message accepted before it, as on bbolt, rather than those that
+// happened to be delivered already. It asks the stream for the newest
+// sequence on the conversation's subject (one request, for routes that
+// coalesce or supersede only) and waits for it, at most catchUpWait, and
+// not while the partition's window is full.
+func (l *lease) catchUp(all []*item) []*item {
+	s, c := l.s, l.c
+	m := all[0].msg
+	ctx, cancel := s.opCtx(s.ctx)
+	rm, err := s.stream.GetLastMsgForSubject(ctx, s.n.convSubject(c.p.n, m.Route, m.ConversationKey))
+	cancel()
+	if err != nil {
+		return all
+	}
+	deadline := time.Now().Add(catchUpWait)
+	for {
+		s.mu.Lock()
+		all = c.items
+		done := all[len(all)-1].seq >= rm.Sequence || c.p.held >= s.o.Window || c.p.stopped
+		s.mu.Unlock()
+		if done || time.Now().After(deadline) {
+			return all
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
-// formTurn gathers the turn of a head whose route coalesces: the messages
-// of its conversation that are stored behind it in its partition, oldest
-// first, up to the route's MaxEvents and budget. The partition's consumer
-// hands out nothing behind its head until the head is acked, so these are
-// read directly from the stream (next message on the partition's subject
-// after a sequence), and no other replica can be sending them meanwhile.
-// They stay in the stream until the turn ends: an Ack or Dead deletes
-// them just before the head's ack, a Retry or Release leaves them for the
-// next turn. A failure to read ahead only makes the turn smaller.
-func (s *Store) formTurn(l *lease, p int, pol queue.TurnPolicy) {
-	ctx, cancel := s.opCtx(s.ctx)
-	defer cancel()
-	subject := s.n.partSubject(p)
-	all := []queue.Message{l.msg}
-	dropped := []bool{l.superseded}
-	var found []extra
-	sendable := 0
-	if !l.superseded {
-		sendable = 1
+// maxSupersedeScan bounds how many held messages of a conversation a turn
+// looks through for newer messages of its supersede keys.
+const maxSupersedeScan = 4096
+
+// form picks the turn from the conversation's held messages, all (a
+// snapshot taken with the turn: while it is out messages are only added
+// behind it). A run from the head, oldest first, up to the route's
+// MaxEvents and budget, with the superseded messages among and right after
+// them (see queue.TurnPolicy.Pick). A reply post is a turn of its own, and
+// an event's turn stops before a reply post.
+func (l *lease) form(all []*item) {
+	head := all[0].msg
+	pol := l.s.policy(head.Route)
+	if head.IsReply() {
+		pol = queue.TurnPolicy{}
 	}
-	next := l.seq + 1
-	for range readAheadScan {
-		if sendable >= pol.Max() {
+	if pol.Supersede || len(all) < pol.Max() {
+		all = l.catchUp(all)
+	}
+	n := len(all)
+	if !pol.Supersede {
+		n = min(n, pol.Max())
+	}
+	n = min(n, maxSupersedeScan)
+	for i := 1; i < n; i++ {
+		if all[i].msg.IsReply() != head.IsReply() || head.IsReply() {
+			n = i
 			break
 		}
-		rm, err := s.stream.GetMsg(ctx, next, jetstream.WithGetMsgSubject(subject))
-		if err != nil {
-			if !errors.Is(err, jetstream.ErrMsgNotFound) {
-				s.log.Debug("reading ahead of a turn failed", "partition", p, "err", err)
-			}
-			break
-		}
-		next = rm.Sequence + 1
-		var m queue.Message
-		if json.Unmarshal(rm.Data, &m) != nil || m.Route != l.msg.Route || m.ConversationKey != l.msg.ConversationKey {
-			continue
-		}
-		e := extra{seq: rm.Sequence, msg: m}
-		if l.hasRecord {
-			// The head was put back before: so may these have been, with it.
-			if r, err := s.attempts.Get(ctx, attemptsKey(m.ID)); err == nil {
-				var rec attemptRecord
-				if json.Unmarshal(r.Value(), &rec) == nil {
-					e.msg.Attempts, e.msg.LastStatus, e.msg.LastError = rec.Attempts, rec.LastStatus, rec.LastError
-					e.hasRecord = true
-				}
-			}
-		}
-		e.dropped = s.isSuperseded(m, rm.Sequence)
-		if !e.dropped {
-			sendable++
-		}
-		found = append(found, e)
-		all = append(all, e.msg)
-		dropped = append(dropped, e.dropped)
 	}
-	n, send, gone := pol.Pick(all, dropped)
-	if n <= 1 {
-		return
-	}
-	l.turn, l.extras, l.send, l.gone = true, found[:n-1], send, gone
-}
-
-// deleteExtras removes the messages read ahead into the turn, which was
-// delivered (or dead-lettered). A delete that fails leaves the message to
-// be delivered again later: a duplicate, never a loss.
-func (l *lease) deleteExtras(ctx context.Context) {
-	for _, e := range l.extras {
-		if err := l.s.stream.DeleteMsg(ctx, e.seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			l.s.log.Warn("could not remove a message delivered in a turn; it will be sent again",
-				"message_id", e.msg.ID, "err", err)
+	all = all[:n]
+	msgs := make([]queue.Message, n)
+	dropped := make([]bool, n)
+	newest := map[string]bool{}
+	for i := n - 1; i >= 0; i-- {
+		msgs[i] = all[i].msg
+		if k := msgs[i].SupersedeKey; k != "" && pol.Supersede {
+			dropped[i] = newest[k] || l.s.isSuperseded(msgs[i], all[i].seq)
+			newest[k] = true
 		}
 	}
-}
-
-// recordExtras counts a failed attempt on the turn's messages read ahead,
-// as putBack does for the head.
-func (l *lease) recordExtras(ctx context.Context, at time.Time, f queue.Failure) {
-	if len(l.extras) == 0 || l.isDone() {
-		return
-	}
-	ctx, cancel := l.s.opCtx(ctx)
-	defer cancel()
-	if at.IsZero() {
-		at = l.s.o.Now()
-	}
-	for _, e := range l.extras {
-		if e.dropped {
-			continue
-		}
-		data, _ := json.Marshal(attemptRecord{Attempts: e.msg.Attempts + 1, LastStatus: f.Status, LastError: f.Text(), NextAttemptAt: at})
-		if _, err := l.s.attempts.Put(ctx, attemptsKey(e.msg.ID), data); err != nil {
-			l.s.log.Debug("could not record the attempt of a turn's message", "message_id", e.msg.ID, "err", err)
-		}
-	}
-}
-
-// deadOnes are the messages a Dead stores as dead letters: the turn's
-// messages to send, with their stream sequences.
-func (l *lease) deadOnes() []extra {
-	var out []extra
-	if !l.superseded {
-		out = append(out, extra{seq: l.seq, msg: l.msg})
-	}
-	for _, e := range l.extras {
-		if !e.dropped {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-// turnEnded records when a turn of m's conversation ended, for routes with
-// a coalescing wait (see waitUntil).
-func (s *Store) turnEnded(ctx context.Context, m queue.Message) {
-	if m.IsReply() || s.policy(m.Route).Wait <= 0 {
-		return
-	}
-	now := []byte(s.o.Now().UTC().Format(time.RFC3339Nano))
-	if _, err := s.turnKV.Put(ctx, endKey(m.Route, m.ConversationKey), now); err != nil {
-		s.log.Debug("could not record the end of a turn", "route", m.Route, "err", err)
-	}
-}
-
-// waitUntil is the coalescing wait of a conversation's head on its first
-// delivery: accepted + wait, if it arrived when its conversation had
-// nothing pending, else (or once that time passed) zero. The conversation
-// had something pending when it arrived exactly when its last turn ended
-// after that: the message was queued behind that turn or its messages.
-// An unknown last turn (none, or a read error) means nothing was pending.
-func (s *Store) waitUntil(m queue.Message, wait time.Duration) time.Time {
-	due := m.EnqueuedAt.Add(wait)
-	if m.EnqueuedAt.IsZero() || !s.o.Now().Before(due) {
-		return time.Time{}
-	}
-	ctx, cancel := s.opCtx(s.ctx)
-	defer cancel()
-	if e, err := s.turnKV.Get(ctx, endKey(m.Route, m.ConversationKey)); err == nil {
-		if t, err := time.Parse(time.RFC3339Nano, string(e.Value())); err == nil && !t.Before(m.EnqueuedAt) {
-			return time.Time{}
-		}
-	}
-	return due
+	k, send, gone := pol.Pick(msgs, dropped)
+	l.s.mu.Lock() // Stats reads items
+	l.items, l.dropped, l.send, l.gone = all[:k], dropped[:k], send, gone
+	l.s.mu.Unlock()
 }
