@@ -23,8 +23,11 @@ import (
 
 // replica is one relayd process of a cluster: its own JetStream store and
 // dispatcher, sharing the NATS server and the Operator with the others.
+// A stopped replica has left the cluster: its store is closed, so its
+// partitions go to the others.
 type replica struct {
 	t      testing.TB
+	url    string
 	store  *natsq.Store
 	m      *metrics.Metrics
 	cancel context.CancelFunc
@@ -48,23 +51,33 @@ func newCluster(t testing.TB, n int) *cluster {
 	t.Cleanup(srv.Close)
 	c.client = operator.New(operator.Options{BaseURL: srv.URL, APIKey: apiKey, Timeout: 10 * time.Second})
 	for range n {
-		st, err := natsq.Open(context.Background(), natsq.Options{URLs: []string{url}, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := &replica{t: t, store: st, m: metrics.New(prometheus.NewRegistry())}
-		t.Cleanup(func() {
-			r.stop()
-			_ = st.Close()
-		})
+		r := &replica{t: t, url: url, m: metrics.New(prometheus.NewRegistry())}
+		t.Cleanup(r.stop)
 		c.replicas = append(c.replicas, r)
 	}
 	return c
 }
 
+// open opens the replica's store if it has none. Short claims let the
+// replicas share the partitions within a second of joining.
+func (r *replica) open() {
+	r.t.Helper()
+	if r.store != nil {
+		return
+	}
+	st, err := natsq.Open(context.Background(), natsq.Options{
+		URLs: []string{r.url}, OwnerTTL: time.Second, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.store = st
+}
+
 // start runs a new dispatcher on the replica's store, pacing with the
 // limits the replicas share, as the daemon wires it on nats.
 func (c *cluster) start(r *replica, s dispatch.Settings) {
+	r.open()
 	d := dispatch.New(r.store, r.store, c.client, s, dispatch.Options{
 		Metrics: r.m, Pacer: r.store.RateLimiter(), Logger: slog.New(slog.DiscardHandler),
 	})
@@ -73,22 +86,31 @@ func (c *cluster) start(r *replica, s dispatch.Settings) {
 	go func() { r.done <- d.Run(ctx) }()
 }
 
+// stop ends the replica's dispatcher and closes its store.
 func (r *replica) stop() {
-	if r.cancel == nil {
-		return
+	if r.cancel != nil {
+		r.cancel()
+		r.cancel = nil
+		select {
+		case <-r.done:
+		case <-time.After(waitTimeout):
+			r.t.Fatal("Run did not return after cancel")
+		}
 	}
-	r.cancel()
-	r.cancel = nil
-	select {
-	case <-r.done:
-	case <-time.After(waitTimeout):
-		r.t.Fatal("Run did not return after cancel")
+	if r.store != nil {
+		_ = r.store.Close()
+		r.store = nil
 	}
 }
 
+// enqueue stores msgs through the first replica running.
 func (c *cluster) enqueue(msgs ...queue.Message) {
 	c.t.Helper()
-	if _, err := c.replicas[0].store.Enqueue(context.Background(), queue.Batch{Messages: msgs}); err != nil {
+	i := slices.IndexFunc(c.replicas, func(r *replica) bool { return r.store != nil })
+	if i < 0 {
+		c.t.Fatal("enqueue: no replica running")
+	}
+	if _, err := c.replicas[i].store.Enqueue(context.Background(), queue.Batch{Messages: msgs}); err != nil {
 		c.t.Fatalf("enqueue: %v", err)
 	}
 }
@@ -160,10 +182,10 @@ func TestClusterAccountRateLimit(t *testing.T) {
 	for i := range n {
 		msgs = append(msgs, newMsg([]string{"a", "b", "c"}[i%3], fmt.Sprintf("c%d", i), "x"))
 	}
-	c.enqueue(msgs...)
 	for _, r := range c.replicas {
 		c.start(r, s)
 	}
+	c.enqueue(msgs...)
 	c.waitFor("every event delivered", 3*time.Minute, func() bool { return len(c.arrivals("x")) >= n })
 	at := c.arrivals("x")
 	checkRate(t, at, 5, 1)
@@ -201,10 +223,10 @@ func TestClusterRouteRateLimit(t *testing.T) {
 	for i := range n {
 		msgs = append(msgs, newMsg("slow", fmt.Sprintf("c%d", i), "slow"))
 	}
-	c.enqueue(msgs...)
 	for _, r := range c.replicas {
 		c.start(r, s)
 	}
+	c.enqueue(msgs...)
 	c.waitFor("every event delivered", 3*time.Minute, func() bool { return len(c.arrivals("slow")) >= n })
 	at := c.arrivals("slow")
 	checkRate(t, at, 5, 1)
