@@ -419,7 +419,8 @@ type leaseOp struct {
 	// transaction (see AckWithChat); chatName is its key.
 	chat     *queue.Chat
 	chatName []byte
-	chatNew  bool // the chat record was created, not updated
+	chatNew  bool   // the chat record was created, not updated
+	chatRev  uint64 // the revision it was stored with
 
 	// replies, on an Ack, are messages stored in the same transaction
 	// (see AckWithReplies); placed are where they went.
@@ -467,7 +468,7 @@ func (o *leaseOp) apply(tx *bolt.Tx, g *group) error {
 		// Before any other write: a conflict must leave everything as it
 		// was, the lease included.
 		if o.chat != nil {
-			if o.chatNew, err = putChat(tx, o.chatName, o.chat); err != nil {
+			if o.chatNew, o.chatRev, err = putChat(tx, o.chatName, o.chat); err != nil {
 				return err
 			}
 		}
@@ -566,6 +567,9 @@ func (o *leaseOp) commit(s *Store) {
 	if o.chatNew {
 		s.chats[o.chat.Route]++
 	}
+	if o.chat != nil {
+		s.chatCache.put(o.chatName, o.chat.ChatState, o.chatRev)
+	}
 	s.commitPlacements(o.placed)
 	c := l.c
 	c.leased = false
@@ -596,17 +600,19 @@ type putChatOp struct {
 	name    []byte
 	chat    queue.Chat
 	created bool
+	rev     uint64
 }
 
 func (o *putChatOp) apply(tx *bolt.Tx, _ *group) (err error) {
-	o.created, err = putChat(tx, o.name, &o.chat)
+	o.created, o.rev, err = putChat(tx, o.name, &o.chat)
 	return err
 }
 
 // putChat stores chat under name if the stored revision still equals
-// chat.Revision (0: none), and reports whether that created the record. A
-// conflict or an encoding error returns having written nothing.
-func putChat(tx *bolt.Tx, name []byte, chat *queue.Chat) (created bool, err error) {
+// chat.Revision (0: none), and reports whether that created the record and
+// its new revision. A conflict or an encoding error returns having written
+// nothing.
+func putChat(tx *bolt.Tx, name []byte, chat *queue.Chat) (created bool, rev uint64, err error) {
 	b := tx.Bucket(bucketChats)
 	v := b.Get(name)
 	var cur uint64
@@ -614,25 +620,26 @@ func putChat(tx *bolt.Tx, name []byte, chat *queue.Chat) (created bool, err erro
 		cur = binary.BigEndian.Uint64(v[:8])
 	}
 	if cur != chat.Revision {
-		return false, queue.ErrConflict
+		return false, 0, queue.ErrConflict
 	}
 	js, err := json.Marshal(chat)
 	if err != nil {
-		return false, fmt.Errorf("boltq: encode chat: %w", err)
+		return false, 0, fmt.Errorf("boltq: encode chat: %w", err)
 	}
 	// Revisions come from one bucket-wide sequence, so a record deleted and
 	// created again never repeats a revision a stale writer may hold.
-	rev, err := b.NextSequence()
+	rev, err = b.NextSequence()
 	if err != nil {
-		return false, fatal(err)
+		return false, 0, fatal(err)
 	}
-	return v == nil, fatal(b.Put(name, append(u64(rev), js...)))
+	return v == nil, rev, fatal(b.Put(name, append(u64(rev), js...)))
 }
 
 func (o *putChatOp) commit(s *Store) {
 	if o.created {
 		s.chats[o.chat.Route]++
 	}
+	s.chatCache.put(o.name, o.chat.ChatState, o.rev)
 }
 
 type deleteChatOp struct {
@@ -648,6 +655,7 @@ func (o *deleteChatOp) apply(tx *bolt.Tx, _ *group) error {
 }
 
 func (o *deleteChatOp) commit(s *Store) {
+	s.chatCache.forget(o.name)
 	if !o.existed {
 		return
 	}

@@ -144,7 +144,8 @@ type Store struct {
 	scheduled bool          // a head was scheduled since wake was last closed
 	closing   chan struct{} // closed by Close
 
-	chats map[string]int // chat records by route, for ChatCounts; guarded by mu
+	chats     map[string]int // chat records by route, for ChatCounts; guarded by mu
+	chatCache chatCache      // decoded chat records (see chatcache.go)
 
 	// The write-ahead log (see wal.go). logged and unapplied are guarded by mu.
 	enqueues    *requests[*enqueueOp]
