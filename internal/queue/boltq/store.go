@@ -120,6 +120,7 @@ type Options struct {
 	segmentSize  int64         // walSegmentSize
 	maxUnapplied int           // defaultMaxUnapplied
 	applyPace    time.Duration // applyPace
+	ackPace      time.Duration // ackPace; < 0: none
 	commitFault  func() error  // when it returns an error, the transaction fails as a full disk's would
 }
 
