@@ -20,14 +20,14 @@ const maxCachedChats = 4096
 // cached only if no write touched the cache meanwhile (gen): a read that
 // raced a commit may have seen the record before it.
 type chatCache struct {
-	mu  sync.Mutex
+	mu  sync.RWMutex
 	gen uint64
 	m   map[string]queue.ChatState // by convName; a zero state: no record
 }
 
 func (c *chatCache) get(name []byte) (queue.ChatState, uint64, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	st, ok := c.m[string(name)]
 	if ok {
 		st.Turns = cloneTurns(st.Turns)
