@@ -27,7 +27,8 @@ type job struct {
 	msg   queue.Message   // the turn's first message: route, conversation
 	msgs  []queue.Message // the turn's messages, oldest first
 	gone  []queue.Message // superseded: acked with the turn, never sent
-	log   *slog.Logger
+	log   *slog.Logger    // with the job's attributes, added lazily (lh)
+	lh    jobLog
 
 	reqCtx   context.Context // outlives Run's ctx by the drain timeout
 	unholdFn sync.Once
@@ -51,13 +52,12 @@ func (j *job) ending() {
 // Dead. The store keeps the lease alive meanwhile, however long it takes.
 func (d *Dispatcher) handle(ctx, reqCtx context.Context, l queue.Lease) {
 	m := l.Message()
-	j := &job{
-		d: d, lease: l, msg: m, msgs: l.Messages(), gone: l.Superseded(), reqCtx: reqCtx,
-		log: d.log.With("message_id", m.ID, "route", m.Route, "delivery", m.Delivery),
-	}
+	j := &job{d: d, lease: l, msg: m, msgs: l.Messages(), gone: l.Superseded(), reqCtx: reqCtx}
+	j.lh.init(d.log.Handler(), slog.String("message_id", m.ID), slog.String("route", m.Route), slog.String("delivery", m.Delivery))
 	if len(j.msgs) > 1 {
-		j.log = j.log.With("events", len(j.msgs))
+		j.lh.attrs = append(j.lh.attrs, slog.Int("events", len(j.msgs)))
 	}
+	j.log = slog.New(&j.lh)
 	if !d.hold(m) {
 		j.log.Error(msgSecondLease, "conversation", m.ConversationKey)
 		j.unholdFn.Do(func() {}) // the hold is the other lease's
@@ -328,10 +328,16 @@ func (j *job) delivered(rs RouteSettings, st queue.ChatState, sentID string, res
 	if chatID == "" {
 		chatID = sentID
 	}
-	j.log.Info("delivered",
-		"status", status, "outcome", outcome, "chat_id", chatID, "conversation", m.ConversationKey,
-		"attempts", j.attempts()+1, "prompt_bytes", textBytes, "reply_bytes", len(resp.Text),
-		"took", took, "latency", latency)
+	if ctx := context.Background(); d.log.Enabled(ctx, slog.LevelInfo) {
+		// What j.log.Info would write, the job's attributes first, without
+		// having the handler format them apart (see jobLog).
+		attrs := append(j.lh.attrs[:len(j.lh.attrs):len(j.lh.attrs)],
+			slog.Int("status", status), slog.String("outcome", outcome), slog.String("chat_id", chatID),
+			slog.String("conversation", m.ConversationKey), slog.Int("attempts", j.attempts()+1),
+			slog.Int("prompt_bytes", textBytes), slog.Int("reply_bytes", len(resp.Text)),
+			slog.Duration("took", took), slog.Duration("latency", latency))
+		d.log.LogAttrs(ctx, slog.LevelInfo, "delivered", attrs...)
+	}
 	if resp.Text != "" {
 		j.log.Debug("reply", "chat_id", chatID, "text", resp.Text)
 	}

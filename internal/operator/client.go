@@ -67,7 +67,14 @@ type Client struct {
 	ua      string
 	key     atomic.Pointer[string]
 	version atomic.Pointer[string]
-	now     func() time.Time // for Retry-After dates; replaced in tests
+
+	// What every chat request shares, made once (see chatRequest): the
+	// parsed URL, and header values (net/http only reads them).
+	chatURL  *http.Request // nil when the base URL does not parse
+	uaValue  []string
+	auth     atomic.Pointer[headerValue] // "Bearer " + the key
+	verValue atomic.Pointer[headerValue] // nil values: none sent
+	now      func() time.Time            // for Retry-After dates; replaced in tests
 }
 
 // New returns a Client. It does not contact the API; use Health for that.
@@ -100,16 +107,36 @@ func New(o Options) *Client {
 		tr.MaxIdleConnsPerHost = 128
 		c.hc = &http.Client{Transport: tr}
 	}
+	c.uaValue = []string{c.ua}
+	if r, err := http.NewRequest(http.MethodPost, c.base+"/api/chat", nil); err == nil {
+		c.chatURL = r
+	}
 	c.SetAPIKey(o.APIKey)
 	c.SetVersion(o.Version)
 	return c
 }
 
+// headerValue is a header's value, made once for every request.
+type headerValue struct {
+	of     string
+	values []string
+}
+
 // SetAPIKey replaces the key used by the next requests (hot reload).
-func (c *Client) SetAPIKey(key string) { c.key.Store(&key) }
+func (c *Client) SetAPIKey(key string) {
+	c.key.Store(&key)
+	c.auth.Store(&headerValue{of: key, values: []string{"Bearer " + key}})
+}
 
 // SetVersion replaces the Operator-Version sent ("" sends none).
-func (c *Client) SetVersion(v string) { c.version.Store(&v) }
+func (c *Client) SetVersion(v string) {
+	c.version.Store(&v)
+	hv := &headerValue{of: v}
+	if v != "" {
+		hv.values = []string{v}
+	}
+	c.verValue.Store(hv)
+}
 
 func (c *Client) apiKey() string { return *c.key.Load() }
 
@@ -169,20 +196,9 @@ func (c *Client) Chat(ctx context.Context, r ChatRequest) (ChatResponse, error) 
 	// The silence is the server's: it counts from when the request is out.
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { quiet.poke() }})
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/api/chat", bytes.NewReader(body))
+	req, key, err := c.chatRequest(ctx, body, r.IdempotencyKey)
 	if err != nil {
 		return ChatResponse{}, fmt.Errorf("operator: build chat request: %w", err)
-	}
-	key := c.setHeaders(req)
-	req.Header.Set("Content-Type", "application/json")
-	if c.json {
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("x-response-format", "json")
-	} else {
-		req.Header.Set("Accept", "text/event-stream, application/json")
-	}
-	if r.IdempotencyKey != "" {
-		req.Header.Set("Idempotency-Key", r.IdempotencyKey)
 	}
 
 	resp, err := c.hc.Do(req)
@@ -300,6 +316,54 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 		return Health{}, &MalformedResponseError{Status: resp.StatusCode, Err: err}
 	}
 	return h, nil
+}
+
+// Header values of every chat request.
+var (
+	hvJSON         = []string{"application/json"}
+	hvAcceptStream = []string{"text/event-stream, application/json"}
+	hvAcceptJSON   = []string{"application/json, text/event-stream"}
+	hvFormatJSON   = []string{"json"}
+)
+
+// chatRequest is a POST /api/chat of body, with the headers setHeaders and
+// Chat set, built from what every chat request shares: what
+// http.NewRequestWithContext and Header.Set would make, without parsing
+// the URL and allocating the header values again for each request.
+func (c *Client) chatRequest(ctx context.Context, body []byte, idempotencyKey string) (*http.Request, string, error) {
+	auth, ver := c.auth.Load(), c.verValue.Load()
+	if c.chatURL == nil {
+		// The base URL does not parse: NewRequestWithContext says why.
+		_, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/api/chat", bytes.NewReader(body))
+		return nil, "", err
+	}
+	h := make(http.Header, 8)
+	h["Authorization"] = auth.values
+	h["User-Agent"] = c.uaValue
+	if ver.values != nil {
+		h["Operator-Version"] = ver.values
+	}
+	h["Content-Type"] = hvJSON
+	if c.json {
+		h["Accept"] = hvAcceptJSON
+		h["X-Response-Format"] = hvFormatJSON
+	} else {
+		h["Accept"] = hvAcceptStream
+	}
+	if idempotencyKey != "" {
+		h["Idempotency-Key"] = []string{idempotencyKey}
+	}
+	u := *c.chatURL.URL
+	req := &http.Request{
+		Method: http.MethodPost, URL: &u, Host: c.chatURL.Host,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: h,
+		Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)),
+		GetBody: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
+	}
+	if len(body) == 0 {
+		req.Body, req.GetBody = http.NoBody, func() (io.ReadCloser, error) { return http.NoBody, nil }
+	}
+	return req.WithContext(ctx), auth.of, nil
 }
 
 // setHeaders sets the headers every request carries and returns the key it

@@ -20,9 +20,13 @@ import (
 // GetChat returns the conversation's chat state, or a zero ChatState
 // (Revision 0) when there is none.
 func (s *Store) GetChat(ctx context.Context, route, key string) (queue.ChatState, error) {
-	var st queue.ChatState
+	name := convName(route, key)
+	st, gen, ok := s.chatCache.get(name)
+	if ok {
+		return st, nil
+	}
 	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketChats).Get(convName(route, key))
+		v := tx.Bucket(bucketChats).Get(name)
 		if v == nil {
 			return nil
 		}
@@ -33,6 +37,8 @@ func (s *Store) GetChat(ctx context.Context, route, key string) (queue.ChatState
 	if err != nil {
 		return queue.ChatState{}, fmt.Errorf("boltq: get chat: %w", err)
 	}
+	s.chatCache.fill(name, st, gen)
+	st.Turns = cloneTurns(st.Turns)
 	return st, nil
 }
 
@@ -43,6 +49,7 @@ func (s *Store) PutChat(ctx context.Context, route, key string, st queue.ChatSta
 	o := &putChatOp{name: convName(route, key), chat: queue.Chat{Route: route, ConversationKey: key, ChatState: st}}
 	if err := s.do(ctx, o); err != nil {
 		if errors.Is(err, queue.ErrConflict) {
+			s.chatCache.forget(o.name)
 			return err
 		}
 		return fmt.Errorf("boltq: put chat: %w", err)

@@ -18,7 +18,13 @@
 // enqueues, so bbolt's two fsyncs a commit do not crowd out the log's;
 // anything a caller waits on (an ack, a chat update) is committed at once,
 // and goes ahead of logged groups past a budget, so it never waits behind
-// the log's backlog.
+// the log's backlog. The one exception is a steady stream of lease
+// endings: while at least twice as many leases are in flight as requests
+// are queued, these gather for up to 4 ms after the last commit began, so
+// that one transaction holds many (see gather). An idle store never waits.
+// Chat records are kept decoded in memory once read or written
+// (chatcache.go): a turn reads its conversation's record without a read
+// transaction or a JSON decode.
 // A lease's AckWithChat stores the conversation's chat record and acks in
 // one transaction, so a delivery costs one commit.
 //

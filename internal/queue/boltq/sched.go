@@ -213,11 +213,15 @@ func (l *lease) Ack(ctx context.Context) error {
 // revision (0: no record yet). On queue.ErrConflict nothing is written and
 // the lease stays open, so the caller can read the chat again and retry.
 func (l *lease) AckWithChat(ctx context.Context, route, key string, st queue.ChatState) error {
-	err := l.end(ctx, &leaseOp{
+	o := &leaseOp{
 		kind:     leaseAck,
 		chat:     &queue.Chat{Route: route, ConversationKey: key, ChatState: st},
 		chatName: convName(route, key),
-	})
+	}
+	err := l.end(ctx, o)
+	if errors.Is(err, queue.ErrConflict) {
+		l.s.chatCache.forget(o.chatName)
+	}
 	if err != nil && !errors.Is(err, queue.ErrConflict) && !errors.Is(err, ErrLeaseEnded) {
 		return fmt.Errorf("boltq: ack with chat: %w", err)
 	}
@@ -244,6 +248,9 @@ func (l *lease) AckWithReplies(ctx context.Context, chat *queue.Chat, replies []
 		o.chat, o.chatName = chat, convName(chat.Route, chat.ConversationKey)
 	}
 	err := l.end(ctx, o)
+	if errors.Is(err, queue.ErrConflict) && o.chat != nil {
+		l.s.chatCache.forget(o.chatName)
+	}
 	if err != nil && !errors.Is(err, queue.ErrConflict) && !errors.Is(err, ErrLeaseEnded) {
 		return fmt.Errorf("boltq: ack with replies: %w", err)
 	}

@@ -120,6 +120,7 @@ type Options struct {
 	segmentSize  int64         // walSegmentSize
 	maxUnapplied int           // defaultMaxUnapplied
 	applyPace    time.Duration // applyPace
+	ackPace      time.Duration // ackPace; < 0: none
 	commitFault  func() error  // when it returns an error, the transaction fails as a full disk's would
 }
 
@@ -144,7 +145,8 @@ type Store struct {
 	scheduled bool          // a head was scheduled since wake was last closed
 	closing   chan struct{} // closed by Close
 
-	chats map[string]int // chat records by route, for ChatCounts; guarded by mu
+	chats     map[string]int // chat records by route, for ChatCounts; guarded by mu
+	chatCache chatCache      // decoded chat records (see chatcache.go)
 
 	// The write-ahead log (see wal.go). logged and unapplied are guarded by mu.
 	enqueues    *requests[*enqueueOp]

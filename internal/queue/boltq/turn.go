@@ -149,7 +149,7 @@ func (o *turnOp) apply(tx *bolt.Tx, g *group) error {
 		}
 		// Before any other write: a conflict leaves everything as it was.
 		if o.chat != nil {
-			if o.chatNew, err = putChat(tx, o.chatName, o.chat); err != nil {
+			if o.chatNew, o.chatRev, err = putChat(tx, o.chatName, o.chat); err != nil {
 				return err
 			}
 		}
@@ -193,6 +193,9 @@ func (o *turnOp) commit(s *Store) {
 	s.inflight -= k
 	if o.chatNew {
 		s.chats[o.chat.Route]++
+	}
+	if o.chat != nil {
+		s.chatCache.put(o.chatName, o.chat.ChatState, o.chatRev)
 	}
 	s.commitPlacements(o.placed)
 	c := l.c
