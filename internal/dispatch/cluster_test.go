@@ -3,8 +3,12 @@ package dispatch_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"slices"
 	"testing"
 	"time"
@@ -28,6 +32,7 @@ import (
 type replica struct {
 	t      testing.TB
 	url    string
+	parts  int // partitions; 0 for the default
 	store  *natsq.Store
 	m      *metrics.Metrics
 	cancel context.CancelFunc
@@ -44,14 +49,28 @@ type cluster struct {
 }
 
 func newCluster(t testing.TB, n int) *cluster {
+	return newClusterWith(t, n, clusterOptions{})
+}
+
+type clusterOptions struct {
+	partitions int
+	// wrap, when set, stands in front of the fake Operator.
+	wrap func(http.Handler) http.Handler
+}
+
+func newClusterWith(t testing.TB, n int, o clusterOptions) *cluster {
 	t.Helper()
 	_, url := natstest.RunServer(t)
 	c := &cluster{t: t, fake: fake.New(fake.Options{})}
-	srv := httptest.NewServer(c.fake)
+	var h http.Handler = c.fake
+	if o.wrap != nil {
+		h = o.wrap(h)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	c.client = operator.New(operator.Options{BaseURL: srv.URL, APIKey: apiKey, Timeout: 10 * time.Second})
+	c.client = operator.New(operator.Options{BaseURL: srv.URL, APIKey: apiKey, Timeout: 30 * time.Second})
 	for range n {
-		r := &replica{t: t, url: url, m: metrics.New(prometheus.NewRegistry())}
+		r := &replica{t: t, url: url, parts: o.partitions, m: metrics.New(prometheus.NewRegistry())}
 		t.Cleanup(r.stop)
 		c.replicas = append(c.replicas, r)
 	}
@@ -66,7 +85,7 @@ func (r *replica) open() {
 		return
 	}
 	st, err := natsq.Open(context.Background(), natsq.Options{
-		URLs: []string{r.url}, OwnerTTL: time.Second, Logger: slog.New(slog.DiscardHandler),
+		URLs: []string{r.url}, Partitions: r.parts, OwnerTTL: time.Second, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		r.t.Fatal(err)
@@ -307,4 +326,75 @@ func TestClusterRetryAfterShared(t *testing.T) {
 	if w := testutil.ToFloat64(b.m.RateLimitWait.WithLabelValues("account")); w <= 0 {
 		t.Errorf("rate_limit_wait{account} on the other replica = %v, want > 0", w)
 	}
+}
+
+// On one partition shared by two replicas, a conversation whose turn takes
+// 10 s and one that backs off for a minute delay only themselves: the other
+// conversations are delivered meanwhile.
+func TestClusterNoHeadOfLine(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	slowEnded := make(chan time.Time, 1)
+	slowStarted := make(chan struct{}, 1)
+	c := newClusterWith(t, 2, clusterOptions{partitions: 1, wrap: func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(strings.NewReader(string(body)))
+			if strings.Contains(string(body), "long turn") {
+				// The agent works on this turn for 10 s (or until the
+				// test has seen what it waits for).
+				select {
+				case slowStarted <- struct{}{}:
+				default:
+				}
+				select {
+				case <-time.After(10 * time.Second):
+				case <-release:
+				}
+				next.ServeHTTP(w, r)
+				select {
+				case slowEnded <- time.Now():
+				default:
+				}
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}})
+	var once sync.Once
+	releaseLong := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(releaseLong)
+	s := defaultSettings()
+	s.Retry = dispatch.Retry{Initial: time.Minute, Max: time.Minute, MaxAttempts: 5}
+	for _, r := range c.replicas {
+		c.start(r, s)
+	}
+	c.fake.FailNext(1, fake.Fault{Status: 503})
+	c.enqueue(newMsg("r", "backoff", "backing off"))
+	c.waitFor("the first attempt to fail", waitTimeout, func() bool { return len(c.fake.Requests()) == 1 })
+	c.enqueue(newMsg("r", "long", "long turn"), newMsg("r", "long", "after the long turn"))
+	select {
+	case <-slowStarted:
+	case <-time.After(waitTimeout):
+		t.Fatal("the long turn was not sent")
+	}
+	var others []queue.Message
+	for i := range 10 {
+		others = append(others, newMsg("r", fmt.Sprintf("other-%d", i), "other"))
+	}
+	c.enqueue(others...)
+	c.waitFor("the other conversations", waitTimeout, func() bool { return len(c.arrivals("other")) == len(others) })
+	select {
+	case at := <-slowEnded:
+		t.Fatalf("the long turn ended at %v, before the other conversations were all delivered", at)
+	default:
+	}
+	if n := len(c.arrivals("backing off")); n != 1 {
+		t.Fatalf("the backing-off conversation was sent %d times, want once (its retry is a minute away)", n)
+	}
+	if n := len(c.arrivals("after the long turn")); n != 0 {
+		t.Fatalf("the long conversation's next event was sent while its turn was in flight")
+	}
+	releaseLong()
+	c.waitFor("the long conversation's next event", waitTimeout, func() bool { return len(c.arrivals("after the long turn")) == 1 })
 }
