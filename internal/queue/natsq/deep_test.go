@@ -58,6 +58,9 @@ func TestDeepConversation(t *testing.T) {
 		}
 	}
 	deep(300)
+	if bodies := waitHeld(t, s, 300); bodies != natsq.KeepBodies {
+		t.Fatalf("%d bodies kept of 300 messages of one conversation, want %d", bodies, natsq.KeepBodies)
+	}
 	l, err := s.Next(waitCtx(t))
 	if err != nil || l.Message().ID != want[0] || len(l.Messages()) != maxEvents {
 		t.Fatalf("first turn: %v, %v, want %d messages from %s", l, err, maxEvents, want[0])
@@ -65,8 +68,8 @@ func TestDeepConversation(t *testing.T) {
 	if err := l.Retry(waitCtx(t), time.Now().Add(time.Hour), queue.Failure{Status: 503, Reason: "server_error"}); err != nil {
 		t.Fatal(err)
 	}
-	if bodies := waitHeld(t, s, 300); bodies != natsq.KeepBodies {
-		t.Fatalf("%d bodies kept of 300 messages of one conversation, want %d", bodies, natsq.KeepBodies)
+	if held, bodies := s.Held(); held != 300 || bodies != natsq.KeepBodies {
+		t.Fatalf("holding %d messages, %d bodies, after the turn was put back; want 300, %d", held, bodies, natsq.KeepBodies)
 	}
 
 	// Another conversation of the partition goes at once.
