@@ -42,13 +42,53 @@ type attemptRecord struct {
 // Next hands out the oldest due head of a conversation with no turn out,
 // as the bbolt backend does. Everything here is guarded by Store.mu.
 
-// item is one held message.
+// item is one held message. Only the first keepFor(route) of a
+// conversation keep the message itself (m); the rest keep what ordering,
+// scheduling and acking need, and their body is read back from the stream
+// when a turn needs it (see loadBodies).
 type item struct {
-	seq       uint64 // stream sequence
-	reply     string // its ack subject (of its latest delivery)
-	msg       queue.Message
-	hasRecord bool      // an attempts record exists
-	due       time.Time // zero: now
+	seq       uint64         // stream sequence
+	reply     string         // its ack subject (of its latest delivery)
+	m         *queue.Message // nil: not kept here
+	due       time.Time      // zero: now
+	enq       int64          // EnqueuedAt, Unix nanoseconds
+	size      int32          // of m as stored, when kept
+	hasRecord bool           // an attempts record exists
+	isReply   bool           // a reply post: a turn of events stops before it
+}
+
+// keepBodies is how many messages of a conversation, at least, its owner
+// keeps whole (more when the route's turns carry more): what the next turns
+// need. Beyond it, a held message costs only its item (see DefaultWindow).
+const keepBodies = 64
+
+// maxBodyBytes bounds the bodies an owner keeps per partition, whatever
+// the window: past it (a backlog of many conversations, or long prompts)
+// a message arriving keeps only its item, and a turn reads its body back.
+const maxBodyBytes = 2 << 20
+
+// keepLocked keeps m, size bytes as stored, as it's body.
+func (p *part) keepLocked(it *item, m *queue.Message, size int) {
+	it.m, it.size = m, int32(size)
+	p.bodies++
+	p.bodyBytes += size
+}
+
+// uncountLocked takes it's body out of the partition's count: it leaves.
+func (p *part) uncountLocked(it *item) {
+	if it.m != nil {
+		p.bodies--
+		p.bodyBytes -= int(it.size)
+	}
+}
+
+// keepFor is how many messages of a conversation of route keep their body.
+func (s *Store) keepFor(route string) int { return max(keepBodies, s.policy(route).Max()) }
+
+// pristine reports whether it's body is as stored in the stream, so
+// dropping it loses nothing: no attempt or due time is kept only here.
+func (it *item) pristine() bool {
+	return it.m != nil && !it.hasRecord && it.due.IsZero() && it.m.Attempts == 0
 }
 
 // conv is a conversation with messages held, or whose last turn end is
@@ -110,7 +150,7 @@ func (s *Store) scheduleLocked(c *conv, now time.Time) {
 		c.order = h.due.UnixNano()
 		heap.Push(&s.delayed, c)
 	} else {
-		c.order = h.msg.EnqueuedAt.UnixNano()
+		c.order = h.enq
 		if !h.due.IsZero() {
 			c.order = h.due.UnixNano()
 		}
@@ -162,9 +202,21 @@ func (s *Store) Next(ctx context.Context) (queue.Lease, error) {
 			l := &lease{s: s, c: c}
 			c.out = l
 			c.p.out++
-			all := c.items
 			s.mu.Unlock()
-			l.form(all)
+			if err := l.form(); err != nil {
+				// A body could not be read back: as a release, the
+				// conversation tries again a little later.
+				s.log.Warn("could not read a held message from the stream; trying again shortly",
+					"partition", c.p.n, "err", err)
+				s.mu.Lock()
+				now := s.o.Now()
+				if len(c.items) > 0 {
+					c.items[0].due = now.Add(readRetryDelay)
+				}
+				s.release(c)
+				s.scheduleLocked(c, now)
+				continue
+			}
 			return l, nil
 		}
 		wake := s.wake
@@ -238,12 +290,15 @@ func (s *Store) receive(p *part, epoch int, m jetstream.Msg) {
 		c = &conv{p: p, key: key}
 		p.convs[key] = c
 	}
-	it := &item{seq: seq, reply: m.Reply(), msg: msg}
+	it := &item{seq: seq, reply: m.Reply(), enq: msg.EnqueuedAt.UnixNano(), isReply: msg.IsReply()}
+	if len(c.items) < s.keepFor(msg.Route) && p.bodyBytes+len(m.Data()) <= maxBodyBytes {
+		p.keepLocked(it, &msg, len(m.Data()))
+	}
 	if r, ok := p.records[attemptsKey(msg.ID)]; ok {
-		it.msg.Attempts, it.msg.LastStatus, it.msg.LastError, it.msg.NextAttemptAt =
-			r.Attempts, r.LastStatus, r.LastError, r.NextAttemptAt
 		it.hasRecord, it.due = true, r.NextAttemptAt
-		delete(p.records, attemptsKey(msg.ID))
+		if it.m != nil {
+			p.applyRecordLocked(it.m)
+		} // else applied when the body is read back
 	}
 	now := s.o.Now()
 	if len(c.items) == 0 && c.out == nil && !msg.IsReply() && !msg.EnqueuedAt.IsZero() {
@@ -284,7 +339,7 @@ func (l *lease) Message() queue.Message {
 	if len(l.send) > 0 {
 		return l.send[0]
 	}
-	return l.items[0].msg
+	return *l.items[0].m
 }
 
 func (l *lease) Messages() []queue.Message   { return l.send }
@@ -331,12 +386,13 @@ func (l *lease) finish() {
 	c.items = c.items[len(l.items):]
 	for _, it := range l.items {
 		delete(c.p.seqs, it.seq)
-		c.p.rememberAck(it.seq, 4*s.o.Window)
+		c.p.rememberAck(it.seq, rememberedAcks)
+		c.p.uncountLocked(it)
 	}
 	c.p.held -= len(l.items)
 	c.lastEnd = now
 	s.release(c)
-	if len(c.items) == 0 && s.policy(l.items[0].msg.Route).Wait <= 0 && c.p.convs[c.key] == c {
+	if len(c.items) == 0 && s.policy(l.items[0].m.Route).Wait <= 0 && c.p.convs[c.key] == c {
 		delete(c.p.convs, c.key)
 	}
 	s.scheduleLocked(c, now)
@@ -400,12 +456,12 @@ func (l *lease) putBack(ctx context.Context, at time.Time, f *queue.Failure) err
 	recorded := make([]bool, len(l.items))
 	if f != nil || at.After(now) {
 		for i, it := range l.items {
-			r := attemptRecord{Attempts: it.msg.Attempts, LastStatus: it.msg.LastStatus, LastError: it.msg.LastError, NextAttemptAt: at}
+			r := attemptRecord{Attempts: it.m.Attempts, LastStatus: it.m.LastStatus, LastError: it.m.LastError, NextAttemptAt: at}
 			if f != nil && !l.dropped[i] {
 				r.Attempts, r.LastStatus, r.LastError = r.Attempts+1, f.Status, f.Text()
 			}
 			data, _ := json.Marshal(r)
-			if _, err := s.attempts.Put(ctx, attemptsKey(it.msg.ID), data); err != nil {
+			if _, err := s.attempts.Put(ctx, attemptsKey(it.m.ID), data); err != nil {
 				perr = err
 				continue
 			}
@@ -415,13 +471,14 @@ func (l *lease) putBack(ctx context.Context, at time.Time, f *queue.Failure) err
 	s.mu.Lock()
 	for i, it := range l.items {
 		it.due = at
-		it.msg.NextAttemptAt = at
+		it.m.NextAttemptAt = at
 		it.hasRecord = it.hasRecord || recorded[i]
 		if f != nil && !l.dropped[i] {
-			it.msg.Attempts++
-			it.msg.LastStatus, it.msg.LastError = f.Status, f.Text()
+			it.m.Attempts++
+			it.m.LastStatus, it.m.LastError = f.Status, f.Text()
 		}
 	}
+	s.trimLocked(l.c, 0, len(l.items))
 	s.release(l.c)
 	s.scheduleLocked(l.c, now)
 	s.mu.Unlock()
@@ -447,8 +504,8 @@ func (l *lease) Dead(ctx context.Context, f queue.Failure) error {
 		if l.dropped[i] {
 			continue
 		}
-		dl := queue.DeadLetter{Message: it.msg, Failure: f, DeadAt: s.o.Now()}
-		dl.Attempts = it.msg.Attempts + 1 // the attempt that failed for good
+		dl := queue.DeadLetter{Message: *it.m, Failure: f, DeadAt: s.o.Now()}
+		dl.Attempts = it.m.Attempts + 1 // the attempt that failed for good
 		dl.LastStatus = f.Status
 		dl.LastError = f.Text()
 		data, err := json.Marshal(dl)
@@ -456,8 +513,8 @@ func (l *lease) Dead(ctx context.Context, f queue.Failure) error {
 			perr = fmt.Errorf("encode dead letter: %w", err)
 			break
 		}
-		if _, perr = s.js.PublishMsg(ctx, &nats.Msg{Subject: s.n.dlqSubject(it.msg.Route), Data: data},
-			jetstream.WithMsgID(deadMsgID(it.msg.ID, it.seq)), jetstream.WithExpectStream(s.n.dlq)); perr != nil {
+		if _, perr = s.js.PublishMsg(ctx, &nats.Msg{Subject: s.n.dlqSubject(it.m.Route), Data: data},
+			jetstream.WithMsgID(deadMsgID(it.m.ID, it.seq)), jetstream.WithExpectStream(s.n.dlq)); perr != nil {
 			break
 		}
 	}
@@ -486,11 +543,127 @@ func (l *lease) Dead(ctx context.Context, f queue.Failure) error {
 // whose delete fails expires with the bucket's TTL.
 func (l *lease) dropRecords(ctx context.Context) {
 	for _, it := range l.items {
-		if !it.hasRecord && it.msg.Attempts == 0 {
+		if !it.hasRecord && it.m.Attempts == 0 {
 			continue
 		}
-		if err := l.s.attempts.Purge(ctx, attemptsKey(it.msg.ID)); err != nil {
-			l.s.log.Debug("could not delete attempts record", "message_id", it.msg.ID, "err", err)
+		if err := l.s.attempts.Purge(ctx, attemptsKey(it.m.ID)); err != nil {
+			l.s.log.Debug("could not delete attempts record", "message_id", it.m.ID, "err", err)
+		}
+	}
+}
+
+// readRetryDelay is when a conversation whose turn could not read a held
+// message's body back from the stream tries again.
+const readRetryDelay = time.Second
+
+// applyRecordLocked gives m the attempts record read for it when the
+// partition was taken, once: it is its conversation's from then on.
+func (p *part) applyRecordLocked(m *queue.Message) {
+	k := attemptsKey(m.ID)
+	if r, ok := p.records[k]; ok {
+		m.Attempts, m.LastStatus, m.LastError, m.NextAttemptAt = r.Attempts, r.LastStatus, r.LastError, r.NextAttemptAt
+		delete(p.records, k)
+	}
+}
+
+// loadBodies makes sure the first n items of c (its turn is out, so they
+// only grow at the tail meanwhile) keep their body, reading those that do
+// not back from the stream by sequence. A message the stream no longer has
+// (acked by a previous owner whose ack arrived late) is dropped from c;
+// removed then says so, and the caller looks at c.items again.
+func (s *Store) loadBodies(c *conv, n int) (removed bool, err error) {
+	s.mu.Lock()
+	var want []*item
+	for _, it := range c.items[:min(n, len(c.items))] {
+		if it.m == nil {
+			want = append(want, it)
+		}
+	}
+	s.mu.Unlock()
+	if len(want) == 0 {
+		return false, nil
+	}
+	ctx, cancel := s.opCtx(s.ctx)
+	defer cancel()
+	got := make([]*queue.Message, len(want))
+	sizes := make([]int, len(want))
+	var gone map[*item]bool
+	for i, it := range want {
+		rm, err := s.stream.GetMsg(ctx, it.seq)
+		if f := s.readFault.Load(); f != nil {
+			rm, err = nil, *f
+		}
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			if gone == nil {
+				gone = map[*item]bool{}
+			}
+			gone[it] = true
+			continue
+		}
+		if err != nil {
+			err = fmt.Errorf("read message %d: %w", it.seq, err)
+			s.mu.Lock()
+			s.keepBodiesLocked(c, want[:i], got[:i], sizes)
+			s.mu.Unlock()
+			return false, err
+		}
+		var m queue.Message
+		if err := json.Unmarshal(rm.Data, &m); err != nil {
+			return false, fmt.Errorf("decode message %d: %w", it.seq, err)
+		}
+		got[i], sizes[i] = &m, len(rm.Data)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keepBodiesLocked(c, want, got, sizes)
+	if len(gone) > 0 {
+		// A new slice: ended leases may still look at the old one.
+		kept := make([]*item, 0, len(c.items))
+		for _, it := range c.items {
+			if !gone[it] {
+				kept = append(kept, it)
+				continue
+			}
+			s.log.Warn("a held message is no longer in the stream; dropping it", "partition", c.p.n, "seq", it.seq)
+			_ = s.nc.Publish(it.reply, ackAck) // frees its slot, if the consumer still counts it
+			delete(c.p.seqs, it.seq)
+			c.p.rememberAck(it.seq, rememberedAcks)
+			c.p.uncountLocked(it)
+			c.p.held--
+		}
+		c.items = kept
+	}
+	return len(gone) > 0, nil
+}
+
+// keepBodiesLocked stores the bodies read for items (nil: not read).
+func (s *Store) keepBodiesLocked(c *conv, items []*item, bodies []*queue.Message, sizes []int) {
+	for i, it := range items {
+		if bodies[i] == nil || it.m != nil {
+			continue
+		}
+		c.p.keepLocked(it, bodies[i], sizes[i])
+		if it.hasRecord {
+			c.p.applyRecordLocked(it.m)
+		}
+	}
+}
+
+// trimLocked drops the bodies of c's items from..to that lie beyond the
+// first keepFor(route) and only repeat the stream: what a turn read back
+// to look past its end, or a long turn put back.
+func (s *Store) trimLocked(c *conv, from, to int) {
+	if len(c.items) == 0 || c.items[0].m == nil {
+		return
+	}
+	from, to = max(from, s.keepFor(c.items[0].m.Route)), min(to, len(c.items))
+	if from >= to {
+		return
+	}
+	for _, it := range c.items[from:to] {
+		if it.pristine() {
+			c.p.uncountLocked(it)
+			it.m, it.size = nil, 0
 		}
 	}
 }

@@ -94,7 +94,8 @@
 // # Scheduling
 //
 // The owner keeps what the consumer delivers in memory, per conversation
-// in stream order, and schedules like the bbolt backend: Next hands out
+// in stream order, and schedules like the bbolt backend (what it keeps of
+// each message: see Trade-offs): Next hands out
 // the oldest due head of a conversation that has no turn out (a heap of
 // ready heads ordered by enqueue or due time, and one of heads due later).
 // Nothing of a partition waits for another conversation's turn:
@@ -111,7 +112,8 @@
 //     moves its acks to the new delivery, and what was lost is newer than
 //     anything held (nothing after a gap is taken). A message acked here
 //     whose ack was lost with the connection is acked again when it comes
-//     back, not sent (the owner remembers its last 4 × Window acks).
+//     back, not sent (the owner remembers its last 4,096 acks per
+//     partition).
 //   - Retry and Release keep the messages here, due again at the time
 //     asked; Retry (and a Release to a later time) writes each message's
 //     attempts record first, so a next owner knows the attempts and the
@@ -137,13 +139,31 @@
 // longest turn out, and its conversations wait with it.
 //
 // The window is per partition, not per conversation: the owner holds at
-// most Window messages of a partition, and a conversation with more
-// queued than that fills the window until it drains below it (its turns
-// then carry up to max_events each). A per-conversation cap enforced by
-// naking the surplus would not help: a nakked message keeps its slot in
-// the consumer's ack-pending window until it is redelivered and acked.
-// Raise Window (memory: the held messages) if single conversations queue
-// thousands of messages.
+// most Window (default 16,384) messages of a partition, and a conversation
+// with more queued than that fills the window until it drains below it
+// (its turns then carry up to max_events each): only a conversation
+// deeper than the window holds up the rest of its partition. A
+// per-conversation cap enforced by naking the surplus would not help: a
+// nakked message keeps its slot in the consumer's ack-pending window until
+// it is redelivered and acked.
+//
+// Memory: a held message costs its item: stream sequence, ack subject, due and
+// enqueue times, about 200 bytes with its index entries. The body (the
+// decoded message with its prompt) is kept only for a conversation's first
+// max(64, max_events) messages, and only while the partition's kept
+// bodies stay within 2 MiB (a wide backlog of long prompts keeps fewer).
+// A turn that needs a body not kept reads it back from the stream by
+// sequence (one request per message, the stream's leader answers); a
+// failed read makes the turn wait a second and try again, as a release
+// does, and a message the stream no longer has (a late ack of a previous
+// owner) is dropped. So an owner's memory per partition is at most about
+// Window × 200 bytes + 2 MiB of bodies (+ the turns out): with the
+// defaults, 3 MiB of items and 2 MiB of bodies, so for 16 partitions all
+// full 50 MiB of items and at most 32 MiB of bodies. A turn of
+// a superseding route looks through up to 4,096 held messages and reads
+// back those not kept, then drops them again. The consumer's pulls ask for
+// at most 1,024 messages at once, so a batch of long prompts on its way is
+// bounded too.
 //
 // While NATS is unreachable (from a replica, or a partitioned minority of
 // a cluster) nothing new is fetched; turns of what the owner holds still go
@@ -152,7 +172,9 @@
 // NATS, to take it over once the claim expired.
 //
 // Requests per turn, steady state: the messages arrive in batches of up to
-// Window (a pull request per batch); one ack publish per message; no KV
+// 1,024 (a pull request per batch); one ack publish per message; one
+// direct read per message a turn needs whose body is not kept (past a
+// conversation's first messages, or past the bodies' budget); no KV
 // request for the turn itself. The dispatcher adds the chat record's
 // compare-and-set (its read is cached) and the history outcome. A Retry
 // adds one KV put per message and a later Ack one KV purge per message.
@@ -165,8 +187,8 @@
 // # Turns
 //
 // A lease is a turn: up to the route's max_events and max_prompt_bytes of
-// its conversation's messages held by the owner, oldest first (all of
-// them are local). A turn of a route that coalesces or supersedes first
+// its conversation's messages held by the owner, oldest first (their
+// bodies kept here or read back, see Trade-offs). A turn of a route that coalesces or supersedes first
 // asks the stream for the newest sequence on its conversation's subject
 // and waits, briefly, for the messages up to it to arrive, so that a turn
 // carries every message accepted before it was taken, as on bbolt.

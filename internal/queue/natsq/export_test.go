@@ -44,3 +44,29 @@ func (s *Store) Resync() {
 		s.signalLocked(p, modeResync)
 	}
 }
+
+// Held counts the messages the store holds over the partitions it owns,
+// and of those the ones whose body it keeps in memory.
+func (s *Store) Held() (held, bodies int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.owned {
+		held += p.held
+		bodies += p.bodies
+	}
+	return held, bodies
+}
+
+// KeepBodies is how many messages of a conversation keep their body, at
+// least.
+const KeepBodies = keepBodies
+
+// FailReads makes reading held messages back from the stream fail with
+// err, or work again (nil).
+func (s *Store) FailReads(err error) {
+	if err == nil {
+		s.readFault.Store(nil)
+		return
+	}
+	s.readFault.Store(&err)
+}

@@ -29,7 +29,7 @@ const (
 	DefaultConsumerName = "relayd"
 	DefaultPartitions   = 16
 	DefaultAckWait      = 30 * time.Second
-	DefaultWindow       = 1024
+	DefaultWindow       = 16384
 	DefaultDedupeTTL    = 24 * time.Hour
 	DefaultTimeout      = 5 * time.Second
 
@@ -76,6 +76,8 @@ type Options struct {
 	OwnerTTL time.Duration
 	// Window is how many messages of one partition its owner holds at once
 	// (the consumer's MaxAckPending): the conversations it schedules among.
+	// Past a conversation's first messages (and past a byte budget per
+	// partition) a held message costs about 200 bytes, not its body.
 	Window int
 	// ConsumerName prefixes the durable consumers ("<name>-p<N>"). Every
 	// replica sharing the stream must use the same name.
@@ -185,6 +187,8 @@ type Store struct {
 	// paused stops the membership and claim refreshes (tests: a replica
 	// that stalls, or is cut off, without dying).
 	paused atomic.Bool
+	// readFault, when set, fails reading a held message back (tests).
+	readFault atomic.Pointer[error]
 
 	ctx    context.Context // ends at Close; owns every goroutine below
 	cancel context.CancelFunc

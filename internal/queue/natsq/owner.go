@@ -48,12 +48,14 @@ type part struct {
 	stalled  bool          // a turn was not handed out for a lapsed claim
 	epoch    int           // consumer incarnation, for deliveries still under way
 
-	convs    map[string]*conv
-	seqs     map[uint64]*item // held, by stream sequence
-	held     int
-	out      int // turns out
-	lastCSeq uint64
-	records  map[string]attemptRecord // retry records as read when attached
+	convs     map[string]*conv
+	seqs      map[uint64]*item // held, by stream sequence
+	held      int
+	bodies    int // held messages whose body is kept here (item.m)
+	bodyBytes int // their size as stored
+	out       int // turns out
+	lastCSeq  uint64
+	records   map[string]attemptRecord // retry records as read when attached
 	// The sequences acked most recently, so that a message whose ack was
 	// lost with a connection is acked again when it comes back, not sent.
 	acked    map[uint64]struct{}
@@ -61,9 +63,14 @@ type part struct {
 	ackedAt  int
 }
 
+// rememberedAcks is how many acks an owner remembers per partition (see
+// rememberAck): far more than turns end while a lost connection goes
+// unnoticed.
+const rememberedAcks = 4096
+
 // rememberAck records seq as acked, forgetting the oldest past n: acks
-// are lost only with a connection, the partition is read again right after
-// a reconnect, and meanwhile at most the window held can be acked.
+// are lost only with a connection, and the partition is read again right
+// after a reconnect. One forgotten is sent again: at least once.
 func (p *part) rememberAck(seq uint64, n int) {
 	if p.acked == nil {
 		p.acked, p.ackedLog = map[uint64]struct{}{}, make([]uint64, 0, n)
@@ -531,12 +538,16 @@ func (s *Store) attach(p *part) (jetstream.ConsumeContext, error) {
 	p.epoch++
 	epoch := p.epoch
 	if p.convs == nil { // taken, rather than read again
-		p.convs, p.seqs, p.held = map[string]*conv{}, map[uint64]*item{}, 0
+		p.convs, p.seqs = map[string]*conv{}, map[uint64]*item{}
+		p.held, p.bodies, p.bodyBytes = 0, 0, 0
 	}
 	p.lastCSeq, p.records = 0, records
 	s.mu.Unlock()
 	cc, err := cons.Consume(func(m jetstream.Msg) { s.receive(p, epoch, m) },
-		jetstream.PullMaxMessages(s.o.Window),
+		// Batches stay small whatever the window: each message comes
+		// with its body, dropped on arrival past a conversation's first
+		// ones, and a batch is buffered whole.
+		jetstream.PullMaxMessages(min(s.o.Window, fetchBatch)),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 				s.mu.Lock()
@@ -551,6 +562,9 @@ func (s *Store) attach(p *part) (jetstream.ConsumeContext, error) {
 	}
 	return cc, nil
 }
+
+// fetchBatch bounds the messages a partition's pull asks for at once.
+const fetchBatch = 1024
 
 // consumerAckWait is the partition consumers' ack wait (see attach).
 const consumerAckWait = 5 * time.Minute

@@ -2,6 +2,7 @@ package natsq
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -69,7 +70,7 @@ const catchUpWait = 250 * time.Millisecond
 // not while the partition's window is full.
 func (l *lease) catchUp(all []*item) []*item {
 	s, c := l.s, l.c
-	m := all[0].msg
+	m := all[0].m
 	ctx, cancel := s.opCtx(s.ctx)
 	rm, err := s.stream.GetLastMsgForSubject(ctx, s.n.convSubject(c.p.n, m.Route, m.ConversationKey))
 	cancel()
@@ -93,45 +94,73 @@ func (l *lease) catchUp(all []*item) []*item {
 // looks through for newer messages of its supersede keys.
 const maxSupersedeScan = 4096
 
-// form picks the turn from the conversation's held messages, all (a
-// snapshot taken with the turn: while it is out messages are only added
-// behind it). A run from the head, oldest first, up to the route's
-// MaxEvents and budget, with the superseded messages among and right after
-// them (see queue.TurnPolicy.Pick). A reply post is a turn of its own, and
-// an event's turn stops before a reply post.
-func (l *lease) form(all []*item) {
-	head := all[0].msg
-	pol := l.s.policy(head.Route)
-	if head.IsReply() {
-		pol = queue.TurnPolicy{}
-	}
-	if pol.Supersede || len(all) < pol.Max() {
-		all = l.catchUp(all)
-	}
-	n := len(all)
-	if !pol.Supersede {
-		n = min(n, pol.Max())
-	}
-	n = min(n, maxSupersedeScan)
-	for i := 1; i < n; i++ {
-		if all[i].msg.IsReply() != head.IsReply() || head.IsReply() {
-			n = i
-			break
+// form picks the turn from the conversation's held messages (while it is
+// out messages are only added behind them). A run from the head, oldest
+// first, up to the route's MaxEvents and budget, with the superseded
+// messages among and right after them (see queue.TurnPolicy.Pick). A reply
+// post is a turn of its own, and an event's turn stops before a reply post.
+// The bodies it looks at are read back from the stream if not kept here;
+// an error then means the turn was not formed.
+func (l *lease) form() error {
+	s, c := l.s, l.c
+	for {
+		if removed, err := s.loadBodies(c, 1); err != nil {
+			return err
+		} else if removed {
+			continue // a new head, maybe
 		}
-	}
-	all = all[:n]
-	msgs := make([]queue.Message, n)
-	dropped := make([]bool, n)
-	newest := map[string]bool{}
-	for i := n - 1; i >= 0; i-- {
-		msgs[i] = all[i].msg
-		if k := msgs[i].SupersedeKey; k != "" && pol.Supersede {
-			dropped[i] = newest[k] || l.s.isSuperseded(msgs[i], all[i].seq)
-			newest[k] = true
+		s.mu.Lock()
+		all := c.items
+		s.mu.Unlock()
+		if len(all) == 0 {
+			return errors.New("every held message of the conversation left the stream")
 		}
+		head := *all[0].m
+		pol := s.policy(head.Route)
+		if head.IsReply() {
+			pol = queue.TurnPolicy{}
+		}
+		if pol.Supersede || len(all) < pol.Max() {
+			all = l.catchUp(all)
+		}
+		n := len(all)
+		if !pol.Supersede {
+			n = min(n, pol.Max())
+		}
+		n = min(n, maxSupersedeScan)
+		for i := 1; i < n; i++ {
+			if all[i].isReply != head.IsReply() || head.IsReply() {
+				n = i
+				break
+			}
+		}
+		removed, err := s.loadBodies(c, n)
+		if err != nil {
+			return err
+		}
+		if removed {
+			continue // look again
+		}
+		all = all[:n]
+		msgs := make([]queue.Message, n)
+		dropped := make([]bool, n)
+		newest := map[string]bool{}
+		s.mu.Lock() // bodies are set under the lock
+		for i := range all {
+			msgs[i] = *all[i].m
+		}
+		s.mu.Unlock()
+		for i := n - 1; i >= 0; i-- {
+			if k := msgs[i].SupersedeKey; k != "" && pol.Supersede {
+				dropped[i] = newest[k] || s.isSuperseded(msgs[i], all[i].seq)
+				newest[k] = true
+			}
+		}
+		k, send, gone := pol.Pick(msgs, dropped)
+		s.mu.Lock() // Stats reads items
+		l.items, l.dropped, l.send, l.gone = all[:k], dropped[:k], send, gone
+		s.trimLocked(c, k, n)
+		s.mu.Unlock()
+		return nil
 	}
-	k, send, gone := pol.Pick(msgs, dropped)
-	l.s.mu.Lock() // Stats reads items
-	l.items, l.dropped, l.send, l.gone = all[:k], dropped[:k], send, gone
-	l.s.mu.Unlock()
 }
