@@ -265,5 +265,10 @@ func (r *relay) seed(token string) string {
 	for _, d := range []string{"d-1", "d-2", "d-3", evil} {
 		r.waitDelivered(d, token)
 	}
+	// A request that queued nothing is recorded with the store's next
+	// commit, not before its answer.
+	for _, d := range []string{"d-ok", "d-ping", "d-evil-event"} {
+		waitFor(r.t, d+" in the history", func() bool { _, ok := r.event(d, token); return ok })
+	}
 	return evil
 }
