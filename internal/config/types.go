@@ -123,7 +123,7 @@ type NATS struct {
 	// directory when relative; the loaded value is the resolved path.
 	CredsFile  string `yaml:"creds_file"`
 	Replicas   int    `yaml:"replicas"`   // stream replicas, 1 to 5; default 1
-	Partitions int    `yaml:"partitions"` // P: ordering partitions; default 16
+	Partitions int    `yaml:"partitions"` // P: partitions, each owned by one replica at a time; default 16
 	TLS        TLS    `yaml:"tls"`
 }
 
