@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -143,6 +144,25 @@ type child struct {
 	cmd    *exec.Cmd
 	public string
 	admin  string
+
+	mu   sync.Mutex
+	logs []string // its log lines, the last few hundred
+}
+
+func (c *child) logLine(l string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.logs) >= 400 {
+		c.logs = c.logs[1:]
+	}
+	c.logs = append(c.logs, l)
+}
+
+// Logs returns the child's last log lines, for a failing test to show.
+func (c *child) Logs() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.logs, "\n")
 }
 
 func (c *child) push(t *testing.T, delivery, repo string) int {

@@ -103,6 +103,7 @@ func startServe(t *testing.T, cfg string, extra ...string) *child {
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		var once sync.Once
 		for sc.Scan() {
+			c.logLine(sc.Text())
 			var raw map[string]any
 			if json.Unmarshal(sc.Bytes(), &raw) == nil && raw["msg"] == "relayd started" {
 				l, _ := raw["listen"].(string)
