@@ -266,10 +266,18 @@ func TestBrowserConsole(t *testing.T) {
 	b.await("#results")
 	b.shows("#results", "EDITED workflow_run for octo/api", "matched", xssScript)
 	b.noScriptRan("Dry run · relayd")
+	b.screenshot("console-dryrun.png")
+
+	// An unknown id: the error page, the id as text.
+	b.do(chromedp.Navigate(r.admin+"/ui/events/"+url.PathEscape(xssScript)), chromedp.WaitVisible("main"))
+	b.shows("main", "No such event")
+	b.noScriptRan("Error · relayd")
+	b.screenshot("console-error.png")
 
 	// Conversations: Reset forgets one.
 	b.do(chromedp.Navigate(r.admin+"/ui/chats?route=ci-failures&key=octo%2Fweb"), chromedp.WaitVisible("table.events"))
 	b.shows("table.events", "octo/web")
+	b.screenshot("console-chats.png")
 	b.do(chromedp.Click("table.events button"))
 	b.await(".flash.ok")
 	if strings.Contains(b.text("main"), "octo/web") {
@@ -278,12 +286,14 @@ func TestBrowserConsole(t *testing.T) {
 
 	// Dead letters: one the Operator refused for good, replayed.
 	b.do(chromedp.Navigate(r.admin+"/ui/dead"), chromedp.WaitVisible(".empty"))
+	b.screenshot("console-dead-empty.png")
 	r.fake.FailNext(1, fake.Fault{Status: http.StatusUnprocessableEntity})
 	r.post("workflow_run", "d-dead", workflowRun(t, "octo/dead", "failure"), nil)
 	waitFor(t, "a dead letter", func() bool { rec, ok := r.event("d-dead", ""); return ok && rec.Routes[0].Outcome == "dead" })
 	before = delivered(r.fake)
 	b.do(chromedp.Navigate(r.admin+"/ui/dead"), chromedp.WaitVisible("table.events"))
 	b.shows("table.events", "d-dead", "ci-failures")
+	b.screenshot("console-dead.png")
 	b.do(chromedp.Click("table.events button"))
 	b.await(".flash.ok")
 	waitFor(t, "the dead letter delivered", func() bool { return delivered(r.fake) == before+1 })
