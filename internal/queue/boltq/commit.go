@@ -612,10 +612,14 @@ func putDead(tx *bolt.Tx, dl queue.DeadLetter) error {
 	return nil
 }
 
-func (o *leaseOp) commit(s *Store) {
+func (o *leaseOp) commit(s *Store) { o.applyEnd(s, 1, 1) }
+
+// applyEnd applies a committed lease ending to the in-memory index: k messages
+// were out, dead of them go to the dead letters on a Dead.
+func (o *leaseOp) applyEnd(s *Store, k, dead int) {
 	l := o.l
 	l.ended.Store(true)
-	s.inflight--
+	s.inflight -= k
 	if o.chatNew {
 		s.chats[o.chat.Route]++
 	}
@@ -632,10 +636,10 @@ func (o *leaseOp) commit(s *Store) {
 		s.schedule(c)
 	case leaseAck, leaseDead:
 		if o.kind == leaseDead {
-			s.dead++
+			s.dead += dead
 		}
-		s.pending--
-		c.count--
+		s.pending -= k
+		c.count -= k
 		if !o.more {
 			delete(s.convs, c.num)
 			return

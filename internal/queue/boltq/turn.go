@@ -186,36 +186,4 @@ func (o *turnOp) apply(tx *bolt.Tx, g *group) error {
 	return nil
 }
 
-func (o *turnOp) commit(s *Store) {
-	l := o.l
-	k := len(l.seqs)
-	l.ended.Store(true)
-	s.inflight -= k
-	if o.chatNew {
-		s.chats[o.chat.Route]++
-	}
-	if o.chat != nil {
-		s.chatCache.put(o.chatName, o.chat.ChatState, o.chatRev)
-	}
-	s.commitPlacements(o.placed)
-	c := l.c
-	c.leased = false
-	switch o.kind {
-	case leaseRetry, leaseRelease:
-		c.head.at = o.at0
-		c.head.order = o.at0
-		s.schedule(c)
-	case leaseAck, leaseDead:
-		if o.kind == leaseDead {
-			s.dead += len(l.send)
-		}
-		s.pending -= k
-		c.count -= k
-		if !o.more {
-			delete(s.convs, c.num)
-			return
-		}
-		c.head = o.next
-		s.schedule(c)
-	}
-}
+func (o *turnOp) commit(s *Store) { o.applyEnd(s, len(o.l.seqs), len(o.l.send)) }
