@@ -121,7 +121,13 @@ func modeIngest(ctx context.Context, o options, rep *report) error {
 // binDir holds the relayd binary built for this run; main removes it.
 var binDir string
 
+// relaydBin, when set (-relayd-bin), is the relayd binary every child runs.
+var relaydBin string
+
 var relaydBinary = sync.OnceValues(func() (string, error) {
+	if relaydBin != "" {
+		return relaydBin, nil
+	}
 	dir, err := os.MkdirTemp("", "relayd-bench-bin-")
 	if err != nil {
 		return "", err

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relayd/relayd/internal/gcfloor"
 	"github.com/relayd/relayd/internal/samples"
 )
 
@@ -78,6 +79,7 @@ func main() {
 	flag.IntVar(&o.trickleLoad, "trickle-load", 4, "trickle: workers sending signed webhooks meanwhile")
 	flag.StringVar(&o.proc, "proc", "child", "ingest: run the receivers as child processes (child) or inside the bench process (inproc)")
 	var env string
+	flag.StringVar(&relaydBin, "relayd-bin", "", "run this relayd binary instead of building ./cmd/relayd (to compare two builds)")
 	flag.StringVar(&env, "relayd-env", "", "extra environment for relayd child processes, comma-separated (GOGC=200,GOMEMLIMIT=48MiB)")
 	serveCeiling := flag.String("serve-ceiling", "", "internal: serve one ceiling (bare, verify or durable) and print its URL")
 	flag.Parse()
@@ -107,6 +109,10 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	// The load generator and the fake Operator share the machine with
+	// relayd: they collect garbage as relayd does (and relayd under
+	// -proc inproc runs as it does in production).
+	defer gcfloor.Start(gcfloor.DefaultFloor)()
 	defer func() {
 		if binDir != "" {
 			os.RemoveAll(binDir)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/relayd/relayd/internal/config"
 	"github.com/relayd/relayd/internal/daemon"
+	"github.com/relayd/relayd/internal/gcfloor"
 	"github.com/relayd/relayd/internal/operator/fake"
 )
 
@@ -44,6 +45,7 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	defer gcfloor.Start(gcfloor.DefaultFloor)()
 
 	opts := daemon.Options{Logger: log, Version: version, Revision: revision, Load: load}
 	if *dev {
