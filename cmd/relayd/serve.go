@@ -38,7 +38,11 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, firstNonEmpty(*logFormat, cfg.Log.Format), firstNonEmpty(*logLevel, cfg.Log.Level))
+	// A busy relayd logs a line per turn: they go out in batches, at most
+	// every millisecond (all of them before serve returns).
+	out := newLogWriter(stderr, time.Millisecond)
+	defer out.Close()
+	log, err := newLogger(out, firstNonEmpty(*logFormat, cfg.Log.Format), firstNonEmpty(*logLevel, cfg.Log.Level))
 	if err != nil {
 		return err
 	}
