@@ -319,13 +319,14 @@ func (s *Store) pause(until time.Time, timer *time.Timer) {
 // the writing of every page it touched, whatever it holds, so under a
 // steady stream of acks fewer, larger transactions cost much less CPU a
 // message (a dispatch into an instant API made 7 acks a transaction, over
-// 20 with a 4 ms pace). An ack waits at most ackPace more; a conversation
+// 20 with a 4 ms pace; 8 ms cost about 5% less CPU a message again). An
+// ack waits at most ackPace more; a conversation
 // is not leased again until its ack commits, which against a real agent,
 // whose turns take seconds, is of no account.
 const (
-	ackPace = 4 * time.Millisecond
+	ackPace = 8 * time.Millisecond
 	// gatherMax queued requests are a group large enough not to wait.
-	gatherMax = 32
+	gatherMax = 64
 )
 
 // gather waits until, or until the store closes, while requests are

@@ -20,7 +20,7 @@
 // and goes ahead of logged groups past a budget, so it never waits behind
 // the log's backlog. The one exception is a steady stream of lease
 // endings: while at least twice as many leases are in flight as requests
-// are queued, these gather for up to 4 ms after the last commit began, so
+// are queued, these gather for up to 8 ms after the last commit began, so
 // that one transaction holds many (see gather). An idle store never waits.
 // Chat records are kept decoded in memory once read or written
 // (chatcache.go): a turn reads its conversation's record without a read
