@@ -177,16 +177,9 @@ type chatPart struct {
 // before any answer; the key is what makes that (and every retry by the
 // caller) safe.
 func (c *Client) Chat(ctx context.Context, r ChatRequest) (ChatResponse, error) {
-	body, err := json.Marshal(chatBody{
-		ID: r.ChatID,
-		Messages: []chatMessage{{
-			Role:  "user",
-			Parts: []chatPart{{Type: "text", Text: r.Text}},
-		}},
-	})
-	if err != nil {
-		return ChatResponse{}, fmt.Errorf("operator: encode chat request: %w", err)
-	}
+	// The body is kept until the answer is in (net/http may send it
+	// again on a connection found closed): a buffer of its own.
+	body := appendChatBody(make([]byte, 0, len(r.ChatID)+len(r.Text)+80), r.ChatID, r.Text)
 	ctx, cancelTurn := context.WithTimeoutCause(ctx, c.maxTurn, ErrTurnTooLong)
 	defer cancelTurn()
 	ctx, cancel := context.WithCancelCause(ctx)
