@@ -23,6 +23,7 @@ import (
 
 	"github.com/relayd/relayd/internal/config"
 	"github.com/relayd/relayd/internal/daemon"
+	"github.com/relayd/relayd/internal/logjson"
 	"github.com/relayd/relayd/internal/operator/fake"
 )
 
@@ -259,7 +260,7 @@ type inproc struct {
 // benchLogger formats every log line as relayd does in production (JSON,
 // info) and throws it away, so the cost of logging is measured.
 func benchLogger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return slog.New(logjson.New(io.Discard, slog.LevelInfo))
 }
 
 func startInproc(o relaydOpts) (*inproc, error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/relayd/relayd/internal/config"
 	"github.com/relayd/relayd/internal/daemon"
 	"github.com/relayd/relayd/internal/gcfloor"
+	"github.com/relayd/relayd/internal/logjson"
 	"github.com/relayd/relayd/internal/operator/fake"
 )
 
@@ -112,21 +113,11 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	ho := &slog.HandlerOptions{Level: lv}
 	switch strings.ToLower(firstNonEmpty(format, "json")) {
 	case "json":
-		ho.ReplaceAttr = secondsAttr
-		return slog.New(slog.NewJSONHandler(w, ho)), nil
+		return slog.New(logjson.New(w, lv)), nil
 	case "text":
 		return slog.New(slog.NewTextHandler(w, ho)), nil
 	}
 	return nil, errors.New("log format: use json or text")
-}
-
-// secondsAttr writes durations as seconds ("took":0.00218), as Prometheus
-// and people read them, where slog's JSON handler writes nanoseconds.
-func secondsAttr(_ []string, a slog.Attr) slog.Attr {
-	if a.Value.Kind() == slog.KindDuration {
-		a.Value = slog.Float64Value(a.Value.Duration().Seconds())
-	}
-	return a
 }
 
 func firstNonEmpty(s ...string) string {
