@@ -753,6 +753,15 @@ func readBody(r *http.Request) (body []byte, tooBig bool, err error) {
 // The text is the last message's text parts, which must come from the user.
 // It returns what it could parse even on error, for the request record.
 func parseChat(body []byte) (parsedChat, error) {
+	if p, ok := parseChatFast(body); ok {
+		return p, nil
+	}
+	return parseChatSlow(body)
+}
+
+// parseChatSlow reads any body encoding/json reads, and says what is wrong
+// with the others.
+func parseChatSlow(body []byte) (parsedChat, error) {
 	var in struct {
 		ID       json.RawMessage `json:"id"`
 		Messages []struct {
