@@ -20,7 +20,7 @@ import (
 )
 
 // DefaultFloor is the heap goal relayd keeps at least.
-const DefaultFloor = 64 << 20
+const DefaultFloor = 32 << 20
 
 // maxPercent bounds the GOGC the floor asks for: a live heap of a few
 // hundred kilobytes must not let the next goal run far past the floor.
