@@ -41,6 +41,14 @@ func gogc(t *testing.T) uint64 {
 	return s[0].Value.Uint64()
 }
 
+// collect runs two collections and gives cleanups that follow them time to
+// run: what a test that checks nothing changed waits for.
+func collect() {
+	runtime.GC()
+	runtime.GC()
+	time.Sleep(50 * time.Millisecond)
+}
+
 // waitRaised collects until the floor has raised GOGC above the default.
 func waitRaised(t *testing.T) {
 	t.Helper()
@@ -72,9 +80,7 @@ func TestStartRaisesGOGCAndStopRestoresIt(t *testing.T) {
 		t.Errorf("after stop GOGC = %d, want 100", got)
 	}
 	// Stopped: later collections leave it alone.
-	runtime.GC()
-	runtime.GC()
-	time.Sleep(50 * time.Millisecond)
+	collect()
 	if got := gogc(t); got != 100 {
 		t.Errorf("a collection after stop set GOGC to %d", got)
 	}
@@ -85,9 +91,7 @@ func TestStartLeavesAnOperatorsGOGC(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(150))
 	stop := Start(1 << 30)
 	defer stop()
-	runtime.GC()
-	runtime.GC()
-	time.Sleep(50 * time.Millisecond)
+	collect()
 	if got := gogc(t); got != 150 {
 		t.Errorf("GOGC = %d, want the environment's 150", got)
 	}

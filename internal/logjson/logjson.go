@@ -21,7 +21,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
+
+	"github.com/relayd/relayd/internal/jsonstr"
 )
 
 // Handler writes records to its writer as JSON lines.
@@ -354,56 +355,5 @@ func (s *state) appendTime(t time.Time) {
 }
 
 func (s *state) appendString(str string) {
-	s.buf = append(s.buf, '"')
-	s.buf = appendEscaped(s.buf, str)
-	s.buf = append(s.buf, '"')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendEscaped escapes str as slog's JSON handler does: as encoding/json
-// without HTML escaping.
-func appendEscaped(buf []byte, str string) []byte {
-	start := 0
-	for i := 0; i < len(str); {
-		if b := str[i]; b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' {
-				i++
-				continue
-			}
-			buf = append(buf, str[start:i]...)
-			switch b {
-			case '\\', '"':
-				buf = append(buf, '\\', b)
-			case '\n':
-				buf = append(buf, '\\', 'n')
-			case '\r':
-				buf = append(buf, '\\', 'r')
-			case '\t':
-				buf = append(buf, '\\', 't')
-			default:
-				buf = append(buf, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		c, size := utf8.DecodeRuneInString(str[i:])
-		if c == utf8.RuneError && size == 1 {
-			buf = append(buf, str[start:i]...)
-			buf = append(buf, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if c == '\u2028' || c == '\u2029' {
-			buf = append(buf, str[start:i]...)
-			buf = append(buf, '\\', 'u', '2', '0', '2', hexDigits[c&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	return append(buf, str[start:]...)
+	s.buf = jsonstr.AppendSlog(s.buf, str)
 }
