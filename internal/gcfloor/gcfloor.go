@@ -20,7 +20,7 @@ import (
 )
 
 // DefaultFloor is the heap goal relayd keeps at least.
-const DefaultFloor = 32 << 20
+const DefaultFloor = 24 << 20
 
 // maxPercent bounds the GOGC the floor asks for: a live heap of a few
 // hundred kilobytes must not let the next goal run far past the floor.
@@ -46,6 +46,15 @@ func Percent(live, floor uint64, base, current int) int {
 // the collector is off. A memory limit (GOMEMLIMIT) still applies: the
 // runtime collects as it approaches it whatever GOGC is, so the floor is
 // capped at half of it.
+//
+// GOGC is set after a collection, for the live heap that collection found;
+// until the next one the goal is that GOGC times whatever is live then. A
+// live heap that grows quickly (a burst of requests, an index being built)
+// would let a GOGC made for a small heap take the goal far past the floor.
+// So while GOGC is raised, a memory limit of the floor plus what the runtime
+// holds besides the heap (or the operator's limit, if lower) makes the
+// runtime collect there, and the next adjustment sees the larger heap and
+// lowers GOGC.
 func Start(floor uint64) (stop func()) {
 	if os.Getenv("GOGC") != "" {
 		return func() {}
@@ -55,10 +64,14 @@ func Start(floor uint64) (stop func()) {
 		debug.SetGCPercent(base)
 		return func() {}
 	}
-	if limit := debug.SetMemoryLimit(-1); limit > 0 && uint64(limit)/2 < floor {
+	limit := debug.SetMemoryLimit(-1)
+	if limit > 0 && uint64(limit)/2 < floor {
 		floor = uint64(limit) / 2
 	}
-	t := &tuner{floor: floor, base: base, current: base}
+	t := &tuner{floor: floor, base: base, current: base, limit: limit, currentLimit: limit}
+	for i, name := range sampleNames {
+		t.samples[i].Name = name
+	}
 	t.adjust()
 	t.arm()
 	return func() {
@@ -67,6 +80,7 @@ func Start(floor uint64) (stop func()) {
 		if !t.stopped {
 			t.stopped = true
 			debug.SetGCPercent(base)
+			debug.SetMemoryLimit(limit)
 		}
 	}
 }
@@ -74,11 +88,13 @@ func Start(floor uint64) (stop func()) {
 type tuner struct {
 	floor uint64
 	base  int
+	limit int64 // the operator's memory limit (math.MaxInt64: none)
 
-	mu      sync.Mutex
-	current int
-	stopped bool
-	sample  [1]metrics.Sample
+	mu           sync.Mutex
+	current      int   // GOGC set
+	currentLimit int64 // memory limit set
+	stopped      bool
+	samples      [len(sampleNames)]metrics.Sample
 }
 
 // sentinel holds a pointer so that it is not packed with other small
@@ -106,14 +122,44 @@ func (t *tuner) adjust() bool {
 	if t.stopped {
 		return false
 	}
-	t.sample[0].Name = "/gc/heap/live:bytes"
-	metrics.Read(t.sample[:])
-	if t.sample[0].Value.Kind() != metrics.KindUint64 {
-		return true
+	metrics.Read(t.samples[:])
+	for _, x := range t.samples {
+		if x.Value.Kind() != metrics.KindUint64 {
+			return true
+		}
 	}
-	if p := Percent(t.sample[0].Value.Uint64(), t.floor, t.base, t.current); p != t.current {
+	live := t.samples[0].Value.Uint64()
+	// What the runtime holds besides the heap (stacks, its own structures)
+	// counts against a memory limit as well.
+	heap := t.samples[2].Value.Uint64() + t.samples[3].Value.Uint64() + t.samples[4].Value.Uint64() + t.samples[5].Value.Uint64()
+	other := t.samples[1].Value.Uint64() - min(heap, t.samples[1].Value.Uint64())
+	p := Percent(live, t.floor, t.base, t.current)
+	limit := t.limit
+	if p > t.base {
+		limit = min(limit, int64(t.floor+other))
+	}
+	// Lower the limit before GOGC rises, and GOGC before the limit rises:
+	// at no moment are both raised.
+	if limit < t.currentLimit {
+		debug.SetMemoryLimit(limit)
+		t.currentLimit = limit
+	}
+	if p != t.current {
 		debug.SetGCPercent(p)
 		t.current = p
 	}
+	if limit != t.currentLimit {
+		debug.SetMemoryLimit(limit)
+		t.currentLimit = limit
+	}
 	return true
+}
+
+var sampleNames = [...]string{
+	"/gc/heap/live:bytes",
+	"/memory/classes/total:bytes",
+	"/memory/classes/heap/objects:bytes",
+	"/memory/classes/heap/unused:bytes",
+	"/memory/classes/heap/free:bytes",
+	"/memory/classes/heap/released:bytes",
 }

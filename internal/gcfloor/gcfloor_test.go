@@ -69,15 +69,23 @@ func TestStartRaisesGOGCAndStopRestoresIt(t *testing.T) {
 		t.Skip("GOGC is set in the environment")
 	}
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	before := debug.SetMemoryLimit(-1)
 	stop := Start(1 << 30)
 	defer stop()
 	waitRaised(t)
 	if got := gogc(t); got > maxPercent {
 		t.Errorf("GOGC %d above the cap %d", got, maxPercent)
 	}
+	// The guard: a limit a little over the 1 GiB floor while GOGC is raised.
+	if lim := debug.SetMemoryLimit(-1); lim < 1<<30 || lim > 1<<30+256<<20 {
+		t.Errorf("memory limit %d while GOGC is raised, want 1 GiB and the runtime's own", lim)
+	}
 	stop()
 	if got := gogc(t); got != 100 {
 		t.Errorf("after stop GOGC = %d, want 100", got)
+	}
+	if lim := debug.SetMemoryLimit(-1); lim != before {
+		t.Errorf("after stop memory limit = %d, want %d", lim, before)
 	}
 	// Stopped: later collections leave it alone.
 	collect()
