@@ -121,6 +121,10 @@ func modeIngest(ctx context.Context, o options, rep *report) error {
 // binDir holds the relayd binary built for this run; main removes it.
 var binDir string
 
+// benchFloor is the heap floor of the bench process when relayd runs as a
+// child (see main).
+const benchFloor = 256 << 20
+
 // relaydBin, when set (-relayd-bin), is the relayd binary every child runs.
 var relaydBin string
 
