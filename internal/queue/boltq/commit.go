@@ -679,7 +679,7 @@ func putChat(tx *bolt.Tx, name []byte, chat *queue.Chat) (created bool, rev uint
 	if cur != chat.Revision {
 		return false, 0, queue.ErrConflict
 	}
-	js, err := json.Marshal(chat)
+	js, err := encodeChat(chat)
 	if err != nil {
 		return false, 0, fmt.Errorf("boltq: encode chat: %w", err)
 	}
