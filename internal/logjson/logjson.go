@@ -1,12 +1,12 @@
 // Package logjson is a slog.Handler writing one JSON object a line, as
 // slog.JSONHandler does, with durations in seconds ("took":0.00218).
 //
-// Its output is slog.JSONHandler's with a ReplaceAttr turning every
-// duration into its seconds, byte for byte (tested against it), except
-// where slog's line is not JSON (see the tests), but it
-// formats the common values itself: slog's handler runs every attribute
-// through ReplaceAttr and every float through encoding/json, which made the
-// line relayd logs per turn cost several microseconds.
+// Its output is what slog.JSONHandler writes with a ReplaceAttr that turns
+// every duration into seconds, byte for byte (tested against it) except
+// where slog's line is not JSON. It formats the common values itself:
+// slog's handler runs every attribute through ReplaceAttr and every float
+// through encoding/json, which made the line relayd logs per turn cost
+// several microseconds.
 package logjson
 
 import (
