@@ -26,10 +26,10 @@ const DefaultFloor = 24 << 20
 // hundred kilobytes must not let the next goal run far past the floor.
 const maxPercent = 2000
 
-// Percent is the GOGC that puts the next heap goal, live × (1 + GOGC/100),
+// percent is the GOGC that puts the next heap goal, live × (1 + GOGC/100),
 // at the floor, never below base and never above maxPercent. Changes
 // smaller than a tenth are not worth making: it returns current then.
-func Percent(live, floor uint64, base, current int) int {
+func percent(live, floor uint64, base, current int) int {
 	want := base
 	if live > 0 && floor > live {
 		want = max(base, int((floor-live)*100/live))
@@ -133,7 +133,7 @@ func (t *tuner) adjust() bool {
 	// counts against a memory limit as well.
 	heap := t.samples[2].Value.Uint64() + t.samples[3].Value.Uint64() + t.samples[4].Value.Uint64() + t.samples[5].Value.Uint64()
 	other := t.samples[1].Value.Uint64() - min(heap, t.samples[1].Value.Uint64())
-	p := Percent(live, t.floor, t.base, t.current)
+	p := percent(live, t.floor, t.base, t.current)
 	limit := t.limit
 	if p > t.base {
 		limit = min(limit, int64(t.floor+other))

@@ -27,8 +27,8 @@ func TestPercent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := Percent(tt.live, tt.floor, tt.base, tt.current); got != tt.want {
-				t.Errorf("Percent(%d, %d, %d, %d) = %d, want %d", tt.live, tt.floor, tt.base, tt.current, got, tt.want)
+			if got := percent(tt.live, tt.floor, tt.base, tt.current); got != tt.want {
+				t.Errorf("percent(%d, %d, %d, %d) = %d, want %d", tt.live, tt.floor, tt.base, tt.current, got, tt.want)
 			}
 		})
 	}

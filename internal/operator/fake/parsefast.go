@@ -1,6 +1,7 @@
 package fake
 
 import (
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -77,11 +78,11 @@ func readString(s string) (str, rest string, ok bool) {
 				if i+6 > len(s) {
 					return "", "", false
 				}
-				r, ok := hex4(s[i+2 : i+6])
-				if !ok || (r >= 0xD800 && r <= 0xDFFF) {
+				r, err := strconv.ParseUint(s[i+2:i+6], 16, 16)
+				if err != nil || (r >= 0xD800 && r <= 0xDFFF) {
 					return "", "", false
 				}
-				b = utf8.AppendRune(b, r)
+				b = utf8.AppendRune(b, rune(r))
 				i += 4
 			default:
 				return "", "", false
@@ -99,23 +100,4 @@ func readString(s string) (str, rest string, ok bool) {
 		}
 	}
 	return "", "", false
-}
-
-func hex4(s string) (rune, bool) {
-	var r rune
-	for i := range 4 {
-		c := s[i]
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c -= 'a' - 10
-		case c >= 'A' && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	return r, true
 }
