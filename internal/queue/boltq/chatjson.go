@@ -9,20 +9,15 @@ import (
 	"github.com/relayd/relayd/internal/queue"
 )
 
-// encodeChat is json.Marshal(chat), byte for byte, written by hand: a
-// conversation's record is encoded on every ack. Times whose encoding
-// json.Marshal might refuse (years outside 0–9999, offsets that are not
-// whole minutes or past a day) go to json.Marshal, which says why.
-func encodeChat(chat *queue.Chat) ([]byte, error) {
-	if !plainTime(chat.StartedAt) || !plainTime(chat.UpdatedAt) || (chat.LimitedUntil != nil && !plainTime(*chat.LimitedUntil)) {
-		return json.Marshal(chat)
+// appendChat appends json.Marshal(chat) to b, byte for byte, written by
+// hand: a conversation's record is encoded on every ack. Times whose
+// encoding json.Marshal might refuse (years outside 0–9999, offsets that
+// are not whole minutes or past a day) go to json.Marshal, which says why.
+func appendChat(b []byte, chat *queue.Chat) ([]byte, error) {
+	if !plainTimes(chat) {
+		js, err := json.Marshal(chat)
+		return append(b, js...), err
 	}
-	for _, t := range chat.Turns {
-		if !plainTime(t) {
-			return json.Marshal(chat)
-		}
-	}
-	b := make([]byte, 0, 160+len(chat.Route)+len(chat.ConversationKey)+len(chat.ChatID)+37*len(chat.Turns))
 	b = append(b, `{"route":`...)
 	b = jsonstr.AppendMarshal(b, chat.Route)
 	b = append(b, `,"conversation_key":`...)
@@ -54,6 +49,19 @@ func encodeChat(chat *queue.Chat) ([]byte, error) {
 		b = appendTime(b, *chat.LimitedUntil)
 	}
 	return append(b, '}'), nil
+}
+
+// plainTimes reports whether every time in chat is plain.
+func plainTimes(chat *queue.Chat) bool {
+	if !plainTime(chat.StartedAt) || !plainTime(chat.UpdatedAt) || (chat.LimitedUntil != nil && !plainTime(*chat.LimitedUntil)) {
+		return false
+	}
+	for _, t := range chat.Turns {
+		if !plainTime(t) {
+			return false
+		}
+	}
+	return true
 }
 
 // plainTime is a time time.Time.MarshalJSON writes without complaint.

@@ -9,19 +9,23 @@ import (
 	"github.com/relayd/relayd/internal/queue"
 )
 
-func checkEncodeChat(t *testing.T, chat *queue.Chat) {
+func checkAppendChat(t *testing.T, chat *queue.Chat) {
 	t.Helper()
 	want, wantErr := json.Marshal(chat)
-	got, err := encodeChat(chat)
+	got, err := appendChat([]byte("prefix"), chat)
+	if !bytes.HasPrefix(got, []byte("prefix")) {
+		t.Fatalf("appendChat dropped what it was given: %q", got)
+	}
+	got = got[len("prefix"):]
 	if (err == nil) != (wantErr == nil) {
 		t.Fatalf("error %v, json.Marshal's %v", err, wantErr)
 	}
 	if !bytes.Equal(got, want) {
-		t.Fatalf("encodeChat = %s\njson.Marshal = %s", got, want)
+		t.Fatalf("appendChat = %s\njson.Marshal = %s", got, want)
 	}
 }
 
-func TestEncodeChatIsJSONMarshal(t *testing.T) {
+func TestAppendChatIsJSONMarshal(t *testing.T) {
 	now := time.Date(2026, 11, 30, 5, 20, 1, 123456789, time.UTC)
 	waiting := 3
 	until := now.Add(time.Minute).In(time.FixedZone("x", -5*3600-30*60))
@@ -35,11 +39,11 @@ func TestEncodeChatIsJSONMarshal(t *testing.T) {
 		{Route: "r", ChatState: queue.ChatState{UpdatedAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}},
 		{Route: "r", ChatState: queue.ChatState{Turns: []time.Time{time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)}}},
 	} {
-		checkEncodeChat(t, &c)
+		checkAppendChat(t, &c)
 	}
 }
 
-func FuzzEncodeChat(f *testing.F) {
+func FuzzAppendChat(f *testing.F) {
 	f.Add("pushes", "octo/repo", "chat_1", int64(1764480000123456789), 3, int64(0), 2, -1)
 	f.Add("r<&>", "k\"\u2028\xff", "", int64(-62135596800000000000/1000), -1, int64(3600), 0, 5)
 	f.Fuzz(func(t *testing.T, route, key, chatID string, nanos int64, messages int, offset int64, turns, waiting int) {
@@ -53,6 +57,6 @@ func FuzzEncodeChat(f *testing.F) {
 			c.Waiting = &waiting
 			c.LimitedUntil = &at
 		}
-		checkEncodeChat(t, &c)
+		checkAppendChat(t, &c)
 	})
 }

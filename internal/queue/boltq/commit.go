@@ -679,7 +679,8 @@ func putChat(tx *bolt.Tx, name []byte, chat *queue.Chat) (created bool, rev uint
 	if cur != chat.Revision {
 		return false, 0, queue.ErrConflict
 	}
-	js, err := encodeChat(chat)
+	// The record is the revision (8 bytes, set below) and the chat's JSON.
+	rec, err := appendChat(make([]byte, 8, 192), chat)
 	if err != nil {
 		return false, 0, fmt.Errorf("boltq: encode chat: %w", err)
 	}
@@ -689,7 +690,8 @@ func putChat(tx *bolt.Tx, name []byte, chat *queue.Chat) (created bool, rev uint
 	if err != nil {
 		return false, 0, fatal(err)
 	}
-	return v == nil, rev, fatal(b.Put(name, append(u64(rev), js...)))
+	binary.BigEndian.PutUint64(rec, rev)
+	return v == nil, rev, fatal(b.Put(name, rec))
 }
 
 func (o *putChatOp) commit(s *Store) {
