@@ -92,43 +92,31 @@ func (s *Store) DeleteChat(ctx context.Context, route, key string) error {
 func (s *Store) ListChats(ctx context.Context) ([]queue.Chat, error) {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	w, err := s.chats.WatchAll(ctx, jetstream.IgnoreDeletes())
+	out := []queue.Chat{}
+	err := readAll(ctx, s.chats, func(e jetstream.KeyValueEntry) {
+		route, key, err := parseChatKey(e.Key())
+		if err != nil {
+			s.log.Warn("skipping chat", "err", err)
+			return
+		}
+		var st queue.ChatState
+		if err := json.Unmarshal(e.Value(), &st); err != nil {
+			s.log.Warn("skipping unreadable chat", "route", route, "err", err)
+			return
+		}
+		st.Revision = e.Revision()
+		out = append(out, queue.Chat{Route: route, ConversationKey: key, ChatState: st})
+	})
 	if err != nil {
 		return nil, s.fail("list chats", err)
 	}
-	defer w.Stop()
-	out := []queue.Chat{}
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, s.fail("list chats", errors.New("watcher closed"))
-			}
-			if e == nil { // end of the initial values
-				if err := s.countWaiting(ctx, &out); err != nil {
-					return nil, err
-				}
-				slices.SortFunc(out, func(a, b queue.Chat) int {
-					return cmp.Or(cmp.Compare(a.Route, b.Route), cmp.Compare(a.ConversationKey, b.ConversationKey))
-				})
-				return out, nil
-			}
-			route, key, err := parseChatKey(e.Key())
-			if err != nil {
-				s.log.Warn("skipping chat", "err", err)
-				continue
-			}
-			var st queue.ChatState
-			if err := json.Unmarshal(e.Value(), &st); err != nil {
-				s.log.Warn("skipping unreadable chat", "route", route, "err", err)
-				continue
-			}
-			st.Revision = e.Revision()
-			out = append(out, queue.Chat{Route: route, ConversationKey: key, ChatState: st})
-		case <-ctx.Done():
-			return nil, s.fail("list chats", ctx.Err())
-		}
+	if err := s.countWaiting(ctx, &out); err != nil {
+		return nil, err
 	}
+	slices.SortFunc(out, func(a, b queue.Chat) int {
+		return cmp.Or(cmp.Compare(a.Route, b.Route), cmp.Compare(a.ConversationKey, b.ConversationKey))
+	})
+	return out, nil
 }
 
 // maxUnnamed bounds how many conversations with messages and no chat a

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	mrand "math/rand/v2"
 	"slices"
@@ -343,24 +344,33 @@ func claimOwner(e jetstream.KeyValueEntry) string {
 
 // readOwners returns the owners bucket's current entries by key.
 func (s *Store) readOwners(ctx context.Context) (map[string]jetstream.KeyValueEntry, error) {
-	w, err := s.owners.WatchAll(ctx, jetstream.IgnoreDeletes())
+	out := map[string]jetstream.KeyValueEntry{}
+	if err := readAll(ctx, s.owners, func(e jetstream.KeyValueEntry) { out[e.Key()] = e }); err != nil {
+		return nil, fmt.Errorf("owners: %w", err)
+	}
+	return out, nil
+}
+
+// readAll calls each with every entry kv holds now (deleted keys left out),
+// in one pass of a watcher over the bucket.
+func readAll(ctx context.Context, kv jetstream.KeyValue, each func(jetstream.KeyValueEntry)) error {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer func() { _ = w.Stop() }()
-	out := map[string]jetstream.KeyValueEntry{}
 	for {
 		select {
 		case e, ok := <-w.Updates():
 			if !ok {
-				return nil, errors.New("owners watcher closed")
+				return errors.New("watcher closed")
 			}
-			if e == nil {
-				return out, nil
+			if e == nil { // the end of the current values
+				return nil
 			}
-			out[e.Key()] = e
+			each(e)
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 	}
 }
@@ -572,29 +582,17 @@ const consumerAckWait = 5 * time.Minute
 // readRecords reads every retry record: the attempts and due times of the
 // messages a previous owner put back.
 func (s *Store) readRecords(ctx context.Context) (map[string]attemptRecord, error) {
-	w, err := s.attempts.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = w.Stop() }()
 	out := map[string]attemptRecord{}
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("attempts watcher closed")
-			}
-			if e == nil {
-				return out, nil
-			}
-			var r attemptRecord
-			if json.Unmarshal(e.Value(), &r) == nil {
-				out[e.Key()] = r
-			}
-		case <-ctx.Done():
-			return nil, ctx.Err()
+	err := readAll(ctx, s.attempts, func(e jetstream.KeyValueEntry) {
+		var r attemptRecord
+		if json.Unmarshal(e.Value(), &r) == nil {
+			out[e.Key()] = r
 		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("attempts: %w", err)
 	}
+	return out, nil
 }
 
 // resign gives up every claim and the membership at Close, so other
